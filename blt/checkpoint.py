@@ -1,0 +1,147 @@
+"""Model directories and checkpoints on disk: saving a trained `ByteLM` as safetensors + resolved config + card,
+and loading a model by name (`"default"`, the bundled model), model directory, run directory or `.ckpt`.
+
+Nothing here unpickles arbitrary objects: weights come from safetensors or `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_model
+
+from blt.config import Config, ConfigError, config_from_dict
+from blt.errors import BltError
+from blt.model import ByteLM
+
+MODEL_FORMAT = "blt-byte-lm"
+MODEL_FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.yaml"
+CARD = "card.json"
+
+
+def bundled_model_dir() -> Path:
+    return Path(str(resources.files("blt") / "assets" / "default_model"))
+
+
+def save_model_dir(model: ByteLM, cfg: Config, card: dict[str, Any], path: str | Path) -> Path:
+    """Write `path/{model.safetensors, config.yaml, card.json}` atomically (a temp dir renamed into place)."""
+    import blt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    try:
+        save_model(model, str(tmp / WEIGHTS))  # tied weights are stored once
+        (tmp / CONFIG).write_text(cfg.to_yaml())
+        full_card = {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
+            "blt_version": blt.__version__,
+            "torch_version": torch.__version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **card,
+        }
+        (tmp / CARD).write_text(json.dumps(full_card, indent=2) + "\n")
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def read_lightning_checkpoint(path: Path, map_location: Any = None) -> dict[str, Any]:
+    """`torch.load(weights_only=True)` with a clear error for truncated or foreign files."""
+    if not path.is_file():
+        raise BltError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location or "cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, pickle with foreign objects, ...
+        raise BltError(
+            f"{path} is not a readable checkpoint ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:120]}); it may be truncated or corrupted"
+        ) from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise BltError(f"{path} is not a Lightning checkpoint written by blt train")
+    return ckpt
+
+
+def _resolve(name_or_path: str | Path) -> Path:
+    if str(name_or_path) == "default":
+        path = bundled_model_dir()
+        if not (path / WEIGHTS).is_file():
+            raise BltError(
+                "the bundled default model is missing from this installation; reinstall blt-patcher "
+                "or pass --model PATH"
+            )
+        return path
+    path = Path(name_or_path).expanduser()
+    if not path.exists():
+        raise BltError(
+            f"model {name_or_path} not found; pass 'default', a model directory (model.safetensors + "
+            f"config.yaml), a training run directory or a .ckpt file"
+        )
+    if path.is_dir() and not (path / WEIGHTS).is_file() and (path / "model" / WEIGHTS).is_file():
+        return path / "model"  # a run directory
+    return path
+
+
+def _config_of(raw: Any, where: Path) -> Config:
+    try:
+        return config_from_dict(raw, source=str(where))
+    except ConfigError as exc:
+        raise BltError(f"{where} does not hold a valid blt config: {exc}") from None
+
+
+def load_model(name_or_path: str | Path = "default", *, device: str | torch.device = "cpu") -> ByteLM:
+    """A `ByteLM` in eval mode, with `.card` (dict) and `.full_config` (Config) set from its directory."""
+    path = _resolve(name_or_path)
+    card: dict[str, Any] = {}
+    if path.is_file() and path.suffix == ".ckpt":
+        ckpt = read_lightning_checkpoint(path)
+        if "blt_config" not in ckpt:
+            raise BltError(f"{path} has no blt config; it was not written by blt train")
+        cfg = _config_of(ckpt["blt_config"], path)
+        state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+        card = {"checkpoint": str(path), "steps": ckpt.get("global_step")}
+    else:
+        if not (path / WEIGHTS).is_file() or not (path / CONFIG).is_file():
+            raise BltError(f"{path} is not a blt model: it needs {WEIGHTS} and {CONFIG} (or pass a .ckpt file)")
+        try:
+            raw = yaml.safe_load((path / CONFIG).read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError):
+            raise BltError(f"{path / CONFIG} is not valid YAML") from None
+        cfg = _config_of(raw, path / CONFIG)
+        try:
+            state = load_file(str(path / WEIGHTS))
+        except (SafetensorError, OSError) as exc:
+            raise BltError(f"{path / WEIGHTS} is not readable safetensors ({exc}); it may be truncated") from None
+        if (path / CARD).is_file():
+            card = json.loads((path / CARD).read_text())
+    model = ByteLM(cfg.model)
+    if cfg.model.tie_embeddings and "head.weight" not in state and "embed.weight" in state:
+        state["head.weight"] = state["embed.weight"]
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise BltError(f"{path}: weights do not match its config ({str(exc).splitlines()[0]})") from None
+    model.card = card
+    model.full_config = cfg
+    return model.to(device).eval()

@@ -1,0 +1,494 @@
+"""Corpora to bytes: local files, directories and globs, HF datasets, and the bundled `udhr` and `stdlib`
+corpora; a deterministic train/validation split by document; `uint8` memmap caches; and the Lightning data module
+that serves random training windows.
+
+The model sees every document as `BOS bytes EOS`. The cache stores only the raw bytes (`uint8`) plus the document
+start offsets, and windows are cut from that virtual id stream on the fly, so corpora larger than RAM train
+without being loaded.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import shutil
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from blt.config import BOS_ID, EOS_ID, PAD_ID, DataConfig
+from blt.errors import BltError
+
+BUNDLED = ("udhr", "stdlib")
+# Files a directory source picks up (case-insensitive): prose, markup and common source code.
+TEXT_SUFFIXES = (
+    ".txt",
+    ".text",
+    ".md",
+    ".rst",
+    ".tex",
+    ".html",
+    ".xml",
+    ".csv",
+    ".tsv",
+    ".py",
+    ".c",
+    ".h",
+    ".cc",
+    ".cpp",
+    ".hpp",
+    ".rs",
+    ".go",
+    ".java",
+    ".js",
+    ".ts",
+    ".sh",
+)
+RECORD_SUFFIXES = (".jsonl", ".json", ".parquet")
+CACHE_FORMAT = 1  # bump when the cache layout changes
+IGNORE_INDEX = -100  # targets that carry no loss (BOS after a document end, padding)
+
+
+@dataclass(frozen=True)
+class Document:
+    name: str  # file path, "udhr/en_Latn", "hf:name#index", ...
+    data: bytes  # raw bytes; invalid UTF-8 is kept as is
+    label: str | None = None  # language or corpus label where the source has one
+
+
+# ---------------------------------------------------------------------------------------------- sources
+
+
+def cache_root(cfg: DataConfig | None = None) -> Path:
+    if cfg is not None and cfg.cache_dir:
+        return Path(cfg.cache_dir)
+    return Path(os.environ.get("BLT_CACHE", Path.home() / ".cache" / "blt"))
+
+
+def udhr_documents() -> Iterator[Document]:
+    """UDHR excerpts from the `gflanguages` package: one document per language, labelled `lang_Script`."""
+    import gflanguages
+
+    fields = ("specimen_48", "specimen_36", "specimen_32", "specimen_21", "specimen_16")
+    languages = gflanguages.LoadLanguages()
+    for lang_id in sorted(languages):
+        sample = languages[lang_id].sample_text
+        parts: list[str] = []
+        for name in fields:
+            text = getattr(sample, name)
+            if text and text not in parts:
+                parts.append(text)
+        if parts:
+            yield Document(f"udhr/{lang_id}", "\n".join(parts).encode("utf-8"), lang_id)
+
+
+def stdlib_documents() -> Iterator[Document]:
+    """The running Python's standard-library sources (tests and site-packages excluded), one per module."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    skip = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
+    for path in sorted(root.rglob("*.py")):
+        if skip.intersection(path.relative_to(root).parts):
+            continue
+        yield Document(f"stdlib/{path.relative_to(root)}", path.read_bytes(), "python")
+
+
+def _records(path: Path, text_field: str) -> Iterator[Document]:
+    """Documents from a .jsonl/.json/.parquet file's `text_field`."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.ParquetFile(path)
+        if text_field not in table.schema_arrow.names:
+            raise BltError(
+                f"{path} has no column {text_field!r} (columns: {table.schema_arrow.names}); set data.text_field"
+            )
+        i = 0
+        for batch in table.iter_batches(columns=[text_field]):
+            for text in batch.column(0).to_pylist():
+                if text:
+                    yield Document(f"{path}#{i}", text.encode("utf-8"))
+                i += 1
+        return
+    with path.open("rb") as f:
+        head = f.read(4096).lstrip(b" \t\r\n\xef\xbb\xbf")[:1]  # skip whitespace and a BOM
+    if path.suffix == ".json" and head == b"[":
+        rows = json.loads(path.read_bytes())
+        lines: Iterable = (json.dumps(r) for r in rows)
+    else:
+        lines = path.open("rb")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BltError(f"{path}: line {i + 1} is not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or text_field not in row:
+            raise BltError(f"{path}: line {i + 1} has no field {text_field!r}; set data.text_field")
+        if row[text_field]:
+            yield Document(f"{path}#{i}", str(row[text_field]).encode("utf-8"))
+
+
+def _file_documents(path: Path, text_field: str) -> Iterator[Document]:
+    if path.suffix.lower() in RECORD_SUFFIXES:
+        yield from _records(path, text_field)
+    else:  # any other file is text; bytes are bytes, so invalid UTF-8 is kept, not an error
+        yield Document(str(path), path.read_bytes())
+
+
+def hf_documents(name: str, split: str, text_field: str) -> Iterator[Document]:
+    """A Hugging Face dataset, streamed. Offline (or unknown name) gives one clear line."""
+    import datasets
+
+    spec, _, config = name.partition(":")
+    try:
+        ds = datasets.load_dataset(spec, config or None, split=split, streaming=True)
+        for i, row in enumerate(ds):
+            if text_field not in row:
+                raise BltError(
+                    f"dataset {name!r} has no field {text_field!r} (fields: {list(row)}); set data.text_field"
+                )
+            if row[text_field]:
+                yield Document(f"hf:{name}#{i}", str(row[text_field]).encode("utf-8"))
+    except BltError:
+        raise
+    except Exception as exc:  # datasets raises many types for "not reachable" / "not found"
+        offline = any(
+            os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
+            for v in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
+        )
+        why = "the hub is offline (HF_DATASETS_OFFLINE/HF_HUB_OFFLINE set)" if offline else type(exc).__name__
+        raise BltError(
+            f"cannot load HF dataset {name!r}: {why}; pass local files, a directory or a glob "
+            f"instead, or a bundled corpus ({', '.join(BUNDLED)})"
+        ) from None
+
+
+def _looks_like_path(source: str) -> bool:
+    """HF names look like `name`, `org/name` or `name:config`; local paths are explicit or have a file suffix."""
+    return source.startswith(("/", "./", "../", "~")) or Path(source).suffix in TEXT_SUFFIXES + RECORD_SUFFIXES
+
+
+def resolve_source(source: str) -> list[Path] | str:
+    """A source's files (sorted) or, for bundled and HF names, the name itself."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        files = sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file()
+            and p.suffix.lower() in TEXT_SUFFIXES + RECORD_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )  # skip hidden
+        if not files:
+            raise BltError(f"directory {path} holds no text files ({', '.join(TEXT_SUFFIXES + RECORD_SUFFIXES)})")
+        return files
+    if path.is_file():
+        return [path]
+    if source in BUNDLED:
+        return source
+    if glob.has_magic(source):
+        files = sorted(Path(p) for p in glob.glob(os.path.expanduser(source), recursive=True) if Path(p).is_file())
+        if not files:
+            raise BltError(f"glob {source!r} matches no files")
+        return files
+    if _looks_like_path(source):
+        raise BltError(
+            f"file {source} does not exist; pass a text file, directory, glob, "
+            f"a bundled corpus ({', '.join(BUNDLED)}) or an HF dataset name"
+        )
+    return source  # an HF dataset name such as "wikitext:wikitext-2-raw-v1" or "org/name"
+
+
+def iter_documents(cfg: DataConfig) -> Iterator[Document]:
+    """Every document of every source in `cfg.sources`, in order; empty documents are skipped."""
+    for source in cfg.sources:
+        resolved = resolve_source(source)
+        if resolved == "udhr":
+            docs: Iterable[Document] = udhr_documents()
+        elif resolved == "stdlib":
+            docs = stdlib_documents()
+        elif isinstance(resolved, str):
+            docs = hf_documents(resolved, cfg.hf_split, cfg.text_field)
+        else:
+            docs = (d for p in resolved for d in _file_documents(p, cfg.text_field))
+        for doc in docs:
+            if doc.data:
+                yield doc
+
+
+def _fingerprint(cfg: DataConfig) -> str:
+    """Cache key: what was read (paths with size and mtime, bundled versions, HF names) and how it was split."""
+    parts: list[object] = [CACHE_FORMAT, cfg.val_fraction, cfg.split_seed, cfg.text_field, cfg.hf_split, cfg.max_bytes]
+    for source in cfg.sources:
+        resolved = resolve_source(source)
+        if resolved == "udhr":
+            import gflanguages
+
+            parts.append(("udhr", getattr(gflanguages, "__version__", "?")))
+        elif resolved == "stdlib":
+            parts.append(("stdlib", sys.version))
+        elif isinstance(resolved, str):
+            parts.append(("hf", resolved))
+        else:
+            parts.extend((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in resolved)
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:20]
+
+
+def is_validation(data: bytes, seed: int, fraction: float) -> bool:
+    """Deterministic split by content: a document is held out when the hash of (seed, its bytes) falls below
+    `fraction`. Reordering or adding sources leaves other documents where they were, and duplicates of a
+    document always land on the same side (no train/validation leakage)."""
+    digest = hashlib.blake2b(data, digest_size=8, key=seed.to_bytes(8, "little", signed=True)).digest()
+    return int.from_bytes(digest, "little") / 2**64 < fraction
+
+
+# ---------------------------------------------------------------------------------------------- byte streams
+
+
+class ByteStream:
+    """A split's bytes (`uint8`, possibly a memmap) and document starts; the model's view is
+    `BOS doc_0 EOS BOS doc_1 EOS ...`, whose ids are cut out on demand by `window`."""
+
+    def __init__(self, data: np.ndarray, doc_starts: np.ndarray) -> None:
+        self.data = data  # [N] uint8
+        self.doc_starts = np.asarray(doc_starts, dtype=np.int64)  # [D + 1], last entry = N
+        n_docs = len(self.doc_starts) - 1
+        # Each document occupies (length + 2) ids in the virtual stream: BOS, its bytes, EOS.
+        self.virtual_starts = self.doc_starts[:-1] + 2 * np.arange(n_docs, dtype=np.int64)  # [D]
+        self.n_ids = int(self.doc_starts[-1] + 2 * n_docs)
+
+    @property
+    def n_bytes(self) -> int:
+        return int(self.doc_starts[-1])
+
+    @property
+    def n_docs(self) -> int:
+        return len(self.doc_starts) - 1
+
+    def window(self, start: int, length: int) -> np.ndarray:
+        """Ids [length] int64 of the virtual stream from `start`; past the end: PAD."""
+        pos = np.arange(start, start + length, dtype=np.int64)  # [L]
+        doc = np.searchsorted(self.virtual_starts, pos, side="right") - 1  # [L]
+        local = pos - self.virtual_starts[doc]  # 0 -> BOS, 1..n -> bytes, n + 1 -> EOS
+        n = self.doc_starts[doc + 1] - self.doc_starts[doc]
+        byte_index = np.clip(self.doc_starts[doc] + local - 1, 0, max(self.n_bytes - 1, 0))
+        out = self.data[byte_index].astype(np.int64)
+        out[local == 0] = BOS_ID
+        out[local == n + 1] = EOS_ID
+        out[pos >= self.n_ids] = PAD_ID
+        return out
+
+    def document(self, i: int) -> bytes:
+        return bytes(self.data[self.doc_starts[i] : self.doc_starts[i + 1]])
+
+
+@dataclass
+class CorpusCache:
+    train: ByteStream
+    val: ByteStream
+    path: Path
+    labels: list[str | None]  # label of each document, train then val order as stored in meta.json
+
+
+def _write_split(directory: Path, name: str, docs: list[bytes]) -> None:
+    starts = np.zeros(len(docs) + 1, dtype=np.int64)
+    np.cumsum([len(d) for d in docs], out=starts[1:])
+    with open(directory / f"{name}.bin", "wb") as f:
+        for d in docs:
+            f.write(d)
+    np.save(directory / f"{name}_starts.npy", starts)
+
+
+def _open_split(directory: Path, name: str) -> ByteStream:
+    starts = np.load(directory / f"{name}_starts.npy")
+    size = int(starts[-1])
+    data = np.memmap(directory / f"{name}.bin", dtype=np.uint8, mode="r") if size else np.zeros(0, dtype=np.uint8)
+    return ByteStream(data, starts)
+
+
+def build_cache(cfg: DataConfig) -> CorpusCache:
+    """Read the sources once into `train.bin`/`val.bin` memmaps (atomically), or reuse the existing cache."""
+    key = _fingerprint(cfg)
+    final = cache_root(cfg) / "data" / key
+    if not (final / "meta.json").is_file():
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=final.parent))
+        try:
+            _fill_cache(cfg, tmp)
+            if final.exists():  # another process won the race; its cache is identical
+                shutil.rmtree(tmp)
+            else:
+                os.replace(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    meta = json.loads((final / "meta.json").read_text())
+    return CorpusCache(_open_split(final, "train"), _open_split(final, "val"), final, meta["labels"])
+
+
+def _fill_cache(cfg: DataConfig, directory: Path) -> None:
+    # Documents are streamed to disk; only the split decision and lengths are kept in memory.
+    files = {s: open(directory / f"{s}.bin", "wb") for s in ("train", "val")}
+    lengths: dict[str, list[int]] = {"train": [], "val": []}
+    labels: dict[str, list[str | None]] = {"train": [], "val": []}
+    total = 0
+    try:
+        for doc in iter_documents(cfg):
+            data = doc.data
+            if cfg.max_bytes is not None:
+                data = data[: max(cfg.max_bytes - total, 0)]
+                if not data:
+                    break
+            split = "val" if is_validation(data, cfg.split_seed, cfg.val_fraction) else "train"
+            files[split].write(data)
+            lengths[split].append(len(data))
+            labels[split].append(doc.label)
+            total += len(data)
+    finally:
+        for f in files.values():
+            f.close()
+    if total == 0:
+        raise BltError(f"data sources {cfg.sources} contain no text")
+    if cfg.val_fraction > 0 and not lengths["train"]:  # everything hashed to validation: train on it instead
+        os.replace(directory / "val.bin", directory / "train.bin")
+        (directory / "val.bin").write_bytes(b"")
+        lengths = {"train": lengths["val"], "val": []}
+        labels = {"train": labels["val"], "val": []}
+    if cfg.val_fraction > 0 and not lengths["val"]:
+        _move_tail_to_val(directory, lengths, labels, cfg.val_fraction)
+    for split in ("train", "val"):
+        starts = np.zeros(len(lengths[split]) + 1, dtype=np.int64)
+        np.cumsum(lengths[split], out=starts[1:])
+        np.save(directory / f"{split}_starts.npy", starts)
+    meta = {
+        "sources": cfg.sources,
+        "config": asdict(cfg),
+        "labels": labels["train"] + labels["val"],
+        "train_bytes": sum(lengths["train"]),
+        "val_bytes": sum(lengths["val"]),
+    }
+    (directory / "meta.json").write_text(json.dumps(meta))
+
+
+def _move_tail_to_val(directory: Path, lengths: dict, labels: dict, fraction: float) -> None:
+    """No document hashed to validation (few documents, or one big file): hold out the last whole documents
+    that make up ≥ `fraction` of the bytes (keeping ≥ 1 for training), or, for a single document, its tail cut
+    at a newline as a document of its own."""
+    sizes = lengths["train"]
+    total = sum(sizes)
+    if len(sizes) > 1:
+        k, tail_bytes = 0, 0
+        while k < len(sizes) - 1 and tail_bytes < fraction * total:
+            k += 1
+            tail_bytes += sizes[-k]
+        cut = total - tail_bytes
+        lengths["val"], lengths["train"] = sizes[-k:], sizes[:-k]
+        labels["val"], labels["train"] = labels["train"][-k:], labels["train"][:-k]
+    else:
+        with open(directory / "train.bin", "rb") as f:
+            f.seek(int(total * (1 - fraction)))
+            newline = f.read(4096).find(b"\n")
+        cut = int(total * (1 - fraction)) + (newline + 1 if newline >= 0 else 0)
+        cut = min(max(cut, 1), total - 1)
+        if total < 2:
+            return
+        lengths["train"], lengths["val"] = [cut], [total - cut]
+        labels["val"] = list(labels["train"])
+    with open(directory / "train.bin", "r+b") as f:
+        f.seek(cut)
+        tail = f.read()
+        f.truncate(cut)
+    (directory / "val.bin").write_bytes(tail)
+
+
+# ---------------------------------------------------------------------------------------------- Lightning
+
+
+def split_window(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """ids [B, T + 1] -> inputs [B, T], targets [B, T] with BOS and PAD targets ignored."""
+    x, y = ids[:, :-1], ids[:, 1:].clone()
+    y[(y == BOS_ID) | (y == PAD_ID)] = IGNORE_INDEX
+    return x, y
+
+
+class RandomWindows(IterableDataset):
+    """Batches [B, T + 1] of random windows; batch `k` depends only on (seed, rank, k), so a resumed run
+    continues with exactly the batches an uninterrupted one would have seen."""
+
+    def __init__(
+        self, stream: ByteStream, batch_size: int, length: int, seed: int, start_batch: int = 0, rank: int = 0
+    ) -> None:
+        self.stream, self.batch_size, self.length = stream, batch_size, length
+        self.seed, self.start_batch, self.rank = seed, start_batch, rank
+
+    def batch(self, k: int) -> torch.Tensor:
+        rng = np.random.default_rng([self.seed, self.rank, k])
+        starts = rng.integers(0, self.stream.n_ids - self.length + 1, size=self.batch_size)
+        return torch.from_numpy(np.stack([self.stream.window(int(s), self.length) for s in starts]))
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        info = get_worker_info()
+        k = self.start_batch + (info.id if info else 0)
+        step = info.num_workers if info else 1
+        while True:  # the Trainer's max_steps ends the run
+            yield self.batch(k)
+            k += step
+
+
+def validation_windows(stream: ByteStream, n_windows: int, length: int) -> torch.Tensor:
+    """Fixed, evenly spaced windows [n, min(length, stream)] so every validation pass measures the same bytes."""
+    length = min(length, stream.n_ids)
+    starts = np.linspace(0, stream.n_ids - length, num=max(n_windows, 1)).astype(np.int64)
+    starts = np.unique(starts)
+    return torch.from_numpy(np.stack([stream.window(int(s), length) for s in starts]))
+
+
+class ByteDataModule(L.LightningDataModule):
+    def __init__(
+        self, cfg: DataConfig, *, context: int, batch_size: int, seed: int, val_batches: int, num_workers: int = 0
+    ) -> None:
+        super().__init__()
+        self.cfg, self.context, self.batch_size = cfg, context, batch_size
+        self.seed, self.val_batches, self.num_workers = seed, val_batches, num_workers
+        self.cache: CorpusCache | None = None
+
+    def prepare_data(self) -> None:
+        build_cache(self.cfg)  # one process builds the cache; setup() on every rank opens it
+
+    def setup(self, stage: str | None = None) -> None:
+        self.cache = build_cache(self.cfg)
+        window = self.context + 1
+        train = self.cache.train
+        if train.n_ids < window:
+            raise BltError(
+                f"the training split has {train.n_bytes} bytes, fewer than one training window "
+                f"({window} ids); add text or lower model.context (--set model.context=...)"
+            )
+        if self.cache.val.n_ids == 0:
+            raise BltError("the validation split is empty; raise data.val_fraction or add documents")
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.cache is not None
+        trainer = self.trainer
+        start, rank = 0, 0
+        if trainer is not None:  # resume: skip the batches the restored optimizer steps already consumed
+            start = trainer.global_step * trainer.accumulate_grad_batches
+            rank = trainer.global_rank
+        ds = RandomWindows(self.cache.train, self.batch_size, self.context + 1, self.seed, start, rank)
+        return DataLoader(ds, batch_size=None, num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        assert self.cache is not None
+        windows = validation_windows(self.cache.val, self.val_batches * self.batch_size, self.context + 1)
+        return DataLoader(windows, batch_size=self.batch_size, shuffle=False)

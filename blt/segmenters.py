@@ -1,0 +1,165 @@
+"""Segmenters: one interface that maps raw bytes to boundary offsets over those bytes, losslessly.
+
+`Patcher` is the entropy segmenter: it scores bytes with a byte model (`blt.entropy.score`: windowed, batch
+invariant) and turns the entropies into patches with the pure rules of `blt.patching`. Every segmenter's units
+concatenate back to the exact input bytes, invalid UTF-8 included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from blt.entropy import ByteScores, as_bytes, score
+from blt.errors import BltError
+from blt.model import ByteLM
+from blt.patching import calibrate_threshold, patch_start_mask
+
+ENTROPY_RULES = ("global", "monotonic", "combined")
+RULES = (*ENTROPY_RULES, "space", "fixed", "byte")
+
+
+@dataclass
+class Patches:
+    """One input's patching: `starts[i]` is the byte offset where patch i begins (starts[0] == 0)."""
+
+    data: bytes
+    starts: np.ndarray  # [P] int64, strictly increasing
+    entropies_nats: np.ndarray | None  # [n] float32 for entropy rules, None otherwise
+    threshold_nats: float | None
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(np.append(self.starts, len(self.data)))
+
+    @property
+    def spans(self) -> list[tuple[int, int]]:
+        ends = np.append(self.starts[1:], len(self.data))
+        return [(int(s), int(e)) for s, e in zip(self.starts, ends, strict=True)]
+
+    @property
+    def segments(self) -> list[bytes]:
+        return [self.data[s:e] for s, e in self.spans]
+
+    @property
+    def bytes_per_patch(self) -> float:
+        return len(self.data) / len(self.starts) if len(self.starts) else 0.0
+
+
+def score_resetting_at_newlines(model: ByteLM, data: bytes, **kw: object) -> ByteScores:
+    """Score each line on its own (BOS at every line start): the BLT paper's fix for entropy drift."""
+    lines = data.splitlines(keepends=True)
+    parts = score(model, lines, **kw) if lines else []  # type: ignore[arg-type]
+    cat = (lambda xs: np.concatenate(xs)) if parts else (lambda xs: np.zeros(0, dtype=np.float32))
+    return ByteScores(data, cat([p.entropy_nats for p in parts]), cat([p.surprisal_nats for p in parts]))
+
+
+class Patcher:
+    """Entropy (or rule-based) patching of text with a byte model.
+
+    Give `threshold` (nats) or `target_bytes_per_patch` (the threshold is then calibrated exactly on the text
+    being segmented, or once on a corpus with `fit`). `relative_threshold` drives the monotonic rule.
+    """
+
+    def __init__(
+        self,
+        model: ByteLM | str = "default",
+        *,
+        rule: str = "global",
+        threshold: float | None = None,
+        relative_threshold: float | None = None,
+        target_bytes_per_patch: float | None = None,
+        max_patch_length: int | None = None,
+        patch_size: int | None = None,
+        reset_at_newlines: bool = False,
+        precision: str = "32",
+        batch_size: int = 16,
+    ) -> None:
+        if rule not in RULES:
+            raise BltError(f"unknown rule {rule!r}; valid rules: {', '.join(RULES)}")
+        threshold_given = threshold is not None or relative_threshold is not None
+        if threshold_given and target_bytes_per_patch is not None:
+            raise BltError("give either a threshold or target_bytes_per_patch (--target-bytes-per-patch), not both")
+        if rule in ENTROPY_RULES and not threshold_given and target_bytes_per_patch is None:
+            raise BltError(
+                f"the {rule} rule needs a threshold in nats (--threshold) or a target "
+                f"(--target-bytes-per-patch X) to calibrate one"
+            )
+        if rule == "combined" and target_bytes_per_patch is not None:
+            raise BltError("calibration supports the global and monotonic rules; give thresholds for combined")
+        if isinstance(model, str) and rule in ENTROPY_RULES:
+            from blt.checkpoint import load_model
+
+            model = load_model(model)
+        self.model = model if isinstance(model, ByteLM) else None
+        self.rule, self.threshold, self.relative_threshold = rule, threshold, relative_threshold
+        self.target_bytes_per_patch, self.max_patch_length = target_bytes_per_patch, max_patch_length
+        self.patch_size, self.reset_at_newlines = patch_size, reset_at_newlines
+        self.precision, self.batch_size = precision, batch_size
+
+    # -- scoring ------------------------------------------------------------------------------------------
+    def entropies(self, texts: Sequence[str | bytes]) -> list[np.ndarray]:
+        """Per-byte entropies (nats) of each input under the model."""
+        assert self.model is not None
+        kw = {"precision": self.precision, "batch_size": self.batch_size}
+        if self.reset_at_newlines:
+            return [score_resetting_at_newlines(self.model, as_bytes(t), **kw).entropy_nats for t in texts]
+        return [s.entropy_nats for s in score(self.model, list(texts), **kw)]  # type: ignore[arg-type]
+
+    def fit(self, texts: Sequence[str | bytes]) -> float:
+        """Calibrate the threshold on `texts` so their mean bytes/patch is closest to the target; returns it."""
+        if self.target_bytes_per_patch is None:
+            raise BltError("fit needs target_bytes_per_patch")
+        value = calibrate_threshold(
+            self.entropies(texts), self.target_bytes_per_patch, rule=self.rule, max_patch_length=self.max_patch_length
+        )
+        self._set_threshold(value)
+        self.target_bytes_per_patch = None
+        return value
+
+    def _set_threshold(self, value: float) -> None:
+        if self.rule == "monotonic":
+            self.relative_threshold = value
+        else:
+            self.threshold = value
+
+    # -- patching -----------------------------------------------------------------------------------------
+    def patch(self, texts: Sequence[str | bytes]) -> list[Patches]:
+        datas = [as_bytes(t) for t in texts]
+        ents: list[np.ndarray | None] = [None] * len(datas)
+        if self.rule in ENTROPY_RULES:
+            ents = list(self.entropies(datas))
+            if self.target_bytes_per_patch is not None:  # calibrate on exactly these inputs
+                nonempty = [e for e in ents if e is not None and len(e)]
+                if nonempty:
+                    self._set_threshold(
+                        calibrate_threshold(
+                            nonempty,
+                            self.target_bytes_per_patch,
+                            rule=self.rule,
+                            max_patch_length=self.max_patch_length,
+                        )
+                    )
+        out = []
+        for data, ent in zip(datas, ents, strict=True):
+            mask = patch_start_mask(
+                ent if ent is not None else np.zeros(len(data), dtype=np.float32),
+                rule=self.rule,
+                threshold=self.threshold,
+                relative_threshold=self.relative_threshold,
+                max_patch_length=self.max_patch_length,
+                data=data,
+                patch_size=self.patch_size,
+            )
+            threshold = self.relative_threshold if self.rule == "monotonic" else self.threshold
+            out.append(Patches(data, np.flatnonzero(mask).astype(np.int64), ent, threshold))
+        return out
+
+    def segment(self, text: str | bytes) -> list[bytes]:
+        """The patches of one input as bytes; `b"".join(...)` gives the input back."""
+        return self.patch([text])[0].segments
+
+    def spans(self, text: str | bytes) -> list[tuple[int, int]]:
+        return self.patch([text])[0].spans

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# GPU check (not part of CI): configs/base.yaml (~25 M params) in bf16 for a few hundred steps through the same
+# Lightning path as `blt train`; prints bytes/s and model FLOPs utilisation (MFU) for docs/benchmarks.md.
+#   bash scripts/gpu_check.sh [STEPS] [PEAK_TFLOPS]   (peak: dense bf16 of the GPU, e.g. 989 for an H100/H200 SXM)
+set -euo pipefail
+STEPS=${1:-300}
+PEAK=${2:-989}
+python - "$STEPS" "$PEAK" <<'PY'
+import sys, tempfile, time
+from pathlib import Path
+import lightning as L
+import torch
+from blt.config import load_config
+from blt.data import RandomWindows, build_cache
+from blt.train import ByteLMModule, build_trainer, resolve_precision
+
+steps, peak = int(sys.argv[1]), float(sys.argv[2])
+assert torch.cuda.is_available(), "no CUDA device visible"
+cfg = load_config("configs/base.yaml", ["data.sources=[udhr, stdlib]", "train.progress_bar=false",
+                                       f"train.max_steps={steps}", "train.val_every_steps=100000",
+                                       "train.ckpt_every_steps=100000", "train.devices=1"])
+warm = min(50, steps // 3)
+
+class Timer(L.Callback):
+    t0 = t1 = 0.0
+    def on_train_batch_end(self, trainer, *a):
+        torch.cuda.synchronize()
+        if trainer.global_step == warm:
+            Timer.t0 = time.perf_counter()
+        Timer.t1 = time.perf_counter()
+
+module = ByteLMModule(cfg)
+n_params = module.model.num_params()
+cache = build_cache(cfg.data)
+loader = torch.utils.data.DataLoader(RandomWindows(cache.train, cfg.train.batch_size, cfg.model.context + 1, 0),
+                                     batch_size=None, num_workers=4)
+with tempfile.TemporaryDirectory() as out:
+    build_trainer(cfg, Path(out), [Timer()]).fit(module, train_dataloaders=loader)
+m, T = cfg.model, cfg.model.context
+tokens = (steps - warm) * cfg.train.batch_size * T
+# 6 N per token for the matmuls, plus causal attention: 6 * n_layers * T * d_model (half of the full 12 L T d).
+flops_per_token = 6 * n_params + 6 * m.n_layers * T * m.d_model
+seconds = Timer.t1 - Timer.t0
+print(f"GPU {torch.cuda.get_device_name()}, {n_params/1e6:.1f} M params, precision {resolve_precision(cfg)}")
+print(f"{tokens / seconds / 1e6:.2f} M bytes/s over {steps - warm} steps; "
+      f"MFU {100 * tokens * flops_per_token / seconds / (peak * 1e12):.1f} % of {peak:.0f} TFLOP/s")
+PY

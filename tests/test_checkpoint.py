@@ -1,0 +1,108 @@
+"""Model directories: save/load round trips, the bundled model, and clear errors for anything that is not a model
+(missing, foreign, truncated or unsafe files)."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from blt.checkpoint import bundled_model_dir, load_model, save_model_dir
+from blt.config import Config, ModelConfig
+from blt.errors import BltError
+from blt.model import ByteLM
+
+
+def tiny(seed: int = 0, **kw: object) -> tuple[ByteLM, Config]:
+    torch.manual_seed(seed)
+    cfg = Config(model=ModelConfig(n_layers=1, d_model=32, n_heads=2, context=64, **kw))
+    return ByteLM(cfg.model), cfg
+
+
+def test_round_trip_gives_identical_logits_and_keeps_the_card(tmp_path: Path) -> None:
+    model, cfg = tiny()
+    path = save_model_dir(model, cfg, {"steps": 7, "data": ["x.txt"]}, tmp_path / "m")
+    loaded = load_model(path)
+    ids = torch.randint(0, 260, (3, 20))
+    with torch.no_grad():
+        assert torch.equal(loaded(ids), model.eval()(ids))
+    assert loaded.card["steps"] == 7 and loaded.card["format"] == "blt-byte-lm"
+    assert loaded.full_config == cfg
+    assert not loaded.training
+
+
+def test_tied_weights_are_stored_once_and_untied_ones_twice(tmp_path: Path) -> None:
+    for tie, expected in ((True, False), (False, True)):
+        model, cfg = tiny(tie_embeddings=tie)
+        path = save_model_dir(model, cfg, {}, tmp_path / f"m{tie}")
+        with safe_open(str(path / "model.safetensors"), "pt") as f:
+            keys = set(f.keys())
+        assert ("head.weight" in keys and "embed.weight" in keys) is expected
+        assert torch.equal(load_model(path).head.weight, model.head.weight)
+
+
+def test_saving_over_an_existing_model_replaces_it_whole(tmp_path: Path) -> None:
+    a, cfg = tiny(0)
+    b, _ = tiny(1)
+    save_model_dir(a, cfg, {"steps": 1}, tmp_path / "m")
+    save_model_dir(b, cfg, {"steps": 2}, tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert loaded.card["steps"] == 2 and torch.equal(loaded.embed.weight, b.embed.weight)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temp or .old directories left behind
+
+
+@pytest.mark.skipif(not (bundled_model_dir() / "model.safetensors").is_file(), reason="bundled model not built")
+def test_the_bundled_default_model_loads_with_its_card() -> None:
+    lm = load_model("default")
+    assert lm.card["val_bits_per_byte"] > 0 and lm.card["steps"] > 0
+    assert lm.num_params() == lm.card["params"]
+
+
+def test_missing_path_is_a_clear_error() -> None:
+    with pytest.raises(BltError, match="not found.*'default', a model directory"):
+        load_model("/nonexistent/model")
+
+
+def test_a_directory_that_is_not_a_model(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hi")
+    with pytest.raises(BltError, match="is not a blt model"):
+        load_model(tmp_path)
+
+
+def test_truncated_weights_are_reported(tmp_path: Path) -> None:
+    model, cfg = tiny()
+    path = save_model_dir(model, cfg, {}, tmp_path / "m")
+    weights = path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(BltError, match="not readable safetensors"):
+        load_model(path)
+
+
+def test_weights_that_do_not_match_the_config(tmp_path: Path) -> None:
+    model, cfg = tiny()
+    path = save_model_dir(model, cfg, {}, tmp_path / "m")
+    (path / "config.yaml").write_text(cfg.to_yaml().replace("d_model: 32", "d_model: 64"))
+    with pytest.raises(BltError, match="weights do not match its config"):
+        load_model(path)
+
+
+def test_truncated_and_unsafe_checkpoints_are_refused(tmp_path: Path) -> None:
+    """A checkpoint is read with weights_only=True: a pickle of an arbitrary object is refused, not executed."""
+    truncated = tmp_path / "t.ckpt"
+    model, cfg = tiny()
+    torch.save({"state_dict": model.state_dict(), "blt_config": cfg.to_dict()}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    with pytest.raises(BltError, match="truncated or corrupted"):
+        load_model(truncated)
+
+    class Payload:
+        def __reduce__(self) -> tuple:
+            return (print, ("this must never run",))
+
+    unsafe = tmp_path / "u.ckpt"
+    unsafe.write_bytes(pickle.dumps({"state_dict": {}, "x": Payload()}))
+    with pytest.raises(BltError, match="not a readable checkpoint"):
+        load_model(unsafe)

@@ -1,0 +1,455 @@
+"""Corpora to bytes: bundled corpora, local file formats, errors, the train/val split, the memmap cache, the
+virtual id stream and its windows, and the data module."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+import blt.data
+from blt.config import BOS_ID, EOS_ID, PAD_ID, DataConfig
+from blt.data import (
+    IGNORE_INDEX,
+    ByteDataModule,
+    ByteStream,
+    Document,
+    RandomWindows,
+    build_cache,
+    is_validation,
+    iter_documents,
+    split_window,
+    stdlib_documents,
+    udhr_documents,
+    validation_windows,
+)
+from blt.errors import BltError
+
+
+def docs_of(*sources: str | Path, **kw: object) -> list[Document]:
+    return list(iter_documents(DataConfig(sources=[str(s) for s in sources], **kw)))
+
+
+def split_docs(stream: ByteStream) -> list[bytes]:
+    return [stream.document(i) for i in range(stream.n_docs)]
+
+
+def write_jsonl(path: Path, rows: list[object]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- bundled corpora
+
+
+@cache
+def udhr() -> tuple[Document, ...]:
+    return tuple(udhr_documents())  # ~3 s: parse gflanguages once per session
+
+
+def test_udhr_has_hundreds_of_labelled_languages() -> None:
+    docs = udhr()
+    assert len(docs) >= 300
+    labels = [d.label for d in docs]
+    assert len(set(labels)) == len(labels)
+    assert {"en_Latn", "fr_Latn", "ja_Jpan"} <= set(labels)
+    for d in docs:
+        assert d.name == f"udhr/{d.label}" and re.search(
+            r"_[A-Z][a-z]{3}(_|$)", d.label
+        )  # script tag: en_Latn, yo_Latn_BJ
+        assert d.data and d.data.decode("utf-8")
+    english = next(d for d in docs if d.label == "en_Latn").data.decode()
+    assert "slavery" in english
+
+
+def test_udhr_as_a_source_keeps_labels_in_the_cache() -> None:
+    c = build_cache(DataConfig(sources=["udhr"], val_fraction=0.05))
+    assert c.train.n_docs + c.val.n_docs == len(udhr())
+    assert sorted(c.labels) == sorted(d.label for d in udhr())
+    assert c.val.n_docs > 0
+
+
+def test_stdlib_yields_python_sources() -> None:
+    docs = list(stdlib_documents())
+    assert len(docs) >= 300
+    names = {d.name for d in docs}
+    assert "stdlib/json/decoder.py" in names
+    assert all(n.endswith(".py") and "/test/" not in n and "site-packages" not in n for n in names)
+    assert all(d.label == "python" for d in docs)
+    decoder = next(d for d in docs if d.name == "stdlib/json/decoder.py")
+    assert decoder.data == Path(json.__file__).with_name("decoder.py").read_bytes()
+
+
+# ---------------------------------------------------------------------------------------------- local files
+
+
+def test_txt_file_is_one_document_with_invalid_utf8_kept(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"caf\xc3\xa9 \xff\xfe bytes are bytes\n")
+    (doc,) = docs_of(path)
+    assert doc == Document(str(path), b"caf\xc3\xa9 \xff\xfe bytes are bytes\n")
+
+
+def test_jsonl_text_field(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "r.jsonl", [{"text": "one", "id": 1}, {"text": ""}, {"text": "thré"}])
+    path.write_text(path.read_text() + "\n   \n")  # blank lines are skipped
+    assert [d.data for d in docs_of(path)] == [b"one", "thré".encode()]
+
+
+def test_jsonl_custom_text_field(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "r.jsonl", [{"body": "x"}, {"body": "yz"}])
+    assert [d.data for d in docs_of(path, text_field="body")] == [b"x", b"yz"]
+
+
+def test_json_list(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps([{"text": "alpha"}, {"text": "beta"}], indent=2))
+    assert [d.data for d in docs_of(path)] == [b"alpha", b"beta"]
+
+
+def test_json_list_with_leading_whitespace(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    path.write_text("\n  " + json.dumps([{"text": "alpha"}, {"text": "beta"}]))
+    assert [d.data for d in docs_of(path)] == [b"alpha", b"beta"]
+
+
+def test_parquet(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"text": ["first", None, "", "dritte"], "n": [1, 2, 3, 4]}), path)
+    assert [d.data for d in docs_of(path)] == [b"first", b"dritte"]
+
+
+def test_parquet_without_the_text_column(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"body": ["x"]}), path)
+    with pytest.raises(BltError, match=r"no column 'text'.*body.*data.text_field"):
+        docs_of(path)
+
+
+def make_tree(root: Path) -> Path:
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / "b.txt").write_text("B")
+    (root / "a.md").write_text("A")
+    (root / "sub" / "c.txt").write_text("C")
+    (root / "sub" / "deeper" / "d.jsonl").write_text('{"text": "D"}\n')
+    (root / "sub" / "image.png").write_bytes(b"\x89PNG")  # not text: skipped
+    return root
+
+
+def test_directory_is_read_recursively_in_sorted_order(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "corpus")
+    assert [d.data for d in docs_of(root)] == [b"A", b"B", b"C", b"D"]
+
+
+def test_glob_recursive_and_flat(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "corpus")
+    assert [d.data for d in docs_of(f"{root}/**/*.txt")] == [b"B", b"C"]
+    assert [d.data for d in docs_of(f"{root}/*.txt")] == [b"B"]
+
+
+def test_several_sources_in_order(tmp_path: Path) -> None:
+    (tmp_path / "x.txt").write_text("X")
+    (tmp_path / "y.txt").write_text("Y")
+    assert [d.data for d in docs_of(tmp_path / "y.txt", tmp_path / "x.txt")] == [b"Y", b"X"]
+
+
+def test_empty_file_yields_no_document_and_an_empty_corpus_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "empty.txt").write_text("")
+    assert docs_of(tmp_path / "empty.txt") == []
+    with pytest.raises(BltError, match="contain no text"):
+        build_cache(DataConfig(sources=[str(tmp_path / "empty.txt")]))
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("name", ["missing.txt", "./missing", "data/missing.jsonl"])
+def test_missing_file_names_it(name: str) -> None:
+    with pytest.raises(BltError, match=re.escape(name)):
+        docs_of(name)
+
+
+def test_directory_with_no_text(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "blob.bin").write_bytes(b"\x00\x01")
+    with pytest.raises(BltError, match=rf"directory {re.escape(str(tmp_path / 'd'))} holds no text files"):
+        docs_of(tmp_path / "d")
+
+
+def test_glob_that_matches_nothing(tmp_path: Path) -> None:
+    with pytest.raises(BltError, match="matches no files"):
+        docs_of(f"{tmp_path}/*.txt")
+
+
+def test_bad_jsonl_line_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"text": "ok"}\n{"text": "ok too"}\n{"text": oops}\n')
+    with pytest.raises(BltError, match=rf"{re.escape(str(path))}: line 3 is not valid JSON"):
+        docs_of(path)
+
+
+def test_jsonl_line_without_the_field_is_named(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "r.jsonl", [{"text": "ok"}, {"content": "x"}])
+    with pytest.raises(BltError, match=r"line 2 has no field 'text'; set data.text_field"):
+        docs_of(path)
+
+
+def test_hf_name_while_offline_is_one_clear_error_and_fast() -> None:
+    assert os.environ["HF_DATASETS_OFFLINE"] == "1"
+    t0 = time.monotonic()
+    with pytest.raises(BltError) as info:
+        docs_of("some-org/no-such-dataset")
+    assert time.monotonic() - t0 < 5
+    msg = str(info.value)
+    assert "some-org/no-such-dataset" in msg and "offline" in msg and "local files" in msg
+    assert "\n" not in msg
+
+
+# ---------------------------------------------------------------------------------------------- split and cache
+
+
+def thousand_docs(tmp_path: Path) -> tuple[Path, list[bytes]]:
+    texts = [f"document {i:04d}: " + "lorem ipsum " * (i % 7) for i in range(1000)]
+    return write_jsonl(tmp_path / "many.jsonl", [{"text": t} for t in texts]), [t.encode() for t in texts]
+
+
+def test_split_is_disjoint_complete_and_about_val_fraction(tmp_path: Path) -> None:
+    path, texts = thousand_docs(tmp_path)
+    c = build_cache(DataConfig(sources=[str(path)], val_fraction=0.1))
+    train, val = split_docs(c.train), split_docs(c.val)
+    assert not set(train) & set(val)
+    assert sorted(train + val) == sorted(texts)
+    assert 70 <= len(val) <= 130  # binomial(1000, 0.1): mean 100, sd 9.5
+    # Order inside each split is the source order; the held-out documents are the ones the hash picks.
+    assert val == [t for t in texts if is_validation(t, 0, 0.1)]
+    assert train == [t for t in texts if not is_validation(t, 0, 0.1)]
+
+
+def test_split_is_deterministic_across_builds(tmp_path: Path) -> None:
+    path, _ = thousand_docs(tmp_path)
+    a = build_cache(DataConfig(sources=[str(path)], cache_dir=str(tmp_path / "c1")))
+    b = build_cache(DataConfig(sources=[str(path)], cache_dir=str(tmp_path / "c2")))
+    assert a.path != b.path
+    assert split_docs(a.val) == split_docs(b.val) and split_docs(a.train) == split_docs(b.train)
+    other = build_cache(DataConfig(sources=[str(path)], split_seed=1))
+    assert split_docs(other.val) != split_docs(a.val)
+
+
+def test_val_fraction_zero_holds_nothing_out(tmp_path: Path) -> None:
+    path, texts = thousand_docs(tmp_path)
+    c = build_cache(DataConfig(sources=[str(path)], val_fraction=0.0))
+    assert split_docs(c.train) == texts and c.val.n_docs == 0
+
+
+def big_text() -> bytes:
+    return "".join(f"line {i:03d} of one big file{'!' * (i % 4)}\n" for i in range(200)).encode()
+
+
+def test_single_big_file_gets_a_validation_tail(tmp_path: Path) -> None:
+    """One document cannot be split by document, so the last ~val_fraction of it, cut at a newline, is held out."""
+    data = big_text()
+    assert not is_validation(data, 0, 0.05)  # the whole file would go to train
+    assert data[int(0.95 * len(data)) - 1] != ord("\n")  # a cut at exactly 95 % would split a line
+    (tmp_path / "big.txt").write_bytes(data)
+    c = build_cache(DataConfig(sources=[str(tmp_path / "big.txt")], val_fraction=0.05))
+    (train,), (val,) = split_docs(c.train), split_docs(c.val)
+    assert train + val == data
+    assert train.endswith(b"\n") and val.startswith(b"line ")
+    assert 0.03 * len(data) < len(val) < 0.07 * len(data)
+
+
+def test_single_big_file_whose_document_hashes_to_validation(tmp_path: Path) -> None:
+    """The only document hashes to validation: it is trained on instead, and its tail is held out."""
+    data = big_text()
+    seed = next(s for s in range(10_000) if is_validation(data, s, 0.05))
+    (tmp_path / "big.txt").write_bytes(data)
+    c = build_cache(DataConfig(sources=[str(tmp_path / "big.txt")], val_fraction=0.05, split_seed=seed))
+    (train,), (val,) = split_docs(c.train), split_docs(c.val)
+    assert train + val == data and train.endswith(b"\n")
+    assert 0.03 * len(data) < len(val) < 0.07 * len(data)
+
+
+def test_few_documents_none_held_out_give_whole_trailing_documents(tmp_path: Path) -> None:
+    """20 documents of 100 bytes, none hashed to validation at fraction 0.001: the last whole document (≥ 0.1 %
+    of the bytes) is held out, the other 19 are trained on."""
+    docs = [bytes([65 + i]) * 99 + b"\n" for i in range(20)]
+    assert not any(is_validation(d, 0, 0.001) for d in docs)
+    for i, d in enumerate(docs):
+        (tmp_path / f"d{i:02d}.txt").write_bytes(d)
+    c = build_cache(DataConfig(sources=[str(tmp_path / "d*.txt")], val_fraction=0.001))
+    assert split_docs(c.train) == docs[:19] and split_docs(c.val) == docs[19:]
+
+
+def test_max_bytes_stops_reading(tmp_path: Path) -> None:
+    path, texts = thousand_docs(tmp_path)
+    c = build_cache(DataConfig(sources=[str(path)], val_fraction=0.0, max_bytes=50))
+    assert c.train.n_bytes == 50
+    assert b"".join(split_docs(c.train)) == b"".join(texts)[:50]
+
+
+def test_cache_is_reused_without_rereading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, _ = thousand_docs(tmp_path)
+    cfg = DataConfig(sources=[str(path)])
+    first = build_cache(cfg)
+    assert first.path.parent.parent == Path(os.environ["BLT_CACHE"])  # the test's private cache
+
+    def refuse(_cfg: DataConfig) -> None:
+        raise AssertionError("the cache was rebuilt")
+
+    monkeypatch.setattr(blt.data, "iter_documents", refuse)
+    second = build_cache(cfg)
+    assert second.path == first.path
+    assert split_docs(second.train) == split_docs(first.train) and second.labels == first.labels
+    assert isinstance(second.train.data, np.memmap)
+
+
+def test_cache_key_follows_the_files_and_the_split(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    path = src / "a.txt"
+    path.write_text("version one\n")
+    cfg = DataConfig(sources=[str(path)], val_fraction=0.0)
+    one = build_cache(cfg)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touch
+    touched = build_cache(cfg)
+    assert touched.path != one.path
+    path.write_text("version two, longer\n")
+    two = build_cache(cfg)
+    assert two.path not in (one.path, touched.path)
+    assert split_docs(two.train) == [b"version two, longer\n"]
+    assert build_cache(DataConfig(sources=[str(path)], val_fraction=0.5)).path != two.path
+    in_dir = build_cache(DataConfig(sources=[str(src)], val_fraction=0.0))
+    (src / "b.txt").write_text("new file")
+    grown = build_cache(DataConfig(sources=[str(src)], val_fraction=0.0))
+    assert grown.path != in_dir.path and grown.train.n_docs == 2
+
+
+# ---------------------------------------------------------------------------------------------- streams and windows
+
+
+def ab_c() -> ByteStream:
+    """Documents b"ab" and b"c": bytes b"abc", starts [0, 2, 3]."""
+    return ByteStream(np.frombuffer(b"abc", dtype=np.uint8), np.array([0, 2, 3]))
+
+
+A, B, C = ord("a"), ord("b"), ord("c")
+
+
+def test_byte_stream_window_golden() -> None:
+    """Virtual stream: BOS a b EOS BOS c EOS (7 ids, n_bytes 3 + 2 per document); past the end, PAD."""
+    s = ab_c()
+    assert (s.n_ids, s.n_bytes, s.n_docs) == (7, 3, 2)
+    assert s.window(0, 7).tolist() == [BOS_ID, A, B, EOS_ID, BOS_ID, C, EOS_ID]
+    assert s.window(2, 3).tolist() == [B, EOS_ID, BOS_ID]
+    assert s.window(5, 4).tolist() == [C, EOS_ID, PAD_ID, PAD_ID]
+    assert s.window(7, 2).tolist() == [PAD_ID, PAD_ID]
+    assert s.window(100, 1).tolist() == [PAD_ID]
+    assert s.window(3, 0).tolist() == []
+    assert s.window(0, 1).dtype == np.int64
+    assert [s.document(0), s.document(1)] == [b"ab", b"c"]
+
+
+def random_stream(n_docs: int = 30, seed: int = 0) -> tuple[ByteStream, list[int]]:
+    """A stream of random documents and its virtual ids built the obvious way."""
+    rng = np.random.default_rng(seed)
+    docs = [rng.integers(0, 256, rng.integers(1, 40), dtype=np.uint8).tobytes() for _ in range(n_docs)]
+    starts = np.concatenate([[0], np.cumsum([len(d) for d in docs])])
+    virtual = [i for d in docs for i in (BOS_ID, *d, EOS_ID)]
+    return ByteStream(np.frombuffer(b"".join(docs), dtype=np.uint8), starts), virtual
+
+
+def starts_of(row: list[int], virtual: list[int]) -> list[int]:
+    return [s for s in range(len(virtual) - len(row) + 1) if virtual[s : s + len(row)] == row]
+
+
+def test_window_equals_the_obvious_virtual_stream() -> None:
+    stream, virtual = random_stream()
+    assert stream.n_ids == len(virtual)
+    for start in range(0, len(virtual) + 3, 7):
+        expected = (virtual + [PAD_ID] * 20)[start : start + 20]
+        assert stream.window(start, 20).tolist() == expected
+
+
+def test_random_windows_are_deterministic_and_independent_of_start_batch() -> None:
+    stream, virtual = random_stream()
+    from_zero = iter(RandomWindows(stream, batch_size=4, length=17, seed=3, start_batch=0))
+    batches = [next(from_zero) for _ in range(8)]
+    from_five = iter(RandomWindows(stream, batch_size=4, length=17, seed=3, start_batch=5))
+    assert torch.equal(next(from_five), batches[5]) and torch.equal(next(from_five), batches[6])
+    again = RandomWindows(stream, batch_size=4, length=17, seed=3)
+    assert all(torch.equal(again.batch(k), batches[k]) for k in range(8))
+    assert not torch.equal(RandomWindows(stream, 4, 17, seed=4).batch(0), batches[0])
+    assert not torch.equal(RandomWindows(stream, 4, 17, seed=3, rank=1).batch(0), batches[0])
+    assert not torch.equal(batches[0], batches[1])
+    for batch in batches:
+        assert batch.shape == (4, 17) and batch.dtype == torch.int64
+        for row in batch.tolist():
+            assert starts_of(row, virtual), "a window is not a contiguous slice of the virtual stream"
+            assert PAD_ID not in row
+
+
+def test_split_window_golden() -> None:
+    """ids  [BOS a b EOS BOS c EOS PAD] -> inputs = ids[:-1], targets = ids[1:] with BOS and PAD ignored:
+    targets [a b EOS -100 c EOS -100]. EOS stays a target (the model learns where documents end)."""
+    ids = torch.tensor([[BOS_ID, A, B, EOS_ID, BOS_ID, C, EOS_ID, PAD_ID]])
+    x, y = split_window(ids)
+    assert x.tolist() == [[BOS_ID, A, B, EOS_ID, BOS_ID, C, EOS_ID]]
+    assert y.tolist() == [[A, B, EOS_ID, IGNORE_INDEX, C, EOS_ID, IGNORE_INDEX]]
+    assert ids.tolist() == [[BOS_ID, A, B, EOS_ID, BOS_ID, C, EOS_ID, PAD_ID]]  # input untouched
+
+
+def test_validation_windows_golden() -> None:
+    """7 ids, 3 windows of 3: starts linspace(0, 7 - 3, 3) = 0, 2, 4."""
+    w = validation_windows(ab_c(), 3, 3)
+    assert w.tolist() == [[BOS_ID, A, B], [B, EOS_ID, BOS_ID], [BOS_ID, C, EOS_ID]]
+    assert validation_windows(ab_c(), 2, 50).tolist() == [[BOS_ID, A, B, EOS_ID, BOS_ID, C, EOS_ID]]
+
+
+def test_validation_windows_are_fixed_and_evenly_spaced() -> None:
+    stream, virtual = random_stream(n_docs=60, seed=1)
+    w = validation_windows(stream, 10, 33)
+    assert torch.equal(w, validation_windows(stream, 10, 33))
+    starts = []
+    for row in w.tolist():
+        (s,) = starts_of(row, virtual)  # random bytes: each window occurs once
+        starts.append(s)
+    assert starts[0] == 0 and starts[-1] == len(virtual) - 33  # first and last ids are covered
+    gaps = np.diff(starts)
+    assert len(starts) == 10 and gaps.max() - gaps.min() <= 1
+
+
+# ---------------------------------------------------------------------------------------------- data module
+
+
+def module(sources: list[str], context: int = 16) -> ByteDataModule:
+    cfg = DataConfig(sources=sources, val_fraction=0.1)
+    return ByteDataModule(cfg, context=context, batch_size=4, seed=0, val_batches=2)
+
+
+def test_data_module_serves_windows(tmp_path: Path) -> None:
+    path, _ = thousand_docs(tmp_path)
+    dm = module([str(path)])
+    dm.prepare_data()
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch.shape == (4, 17)
+    val = list(dm.val_dataloader())
+    assert len(val) == 2 and all(b.shape == (4, 17) for b in val)
+    assert all(torch.equal(a, b) for a, b in zip(val, dm.val_dataloader(), strict=True))
+
+
+def test_corpus_smaller_than_one_window_is_an_error(tmp_path: Path) -> None:
+    for i in range(40):
+        (tmp_path / f"{i}.txt").write_text("x")
+    with pytest.raises(BltError, match="fewer than one training window.*model.context"):
+        module([str(tmp_path)], context=256).setup("fit")
