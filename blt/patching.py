@@ -1,0 +1,457 @@
+"""Entropies → patches: boundary rules, patch starts and lengths, threshold calibration, a streaming patcher.
+
+Owns `entropies → patch_starts → patch_lengths` as pure vectorised numpy functions (torch tensors accepted).
+Convention: `entropies[t]` is the entropy (nats) of the prediction for byte `t` given the bytes before it; byte 0 of
+every non-empty row starts a patch. Rows of a batch never see each other (the reference code flattens them into one
+stream, BLT issue #123); `blt_compat=True` switches to the reference code's index conventions. Each vectorised kernel
+has a plain-Python twin (`_*_loop`, at the end) that the tests compare against.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from blt.errors import BltError
+
+RULES = ("global", "monotonic", "combined", "space", "fixed", "byte")
+ENTROPY_RULES = ("global", "monotonic", "combined")
+_HINT = "or use calibrate_threshold / --target-bytes-per-patch"
+# SpaceByte's spacelike bytes: not [0-9A-Za-z] and not a UTF-8 continuation byte (0x80-0xBF)
+_SPACELIKE = np.array([not (chr(b).isascii() and chr(b).isalnum()) and not 0x80 <= b <= 0xBF for b in range(256)])
+
+
+def _real(x: Any) -> float | None:
+    try:
+        return None if isinstance(x, (bool, np.bool_, str, bytes)) else float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass
+class _Spec:
+    """A boundary rule and its parameters (nats, bytes), checked on construction: every problem in one BltError.
+    Parameters a rule does not use are ignored, so one config can carry them all."""
+
+    rule: str = "global"
+    threshold: float | None = None
+    relative_threshold: float | None = None
+    max_patch_length: int | None = None
+    patch_size: int | None = None
+    blt_compat: bool = False
+
+    def __post_init__(self) -> None:
+        rule, problems = self.rule, []
+        if rule not in RULES:
+            raise BltError(f"unknown rule {rule!r}; valid rules: {', '.join(RULES)}")
+        for name, rules in (("threshold", ("global", "combined")), ("relative_threshold", ("monotonic", "combined"))):
+            value = getattr(self, name)
+            if rule in rules and value is None:
+                problems.append(f"rule {rule!r} needs {name} (nats); pass {name}=... {_HINT}")
+            elif rule in rules and not (_real(value) is not None and _real(value) >= 0):  # NaN fails too
+                problems.append(f"{name} must be ≥ 0 nats, got {value!r}; pass {name}=... {_HINT}")
+            setattr(self, name, _real(value) if rule in rules else None)
+        for name, used, fix in (
+            ("max_patch_length", self.max_patch_length is not None, "pass None for no limit"),
+            ("patch_size", rule == "fixed", "for a mean such as 4.5 bytes use rule='global' and calibrate_threshold"),
+        ):
+            value = _real(getattr(self, name))
+            ok = value is not None and math.isfinite(value) and value >= 1 and value == int(value)
+            if used and not ok:
+                problems.append(f"{name} must be an integer ≥ 1, got {getattr(self, name)!r}; {fix}")
+            setattr(self, name, int(value) if used and ok else None)
+        if self.blt_compat and rule not in ENTROPY_RULES:
+            problems.append(f"blt_compat applies to the entropy rules ({', '.join(ENTROPY_RULES)}), not {rule!r}")
+        if problems:
+            raise BltError("; ".join(problems))
+
+
+@dataclass
+class _Rows:
+    """A batch as one flat stream: row r is `flat[starts[r] : starts[r] + lengths[r]]`; `valid` is False on padding."""
+
+    entropies: np.ndarray | None  # [N] float, nats
+    data: np.ndarray | None  # [N] uint8
+    starts: np.ndarray  # [B] int64
+    lengths: np.ndarray  # [B] int64
+    valid: np.ndarray | None  # [N] bool, None when there is no padding
+    shape: tuple[int, ...]  # the caller's array shape
+    batched: bool  # the caller passed a list or a 2-D array and gets a list back
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):  # a torch tensor; numpy has no bfloat16, so half precisions widen to float32
+        x = x.detach().cpu()
+        return (x.float() if x.is_floating_point() and x.dtype.itemsize < 4 else x).numpy()
+    return np.asarray(x)
+
+
+def _as_entropies(x: Any) -> np.ndarray:
+    a = _to_numpy(x)
+    if a.dtype.kind != "f" or a.dtype.itemsize < 4:
+        try:
+            a = a.astype(np.float64 if a.dtype.kind != "f" else np.float32)
+        except (TypeError, ValueError) as err:
+            raise BltError(f"entropies must be numbers (nats), got an array of {a.dtype}") from err
+    return a
+
+
+def _as_data(x: Any) -> np.ndarray:
+    if isinstance(x, (str, bytes, bytearray, memoryview)):
+        return np.frombuffer(x.encode() if isinstance(x, str) else x, dtype=np.uint8)
+    a = _to_numpy(x)
+    if a.dtype != np.uint8 and (a.dtype.kind not in "iu" or (a.size and (a.min() < 0 or a.max() > 255))):
+        raise BltError(f"data must be bytes (or integers 0-255), got an array of {a.dtype}")
+    return a.astype(np.uint8, copy=False)
+
+
+def _is_row_list(x: Any) -> bool:
+    return isinstance(x, (list, tuple)) and len(x) > 0 and _real(x[0]) is None
+
+
+def _layout(x: Any, conv: Any, row_lengths: Any, allow_list: bool) -> tuple:
+    """One input -> (flat [N], row starts [B], row lengths [B], valid [N] or None, shape, batched)."""
+    if allow_list and _is_row_list(x):
+        rows = [conv(r) for r in x]
+        if row_lengths is not None or any(r.ndim != 1 for r in rows):
+            raise BltError("a list of rows takes 1-D rows and carries its own lengths (row_lengths is for [B, T])")
+        lengths = np.array([r.size for r in rows], dtype=np.int64)
+        return np.concatenate(rows), np.cumsum(lengths) - lengths, lengths, None, (int(lengths.sum()),), True
+    try:
+        a = conv(x)
+    except ValueError as err:  # numpy refuses ragged nested lists
+        raise BltError(f"ragged rows: pad them and pass row_lengths, or give patch_lengths a list ({err})") from err
+    if a.ndim not in (1, 2) or (a.ndim == 1 and row_lengths is not None):
+        raise BltError(f"input must be 1-D [T] or 2-D [B, T] (row_lengths only with 2-D), got shape {a.shape}")
+    B, T = (1, a.shape[0]) if a.ndim == 1 else a.shape
+    lengths, valid = np.full(B, T, dtype=np.int64), None
+    if row_lengths is not None:
+        lengths = _to_numpy(row_lengths)
+        if lengths.shape != (B,) or (B and lengths.dtype.kind not in "iu"):
+            raise BltError(f"row_lengths must be {B} integers, one per row of the [{B}, {T}] array, got {lengths}")
+        bad = np.flatnonzero((lengths < 0) | (lengths > T))
+        if bad.size:
+            raise BltError(f"row_lengths[{bad[0]}] = {lengths[bad[0]]} is outside 0..{T} (the padded width)")
+        valid = (np.arange(T) < lengths[:, None]).reshape(-1) if (lengths < T).any() else None  # [B*T]
+    flat = np.ascontiguousarray(a).reshape(-1)  # [B*T], a view when possible
+    return flat, np.arange(B, dtype=np.int64) * T, lengths.astype(np.int64), valid, a.shape, a.ndim == 2
+
+
+def _rows(entropies: Any, data: Any, row_lengths: Any, spec: _Spec, *, allow_list: bool = True) -> _Rows:
+    """Bring 1-D, 2-D (optionally padded) or list-of-rows input into the flat layout and validate it."""
+    if spec.rule in ENTROPY_RULES and entropies is None:
+        raise BltError(f"rule {spec.rule!r} needs entropies")
+    if (spec.rule == "space" or entropies is None) and data is None:
+        raise BltError(f"rule {spec.rule!r} needs data=the bytes being patched (or entropies, unless 'space')")
+    e = None if entropies is None else _layout(entropies, _as_entropies, row_lengths, allow_list)
+    d = None if data is None else _layout(data, _as_data, row_lengths, allow_list)
+    if e and d and (e[4] != d[4] or not np.array_equal(e[2], d[2])):
+        raise BltError(f"entropies and data differ in shape: {e[4]} vs {d[4]} (row lengths {e[2]} vs {d[2]})")
+    rows = _Rows(e[0] if e else None, d[0] if d else None, *(e or d)[1:])
+    if spec.rule in ENTROPY_RULES and not np.isfinite(rows.entropies.sum()):  # one pass; overflow rechecks below
+        bad = ~np.isfinite(rows.entropies) & (True if rows.valid is None else rows.valid)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            r = int(np.searchsorted(rows.starts, i, side="right") - 1)
+            where = f"[{r}, {i - rows.starts[r]}]" if rows.batched else f"[{i}]"
+            raise BltError(f"entropies{where} is {rows.entropies[i]}; entropies must be finite nats (use log_softmax)")
+    return rows
+
+
+def _native_mask(rows: _Rows, spec: _Spec) -> np.ndarray:
+    """[N] bool: the rule's starts over the flat layout, row starts forced, padding cleared, no max-length cuts."""
+    e, d, rule, n = rows.entropies, rows.data, spec.rule, len(rows.entropies if rows.data is None else rows.data)
+    m = np.zeros(n, dtype=bool)
+    s = int(spec.blt_compat)  # compat: position p reads entropies[p - 1]
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN or inf in padding compares False
+        if rule == "global" and n > s:
+            np.greater(e[: n - s], spec.threshold, out=m[s:])
+        elif rule in ("monotonic", "combined") and n > 1 + s:
+            np.greater(e[1 : n - s] - e[: n - 1 - s], spec.relative_threshold, out=m[1 + s :])
+            if rule == "combined":
+                m[1 + s :] &= e[1 : n - s] > spec.threshold
+    if rule == "space":
+        sp, cont = _SPACELIKE[d], (d & 0xC0) == 0x80
+        first = sp.copy()  # the first spacelike byte of each run, runs restarting at each row
+        first[1:] &= ~sp[:-1]
+        first[rows.starts[rows.lengths > 0]] = sp[rows.starts[rows.lengths > 0]]
+        m[1:] = first[:-1]  # a patch starts right after it, or, inside a multi-byte character, right after that
+        deferred = np.flatnonzero(m & cont)
+        m &= ~cont
+        if deferred.size:  # the next byte that is not a continuation (or starts a row, which starts anyway)
+            barrier = ~cont
+            barrier[rows.starts[rows.starts < n]] = True
+            target = np.minimum.accumulate(np.where(barrier, np.arange(n), n)[::-1])[::-1][deferred]
+            m[target[target < n]] = True
+    elif rule == "fixed":  # offsets within each row
+        m = (np.arange(n) - np.repeat(rows.starts, np.diff(rows.starts, append=n))) % spec.patch_size == 0
+    elif rule == "byte":
+        m[:] = True
+    m[rows.starts[rows.lengths > 0]] = True
+    if spec.blt_compat:  # the reference forces positions 1 (and 2 unless global) and never starts 3 when combined
+        for k in (1, 2) if rule != "global" else (1,):
+            m[(rows.starts + k)[rows.lengths > k]] = True
+        if rule == "combined":
+            m[(rows.starts + 3)[rows.lengths > 3]] = False
+    return m if rows.valid is None else m & rows.valid
+
+
+def _lengths(m: np.ndarray, rows: _Rows, max_len: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Start mask [N] -> patch lengths [K] int64 and bounds [B + 1]: row r's are lengths[bounds[r] : bounds[r + 1]]."""
+    flat = np.flatnonzero(m)  # [K] start positions, sorted
+    bounds = np.append(np.searchsorted(flat, rows.starts), flat.size)
+    lengths = np.empty(flat.size, dtype=np.int64)
+    np.subtract(flat[1:], flat[:-1], out=lengths[:-1])
+    nonempty = bounds[1:] > bounds[:-1]
+    last = bounds[1:][nonempty] - 1  # a row's last patch ends at the row's end, never in the padding
+    lengths[last] = (rows.starts + rows.lengths)[nonempty] - flat[last]
+    if max_len is not None and flat.size and lengths.max() > max_len:  # L -> [M, ..., M, remainder]
+        pieces = (lengths + max_len - 1) // max_len
+        cum = np.concatenate(([0], np.cumsum(pieces)))
+        cut = np.full(cum[-1], max_len, dtype=np.int64)
+        cut[cum[1:] - 1] = lengths - (pieces - 1) * max_len
+        lengths, bounds = cut, cum[bounds]
+    return lengths, bounds
+
+
+def patch_start_mask(
+    entropies: Any = None,
+    *,
+    rule: str = "global",
+    threshold: float | None = None,
+    relative_threshold: float | None = None,
+    max_patch_length: int | None = None,
+    blt_compat: bool = False,
+    data: Any = None,
+    patch_size: int | None = None,
+    row_lengths: Any = None,
+) -> np.ndarray:
+    """entropies [T] or [B, T] (nats) -> bool mask of the same shape, True where a patch starts.
+
+    Byte 0 of each row always starts; byte t ≥ 1 starts under `global` iff entropies[t] > threshold, `monotonic` iff
+    entropies[t] - entropies[t-1] > relative_threshold, `combined` iff both; `space` (needs `data`) starts right
+    after the first spacelike byte of a run, or after the multi-byte character holding it, never inside one;
+    `fixed` every `patch_size` bytes; `byte` every byte. `max_patch_length=M` cuts a longer patch into
+    [M, ..., M, remainder]. `row_lengths` gives each row's real length in a padded [B, T] array (False beyond).
+    `blt_compat=True` follows the reference code: position p (BOS at p = 0) reads entropies[p - 1], positions 0 and 1
+    always start, monotonic and combined also force 2, and combined never starts 3.
+    """
+    spec = _Spec(rule, threshold, relative_threshold, max_patch_length, patch_size, blt_compat)
+    rows = _rows(entropies, data, row_lengths, spec, allow_list=False)
+    m = _native_mask(rows, spec)
+    if spec.max_patch_length is not None:  # every row's byte 0 is a start, so the cuts restart at each row
+        t = np.arange(m.size)
+        m |= (t - np.maximum.accumulate(np.where(m, t, 0))) % spec.max_patch_length == 0
+        m = m if rows.valid is None else m & rows.valid
+    return m.reshape(rows.shape)
+
+
+def _patch(entropies: Any, row_lengths: Any = None, data: Any = None, **rule: Any) -> tuple:
+    valid = {"row_lengths", "data", *(f.name for f in fields(_Spec))}
+    if set(rule) - valid:
+        raise BltError(f"unknown argument(s) {sorted(set(rule) - valid)}; valid: {', '.join(sorted(valid))}")
+    spec = _Spec(**rule)
+    rows = _rows(entropies, data, row_lengths, spec)
+    lengths, bounds = _lengths(_native_mask(rows, spec), rows, spec.max_patch_length)
+    if rows.batched:
+        return [lengths[i:j] for i, j in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)], bounds
+    return lengths, bounds
+
+
+def patch_lengths(entropies: Any = None, **kwargs: Any) -> np.ndarray | list[np.ndarray]:
+    """Patch lengths in bytes (int64, each > 0, summing to the row length); keyword arguments as for
+    `patch_start_mask`. A 1-D input gives one array; a list of 1-D rows, or a [B, T] array (padded: pass
+    `row_lengths`), gives a list with one array per row (empty for an empty row)."""
+    return _patch(entropies, **kwargs)[0]
+
+
+def patch_starts(entropies: Any = None, **kwargs: Any) -> np.ndarray | list[np.ndarray]:
+    """Patch start offsets within each row (int64), shaped like `patch_lengths`' result."""
+    lengths = _patch(entropies, **kwargs)[0]
+    starts = [np.cumsum(r) - r for r in (lengths if isinstance(lengths, list) else [lengths])]
+    return starts if isinstance(lengths, list) else starts[0]
+
+
+def calibrate_threshold(
+    entropies_list: Any, target_bytes_per_patch: float, *, rule: str = "global", max_patch_length: int | None = None
+) -> float:
+    """The threshold (nats; the relative threshold for `monotonic`) whose bytes/patch over all rows (total bytes /
+    total patches) is closest to the target. A patch starts where a value exceeds θ, so the count is a step function
+    of θ with steps at the values: without `max_patch_length` the answer is an order statistic (np.partition); with
+    it, a search over the sorted values (raising θ only merges patches, and a merge never needs more cut pieces, so
+    the count stays monotone). Returns the smallest θ ≥ 0 giving the chosen count: the largest value not starting a
+    patch. Rows are given as for `patch_lengths` (one row, a list of rows, or [B, T])."""
+    if rule not in ("global", "monotonic"):
+        raise BltError(f"calibrate_threshold supports rule 'global' or 'monotonic', got {rule!r}")
+    spec = _Spec(rule, 0.0, 0.0, max_patch_length)
+    rows, target = _rows(entropies_list, None, None, spec), _real(target_bytes_per_patch)
+    total, n_rows, max_len = int(rows.lengths.sum()), int((rows.lengths > 0).sum()), spec.max_patch_length
+    if target is None or not math.isfinite(target) or total == 0:
+        raise BltError(f"calibrate_threshold needs entropies and a target ≥ 1, got {total} bytes and {target!r}")
+    e, first = rows.entropies, rows.starts[rows.lengths > 0]
+    v = e if rule == "global" else np.concatenate((e[:1], e[1:] - e[:-1]))  # [N] the value deciding each start
+    keep = np.ones(total, dtype=bool)
+    keep[first] = False
+    x = v[keep]  # [N - rows] the values that can start a patch (a row's first byte always does)
+    if max_len is None:
+        count = lambda theta: n_rows + int(np.count_nonzero(x > theta))  # noqa: E731
+        k_min = n_rows
+    else:  # rows are contiguous and begin with an always-start (inf), so the gaps between starts are the patches
+        v = v.copy()
+        v[first] = np.inf
+
+        def count(theta: float) -> int:  # Σ ceil(gap / M) = #starts + Σ (gap - 1) // M
+            m = v > theta
+            starts = int(np.count_nonzero(m))
+            if 2 * starts < total:
+                gaps = np.diff(np.flatnonzero(m), append=total)
+                return starts + int(((gaps[gaps > max_len] - 1) // max_len).sum())
+            non = np.flatnonzero(~m)  # mostly starts: walk the runs of non-starts instead (r of them: a patch r + 1)
+            run_ends = np.flatnonzero(np.diff(non, append=total + 1) != 1)
+            return starts + int((np.diff(run_ends, prepend=-1) // max_len).sum())
+
+        k_min = int(((rows.lengths + max_len - 1) // max_len).sum())
+    k_max = count(0.0)
+    if not total / k_max <= target <= total / k_min:
+        raise BltError(
+            f"target_bytes_per_patch={target:g} is out of reach: rule {rule!r} on these {total} bytes in {n_rows} "
+            f"row(s) gives {total / k_max:.4g} to {total / k_min:.4g} bytes/patch (θ ≥ 0, max_patch_length={max_len})"
+        )
+    want = total / target  # patches, real-valued, in [k_min, k_max]
+    if max_len is None:
+        p, q, m = math.floor(want) - n_rows, math.ceil(want) - n_rows, x.size  # 0 ≤ p ≤ q ≤ #(x > 0) ≤ m
+        part = np.partition(x, sorted({i for i in (m - q, m - p - 1) if 0 <= i < m})) if m else x
+        # most patches ≤ want: θ = the (p+1)-th largest value; fewest ≥ want: the largest value below the q-th largest
+        theta_lo = float(part[m - p - 1]) if p < m else 0.0
+        theta_hi = float(np.max(x, where=x < part[m - q], initial=0.0)) if q > 0 else theta_lo
+        options = [max(theta_lo, 0.0), max(theta_hi, 0.0)]
+    else:  # candidates 0 and the positive values, sorted: the count falls about one per step, with plateaus at ties
+        cands = np.concatenate((np.zeros(1, x.dtype), np.sort(x[x > 0])))
+        cache = {0: k_max, cands.size - 1: k_min}
+        count_at = lambda i: cache[i] if i in cache else cache.setdefault(i, count(float(cands[i])))  # noqa: E731
+
+        def first_at_most(k: int, hi: int) -> int:
+            # smallest i ≤ hi with count_at(i) ≤ k (true at hi): Illinois regula falsi from the tightest cached
+            # bracket, bisecting when the bracket fails to halve twice running
+            a = max((j for j, c in cache.items() if c > k and j < hi), default=None)
+            if a is None:
+                return 0
+            b = min(j for j, c in cache.items() if c <= k and a < j <= hi)
+            fa, fb, moved, stalls = count_at(a) - k - 0.5, count_at(b) - k - 0.5, "", 0
+            while b - a > 1:
+                width = b - a
+                g = min(max(a + round(fa / (fa - fb) * width) if stalls < 2 else (a + b) // 2, a + 1), b - 1)
+                fg = count_at(g) - k - 0.5
+                if fg < 0:
+                    fa, (b, fb, moved) = fa / 2 if moved == "b" else fa, (g, fg, "b")
+                else:
+                    fb, (a, fa, moved) = fb / 2 if moved == "a" else fb, (g, fg, "a")
+                stalls = 0 if 2 * (b - a) <= width else stalls + 1
+            return b
+
+        k, u = math.floor(want), n_rows + cands.size - 1 - math.floor(want)  # without cuts, about k patches at u
+        for _ in range(3):  # step up while above k: the cuts add patches, each step removes about one
+            u = min(max(u, 1), cands.size - 1)
+            if count_at(u) <= k:
+                break
+            u += count_at(u) - k
+        i = first_at_most(k, cands.size - 1)
+        options = [float(cands[j]) for j in {i, first_at_most(count_at(i - 1), i - 1) if i else i}]
+    return min(options, key=lambda th: (abs(total / count(th) - target), count(th), th))
+
+
+class StreamingPatcher:
+    """Patch starts of one stream of entropies, pushed in chunks or byte by byte (what generation needs).
+
+    Every rule here decides byte t from entropies[t] and entropies[t-1] (and the last start, for cuts), so a start is
+    final as soon as its byte's entropy arrives: `push` returns the starts among the new bytes, O(chunk), keeping
+    three numbers between calls. Concatenated outputs equal `np.flatnonzero(patch_start_mask(all entropies))`.
+    Rules: global, monotonic, combined, fixed, byte (space patches come from bytes: `patch_start_mask`).
+    """
+
+    def __init__(
+        self,
+        rule: str = "global",
+        *,
+        threshold: float | None = None,
+        relative_threshold: float | None = None,
+        max_patch_length: int | None = None,
+        patch_size: int | None = None,
+    ) -> None:
+        if rule == "space":
+            raise BltError("StreamingPatcher patches entropies; for space patches call patch_start_mask(rule='space')")
+        self._spec = _Spec(rule, threshold, relative_threshold, max_patch_length, patch_size)
+        self.finish()
+
+    def push(self, entropies_chunk: Any) -> list[int]:
+        """Entropies (nats) of the next bytes -> the stream offsets of the patch starts among them."""
+        e, t0, spec = np.atleast_1d(_as_entropies(entropies_chunk)), self._pos, self._spec
+        if e.ndim != 1:
+            raise BltError(f"push takes a 1-D chunk of entropies, got shape {e.shape}")
+        if not np.isfinite(e).all():
+            i = int(np.flatnonzero(~np.isfinite(e))[0])
+            raise BltError(f"entropies[{t0 + i}] is {e[i]}; entropies must be finite nats")
+        if e.size == 0:
+            return []
+        ext = e if self._prev is None else np.concatenate((np.asarray([self._prev], dtype=e.dtype), e))
+        one_row = _Rows(ext, None, np.zeros(1, np.int64), np.array([ext.size]), None, ext.shape, False)
+        m = _native_mask(one_row, spec)[ext.size - e.size :]  # [n]; the rules look one byte back at most
+        t = np.arange(t0, t0 + e.size)
+        if spec.rule == "fixed":  # the batch kernel counts from the row start, here from the stream start
+            m = t % spec.patch_size == 0
+        if spec.max_patch_length is not None:
+            m |= (t - np.maximum.accumulate(np.where(m, t, self._last_start))) % spec.max_patch_length == 0
+        starts = t[m].tolist()
+        self._pos, self._prev, self._last_start = t0 + e.size, e[-1], starts[-1] if starts else self._last_start
+        return starts
+
+    def finish(self) -> list[int]:
+        """End the stream and start a new one; returns the starts still pending (none: each is final when pushed)."""
+        self._pos, self._prev, self._last_start = 0, None, 0  # bytes seen, last entropy, last start
+        return []
+
+
+# Plain-Python twins of the kernels, one row at a time: slow, obviously correct, compared with them in the tests.
+
+
+def _patch_start_mask_loop(entropies: Any, data: Any, spec: _Spec) -> list[bool]:
+    e = None if entropies is None else np.asarray(entropies)  # numpy scalars keep the array's float arithmetic
+    compat, out, pending, last = int(spec.blt_compat), [], False, 0
+    spacelike = lambda b: not (chr(b).isascii() and chr(b).isalnum()) and not 0x80 <= b <= 0xBF  # noqa: E731
+    for t in range(len(e) if e is not None else len(data)):
+        if t == 0 or (compat and t < (2 if spec.rule == "global" else 3)):
+            start = True
+        elif spec.rule in ENTROPY_RULES:
+            now, before = e[t - compat], e[t - 1 - compat]
+            start = spec.rule == "global" or now - before > spec.relative_threshold
+            if spec.rule != "monotonic":
+                start = start and now > spec.threshold and not (compat and spec.rule == "combined" and t == 3)
+        elif spec.rule == "space":
+            wanted = pending or (spacelike(data[t - 1]) and (t == 1 or not spacelike(data[t - 2])))
+            inside = 0x80 <= data[t] <= 0xBF  # a continuation byte
+            start, pending = wanted and not inside, wanted and inside
+        else:
+            start = spec.rule == "byte" or t % spec.patch_size == 0
+        if start or t - last == spec.max_patch_length:
+            start, last = True, t
+        out.append(bool(start))
+    return out
+
+
+def _patch_lengths_loop(mask: list[bool]) -> list[int]:
+    starts = [t for t, s in enumerate(mask) if s]
+    return [end - start for start, end in zip(starts, starts[1:] + [len(mask)], strict=False)]
+
+
+def _calibrate_threshold_loop(rows: list[Any], target: float, rule: str, max_patch_length: int | None) -> float:
+    rows = [np.asarray(r) for r in rows]
+    values = [r[t] if rule == "global" else r[t] - r[t - 1] for r in rows for t in range(1, len(r))]
+    total, best = sum(len(r) for r in rows), None
+    for theta in sorted({0.0} | {float(v) for v in values if v > 0}):
+        spec = _Spec(rule, theta, theta, max_patch_length)
+        k = sum(len(_patch_lengths_loop(_patch_start_mask_loop(r, None, spec))) for r in rows)
+        best = min(best or (math.inf,), (abs(total / k - target), k, theta))
+    return best[2]
