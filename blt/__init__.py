@@ -13,6 +13,8 @@ from blt.config import Config, DataConfig, ModelConfig, TrainConfig, load_config
 from blt.entropy import ByteScores, corpus_bits_per_byte, entropy_from_logits, score
 from blt.errors import BltError
 from blt.model import ByteLM
+from blt.patching import StreamingPatcher, calibrate_threshold, patch_lengths, patch_start_mask, patch_starts
+from blt.segmenters import Patcher, Patches
 
 __all__ = [
     "BltError",
@@ -21,12 +23,19 @@ __all__ = [
     "Config",
     "DataConfig",
     "ModelConfig",
+    "Patcher",
+    "Patches",
+    "StreamingPatcher",
     "TrainConfig",
     "__version__",
+    "calibrate_threshold",
     "corpus_bits_per_byte",
     "entropy_from_logits",
     "load_config",
     "load_model",
+    "patch_lengths",
+    "patch_start_mask",
+    "patch_starts",
     "save_model_dir",
     "score",
 ]

@@ -67,6 +67,17 @@ def save_model_dir(model: ByteLM, cfg: Config, card: dict[str, Any], path: str |
     return path
 
 
+def update_card(path: str | Path, **fields: Any) -> dict[str, Any]:
+    """Add or replace fields of a model directory's card.json (written atomically); returns the new card."""
+    card_path = Path(path) / CARD
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    card.update(fields)
+    tmp = card_path.with_name(f".{CARD}.tmp")
+    tmp.write_text(json.dumps(card, indent=2) + "\n")
+    os.replace(tmp, card_path)
+    return card
+
+
 def read_lightning_checkpoint(path: Path, map_location: Any = None) -> dict[str, Any]:
     """`torch.load(weights_only=True)` with a clear error for truncated or foreign files."""
     if not path.is_file():

@@ -39,6 +39,15 @@ class Precision(str, Enum):
     bf16 = "bf16"
 
 
+class Rule(str, Enum):
+    global_ = "global"
+    monotonic = "monotonic"
+    combined = "combined"
+    space = "space"
+    fixed = "fixed"
+    byte = "byte"
+
+
 class Split(str, Enum):
     all = "all"
     train = "train"
@@ -52,7 +61,7 @@ def user_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (BltError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        except (BltError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
             err_console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
@@ -208,6 +217,135 @@ def corpus_documents(lm: Any, sources: list[str], split: str) -> Any:
         return (d.data for d in iter_documents(cfg))
     stream = getattr(build_cache(cfg), split)
     return (stream.document(i) for i in range(stream.n_docs))
+
+
+RuleOpt = Annotated[Rule, typer.Option("--rule", "-r", help="boundary rule")]
+ThresholdOpt = Annotated[float | None, typer.Option("--threshold", "-t", help="global threshold (nats)")]
+RelativeOpt = Annotated[float | None, typer.Option("--relative-threshold", help="monotonic threshold (nats)")]
+TargetOpt = Annotated[
+    float | None, typer.Option("--target-bytes-per-patch", help="calibrate the threshold to this mean patch size")
+]
+MaxLenOpt = Annotated[int | None, typer.Option("--max-patch-length", help="cut longer patches (bytes)")]
+SizeOpt = Annotated[int | None, typer.Option("--patch-size", help="bytes per patch for --rule fixed")]
+
+
+@app.command()
+@user_errors
+def segment(
+    text: Annotated[str | None, typer.Argument(help="text to segment (or --file / --data)")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="file to segment (raw bytes)")] = None,
+    data: Annotated[list[str] | None, typer.Option("--data", "-d", help="segment a whole corpus into --out")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="output directory for --data")] = None,
+    model: ModelOpt = "default",
+    rule: RuleOpt = Rule.global_,
+    threshold: ThresholdOpt = None,
+    relative_threshold: RelativeOpt = None,
+    target_bytes_per_patch: TargetOpt = None,
+    max_patch_length: MaxLenOpt = None,
+    patch_size: SizeOpt = None,
+    reset_at_newlines: Annotated[bool, typer.Option(help="score each line from BOS (entropy drift fix)")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print lengths, starts, entropies as JSON")] = False,
+    html_out: Annotated[Path | None, typer.Option("--html", help="write a self-contained HTML page")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="write the entropy plot (PNG)")] = None,
+    devices: Annotated[str, typer.Option(help="devices for --data scoring (number or auto)")] = "auto",
+    precision: Annotated[Precision, typer.Option(help="32, bf16 autocast, or auto")] = Precision.fp32,
+) -> None:
+    """Cut text into patches at entropy spikes (or by space/fixed/byte rules) and show them."""
+    from blt.report import patches_html, plot_patches, render_terminal, write_atomic
+    from blt.segmenters import Patcher
+
+    patcher = Patcher(
+        model,
+        rule=rule.value,
+        threshold=threshold,
+        relative_threshold=relative_threshold,
+        target_bytes_per_patch=target_bytes_per_patch,
+        max_patch_length=max_patch_length,
+        patch_size=patch_size,
+        reset_at_newlines=reset_at_newlines,
+        precision=precision.value,
+    )
+    if data:
+        if out is None:
+            raise BltError("--data needs --out DIR for the Parquet output")
+        summary = segment_corpus_cli(patcher, data, out, devices)
+        out_console.print(
+            f"{summary['documents']:,} documents, {summary['bytes']:,} bytes -> {summary['patches']:,}"
+            f" patches ({summary['bytes_per_patch']:.2f} bytes/patch) written to {out}"
+        )
+        return
+    patches = patcher.patch([read_input(text, file)])[0]
+    if html_out:
+        write_atomic(html_out, lambda p: p.write_text(patches_html(patches), encoding="utf-8"))
+    if plot:
+        plot_patches(patches, plot)
+    if as_json:
+        ent = patches.entropies_nats
+        print_json(
+            {
+                "lengths": patches.lengths.tolist(),
+                "starts": patches.starts.tolist(),
+                "entropies_nats": None if ent is None else [round(float(x), 6) for x in ent],
+                "threshold_nats": patches.threshold_nats,
+                "relative_threshold_nats": patches.relative_threshold_nats,
+                "bytes_per_patch": patches.bytes_per_patch,
+            }
+        )
+    else:
+        render_terminal(patches, out_console)
+
+
+def segment_corpus_cli(patcher: Any, sources: list[str], out: Path, devices: str) -> dict[str, Any]:
+    from blt.config import DataConfig
+    from blt.corpus import segment_corpus
+
+    n_devices: int | str = int(devices) if devices.isdigit() else devices
+    return segment_corpus(patcher, DataConfig(sources=sources), out, devices=n_devices)
+
+
+@app.command()
+@user_errors
+def calibrate(
+    data: Annotated[list[str], typer.Option("--data", "-d", help="corpus: file, dir, glob, udhr, stdlib, HF name")],
+    target_bytes_per_patch: Annotated[float, typer.Option("--target-bytes-per-patch", help="mean patch size")],
+    model: ModelOpt = "default",
+    rule: RuleOpt = Rule.global_,
+    max_patch_length: MaxLenOpt = None,
+    max_bytes: Annotated[int, typer.Option(help="calibrate on at most this many bytes")] = 4_000_000,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    precision: Annotated[Precision, typer.Option(help="32, bf16 autocast, or auto")] = Precision.fp32,
+) -> None:
+    """Find the threshold that gives a corpus the target mean bytes per patch (exact, not trial and error)."""
+    from blt.config import DataConfig
+    from blt.data import iter_documents
+    from blt.segmenters import Patcher
+
+    if rule.value not in ("global", "monotonic"):
+        raise BltError("calibration supports --rule global or monotonic")
+    docs, size = [], 0
+    for doc in iter_documents(DataConfig(sources=data)):
+        docs.append(doc.data[: max_bytes - size])
+        size += len(docs[-1])
+        if size >= max_bytes:
+            break
+    if not docs:
+        raise BltError(f"data {data} contains no text")
+    patcher = Patcher(
+        model,
+        rule=rule.value,
+        target_bytes_per_patch=target_bytes_per_patch,
+        max_patch_length=max_patch_length,
+        precision=precision.value,
+    )
+    result = patcher.fit(docs)
+    if as_json:
+        print_json({"rule": rule.value, **result})
+    else:
+        out_console.print(
+            f"{rule.value} threshold {result['threshold_nats']:.6f} nats "
+            f"({result['threshold_bits']:.6f} bits): {result['bytes_per_patch']:.3f} bytes/patch "
+            f"over {result['bytes']:,} bytes (target {target_bytes_per_patch})"
+        )
 
 
 @app.command()

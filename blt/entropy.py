@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from blt.config import BOS_ID, PAD_ID
+from blt.errors import BltError
 from blt.model import ByteLM
 
 LN2 = math.log(2)
@@ -102,7 +103,7 @@ def autocast_for(device: torch.device, precision: str) -> torch.autocast | nullc
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     if precision != "32":
-        raise ValueError(f"precision must be 'auto', '32' or 'bf16', got {precision!r}")
+        raise BltError(f"precision must be 'auto', '32' or 'bf16', got {precision!r}")
     return nullcontext()
 
 
@@ -137,7 +138,7 @@ def score(
     if stride is None:
         stride = max(1, (3 * context) // 4)
     if not 1 <= stride <= context:
-        raise ValueError(f"stride must be in [1, context={context}], got {stride}")
+        raise BltError(f"stride must be in [1, context={context}], got {stride}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -173,7 +174,7 @@ def corpus_bits_per_byte(scores: Sequence[ByteScores]) -> float:
     """Σ surprisal / (ln 2 · Σ bytes) over all documents: a ratio of sums (lm-eval-harness convention)."""
     total_bytes = sum(len(s) for s in scores)
     if total_bytes == 0:
-        raise ValueError("no bytes to evaluate")
+        raise BltError("no bytes to evaluate")
     return float(sum(s.surprisal_nats.sum(dtype=np.float64) for s in scores) / (LN2 * total_bytes))
 
 
@@ -202,5 +203,5 @@ def evaluate_corpus(
     if group:
         flush()
     if total_bytes == 0:
-        raise ValueError("no bytes to evaluate")
+        raise BltError("no bytes to evaluate")
     return {"bits_per_byte": total_nats / (LN2 * total_bytes), "bytes": total_bytes, "documents": n_docs}

@@ -50,7 +50,9 @@ class _Spec:
         for name, rules in (("threshold", ("global", "combined")), ("relative_threshold", ("monotonic", "combined"))):
             value = getattr(self, name)
             if rule in rules and value is None:
-                problems.append(f"rule {rule!r} needs {name} (nats); pass {name}=... {_HINT}")
+                problems.append(
+                    f"rule {rule!r} needs {name} (nats); pass {name}=... (CLI: --{name.replace('_', '-')}) {_HINT}"
+                )
             elif rule in rules and not (_real(value) is not None and _real(value) >= 0):  # NaN fails too
                 problems.append(f"{name} must be ≥ 0 nats, got {value!r}; pass {name}=... {_HINT}")
             setattr(self, name, _real(value) if rule in rules else None)

@@ -16,6 +16,7 @@ import numpy as np
 from rich.console import Console
 from rich.text import Text
 
+from blt.errors import BltError
 from blt.segmenters import Patches
 
 LN2 = math.log(2)
@@ -30,6 +31,9 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the file the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -37,17 +41,14 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
-def _visible(chunk: bytes) -> str:
-    """Bytes as text for display: invalid UTF-8 as \\xNN, newlines kept, other controls escaped."""
-    text = chunk.decode("utf-8", errors="backslashreplace")
-    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
-
-
 def render_terminal(patches: Patches, console: Console) -> None:
-    """The text with patches in alternating background colours, then a one-line summary."""
+    """The text with patches in alternating background colours, then a one-line summary. A character cut by a
+    patch boundary is shown whole, in the colour of the patch holding its first byte."""
     out = Text()
-    for i, segment in enumerate(patches.segments):
-        out.append(_visible(segment), style=PATCH_STYLES[i % 2])
+    patch_of = np.searchsorted(patches.starts, np.arange(len(patches.data)), side="right") - 1  # [n]
+    for start, _, label in char_spans(patches.data):
+        shown = label if label.isprintable() or label == "\n" else repr(label)[1:-1]
+        out.append(shown, style=PATCH_STYLES[int(patch_of[start]) % 2])
     console.print(out)
     console.print(summary_line(patches))
 
@@ -56,6 +57,9 @@ def summary_line(patches: Patches) -> str:
     line = f"{len(patches.starts)} patches, {len(patches.data)} bytes, {patches.bytes_per_patch:.2f} bytes/patch"
     if patches.threshold_nats is not None:
         line += f", threshold {patches.threshold_nats:.4f} nats ({patches.threshold_nats / LN2:.4f} bits)"
+    if patches.relative_threshold_nats is not None:
+        rel = patches.relative_threshold_nats
+        line += f", relative threshold {rel:.4f} nats ({rel / LN2:.4f} bits)"
     return line
 
 
@@ -78,11 +82,17 @@ def patches_html(patches: Patches, title: str = "blt patches") -> str:
     """A self-contained page: one box per patch, each character shaded by its entropy, values on hover."""
     ent = patches.entropies_nats
     peak = float(ent.max()) if ent is not None and len(ent) else 1.0
-    ends = set(int(s) for s in patches.starts[1:])
-    parts = ["<div class='patch'>"]
+    starts = set(int(s) for s in patches.starts)
+    pieces = []  # (start, end, label): characters, or single bytes of a character that a patch boundary cuts
     for start, end, label in char_spans(patches.data):
-        if start in ends:
-            parts.append("</div><div class='patch'>")
+        if any(b in starts for b in range(start + 1, end)):
+            pieces.extend((b, b + 1, f"\\x{patches.data[b]:02x}") for b in range(start, end))
+        else:
+            pieces.append((start, end, label))
+    parts = []
+    for start, end, label in pieces:
+        if start in starts:
+            parts.append("</div><div class='patch'>" if parts else "<div class='patch'>")
         shown = {"\n": "↵", " ": "&nbsp;", "\t": "⇥"}.get(label, html.escape(label))
         if ent is not None:
             bits = ent[start:end] / LN2
@@ -93,7 +103,8 @@ def patches_html(patches: Patches, title: str = "blt patches") -> str:
             parts.append(f"<span>{shown}</span>")
         if label == "\n":
             parts.append("<br>")
-    parts.append("</div>")
+    if parts:
+        parts.append("</div>")
     style = (
         "body{font-family:ui-monospace,monospace;line-height:2.2;max-width:70em;margin:2em auto}"
         ".patch{display:inline;border:1px solid #457b9d;border-radius:3px;padding:2px 1px;margin:0 1px}"
@@ -115,7 +126,7 @@ def plot_patches(patches: Patches, path: str | Path, max_bytes: int = 400) -> Pa
     import matplotlib.pyplot as plt
 
     if patches.entropies_nats is None:
-        raise ValueError("plots need an entropy rule (global, monotonic or combined)")
+        raise BltError("plots need an entropy rule (global, monotonic or combined)")
     n = min(len(patches.data), max_bytes)
     bits = patches.entropies_nats[:n] / LN2
     fig, ax = plt.subplots(figsize=(max(8.0, n * 0.18), 3.6))
@@ -128,7 +139,7 @@ def plot_patches(patches: Patches, path: str | Path, max_bytes: int = 400) -> Pa
             ax.axvline(s - 0.5, color="#a8dadc", linewidth=1)
     spans = [c for c in char_spans(patches.data[:n]) if c[0] < n]
     ax.set_xticks([s for s, _, _ in spans])
-    ax.set_xticklabels([{" ": "␠", "\n": "↵"}.get(lbl, lbl) for _, _, lbl in spans], fontsize=7)
+    ax.set_xticklabels([{" ": "␣", "\n": "↵"}.get(lbl, lbl) for _, _, lbl in spans], fontsize=7)
     ax.set_xlim(-0.5, n - 0.5)
     ax.set_ylabel("entropy (bits)")
     ax.set_title(summary_line(patches), fontsize=9)

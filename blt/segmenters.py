@@ -12,13 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from blt.entropy import ByteScores, as_bytes, score
+from blt.entropy import LN2, ByteScores, as_bytes, score
 from blt.errors import BltError
 from blt.model import ByteLM
-from blt.patching import calibrate_threshold, patch_start_mask
-
-ENTROPY_RULES = ("global", "monotonic", "combined")
-RULES = (*ENTROPY_RULES, "space", "fixed", "byte")
+from blt.patching import ENTROPY_RULES, RULES, calibrate_threshold, patch_starts
 
 
 @dataclass
@@ -28,15 +25,16 @@ class Patches:
     data: bytes
     starts: np.ndarray  # [P] int64, strictly increasing
     entropies_nats: np.ndarray | None  # [n] float32 for entropy rules, None otherwise
-    threshold_nats: float | None
+    threshold_nats: float | None  # the rule's threshold (monotonic: the relative one)
+    relative_threshold_nats: float | None = None  # the combined rule's second threshold
 
     @property
     def lengths(self) -> np.ndarray:
-        return np.diff(np.append(self.starts, len(self.data)))
+        return np.diff(np.append(self.starts, len(self.data))) if len(self.starts) else np.zeros(0, np.int64)
 
     @property
     def spans(self) -> list[tuple[int, int]]:
-        ends = np.append(self.starts[1:], len(self.data))
+        ends = np.append(self.starts[1:], len(self.data)) if len(self.starts) else []
         return [(int(s), int(e)) for s, e in zip(self.starts, ends, strict=True)]
 
     @property
@@ -54,6 +52,18 @@ def score_resetting_at_newlines(model: ByteLM, data: bytes, **kw: object) -> Byt
     parts = score(model, lines, **kw) if lines else []  # type: ignore[arg-type]
     cat = (lambda xs: np.concatenate(xs)) if parts else (lambda xs: np.zeros(0, dtype=np.float32))
     return ByteScores(data, cat([p.entropy_nats for p in parts]), cat([p.surprisal_nats for p in parts]))
+
+
+DEFAULT_TARGET_BYTES_PER_PATCH = 4.5  # BLT-Entropy's 4.5 bytes/patch in the paper's Table 1 (Llama 3 BPE: 4.4)
+
+
+def default_thresholds(
+    model: ByteLM, texts: Sequence[bytes], target: float = DEFAULT_TARGET_BYTES_PER_PATCH, precision: str = "32"
+) -> dict[str, float]:
+    """Global and monotonic thresholds that give `texts` `target` bytes/patch: stored in a model's card as the
+    thresholds `Patcher` uses when it is given none."""
+    ents = [s.entropy_nats for s in score(model, list(texts), precision=precision)]
+    return {rule: calibrate_threshold(ents, target, rule=rule) for rule in ("global", "monotonic")}
 
 
 class Patcher:
@@ -82,10 +92,10 @@ class Patcher:
         threshold_given = threshold is not None or relative_threshold is not None
         if threshold_given and target_bytes_per_patch is not None:
             raise BltError("give either a threshold or target_bytes_per_patch (--target-bytes-per-patch), not both")
-        if rule in ENTROPY_RULES and not threshold_given and target_bytes_per_patch is None:
+        if rule not in ENTROPY_RULES and target_bytes_per_patch is not None:
             raise BltError(
-                f"the {rule} rule needs a threshold in nats (--threshold) or a target "
-                f"(--target-bytes-per-patch X) to calibrate one"
+                f"--target-bytes-per-patch calibrates entropy rules; the {rule} rule has none "
+                f"(use --patch-size with --rule fixed)"
             )
         if rule == "combined" and target_bytes_per_patch is not None:
             raise BltError("calibration supports the global and monotonic rules; give thresholds for combined")
@@ -93,6 +103,19 @@ class Patcher:
             from blt.checkpoint import load_model
 
             model = load_model(model)
+        if rule in ENTROPY_RULES and not threshold_given and target_bytes_per_patch is None:
+            # The model's own thresholds, calibrated when it was built (see default_thresholds).
+            stored = getattr(model, "card", {}).get("patch_thresholds_nats", {})
+            threshold, relative_threshold = stored.get("global"), stored.get("monotonic")
+            if (rule != "monotonic" and threshold is None) or (rule != "global" and relative_threshold is None):
+                raise BltError(
+                    f"the {rule} rule needs a threshold in nats (--threshold / --relative-threshold) or a target "
+                    f"(--target-bytes-per-patch X) to calibrate one; this model's card stores none"
+                )
+            if rule == "global":
+                relative_threshold = None
+            elif rule == "monotonic":
+                threshold = None
         self.model = model if isinstance(model, ByteLM) else None
         self.rule, self.threshold, self.relative_threshold = rule, threshold, relative_threshold
         self.target_bytes_per_patch, self.max_patch_length = target_bytes_per_patch, max_patch_length
@@ -108,16 +131,28 @@ class Patcher:
             return [score_resetting_at_newlines(self.model, as_bytes(t), **kw).entropy_nats for t in texts]
         return [s.entropy_nats for s in score(self.model, list(texts), **kw)]  # type: ignore[arg-type]
 
-    def fit(self, texts: Sequence[str | bytes]) -> float:
-        """Calibrate the threshold on `texts` so their mean bytes/patch is closest to the target; returns it."""
+    def fit(self, texts: Sequence[str | bytes]) -> dict[str, float]:
+        """Calibrate the threshold on `texts` so their mean bytes/patch is closest to the target; returns the
+        threshold (nats and bits) and the bytes/patch it achieves on `texts`."""
         if self.target_bytes_per_patch is None:
             raise BltError("fit needs target_bytes_per_patch")
+        datas = [as_bytes(t) for t in texts if len(t)]
+        ents = self.entropies(datas)
         value = calibrate_threshold(
-            self.entropies(texts), self.target_bytes_per_patch, rule=self.rule, max_patch_length=self.max_patch_length
+            ents, self.target_bytes_per_patch, rule=self.rule, max_patch_length=self.max_patch_length
         )
         self._set_threshold(value)
-        self.target_bytes_per_patch = None
-        return value
+        target, self.target_bytes_per_patch = self.target_bytes_per_patch, None
+        patches = self._from_entropies(datas, ents)
+        n_patches = sum(len(p.starts) for p in patches)
+        return {
+            "threshold_nats": value,
+            "threshold_bits": value / LN2,
+            "target_bytes_per_patch": target,
+            "bytes_per_patch": sum(len(d) for d in datas) / max(n_patches, 1),
+            "bytes": sum(map(len, datas)),
+            "patches": n_patches,
+        }
 
     def _set_threshold(self, value: float) -> None:
         if self.rule == "monotonic":
@@ -142,19 +177,26 @@ class Patcher:
                             max_patch_length=self.max_patch_length,
                         )
                     )
+        return self._from_entropies(datas, ents)
+
+    def _from_entropies(self, datas: Sequence[bytes], ents: Sequence[np.ndarray | None]) -> list[Patches]:
+        threshold = self.relative_threshold if self.rule == "monotonic" else self.threshold
+        relative = self.relative_threshold if self.rule == "combined" else None
         out = []
         for data, ent in zip(datas, ents, strict=True):
-            mask = patch_start_mask(
-                ent if ent is not None else np.zeros(len(data), dtype=np.float32),
+            if not data:  # empty text: zero patches, whatever the rule or threshold
+                out.append(Patches(data, np.zeros(0, dtype=np.int64), ent, threshold, relative))
+                continue
+            starts = patch_starts(
+                ent,
                 rule=self.rule,
                 threshold=self.threshold,
                 relative_threshold=self.relative_threshold,
                 max_patch_length=self.max_patch_length,
-                data=data,
+                data=np.frombuffer(data, dtype=np.uint8),
                 patch_size=self.patch_size,
             )
-            threshold = self.relative_threshold if self.rule == "monotonic" else self.threshold
-            out.append(Patches(data, np.flatnonzero(mask).astype(np.int64), ent, threshold))
+            out.append(Patches(data, np.asarray(starts, dtype=np.int64), ent, threshold, relative))
         return out
 
     def segment(self, text: str | bytes) -> list[bytes]:

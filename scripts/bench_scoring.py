@@ -1,5 +1,6 @@
 """Entropy-scoring throughput of a byte model: `blt.entropy.score` (windowing, batching, entropy and surprisal)
-against a bare forward pass over the same windows, in one run, at fp32 and bf16 autocast.
+against a bare forward pass over the same windows, in one run, at fp32 and bf16 autocast; and end-to-end patching
+(`Patcher.patch`: scoring + boundaries) on the same text.
 
     python scripts/bench_scoring.py [--model default] [--mb 1] [--threads 2] [--repeats 3]
 
@@ -21,6 +22,7 @@ import torch
 from blt.checkpoint import load_model
 from blt.config import BOS_ID
 from blt.entropy import autocast_for, plan_windows, score
+from blt.segmenters import Patcher
 
 
 def sample_text(megabytes: float, doc_bytes: int = 8192) -> list[bytes]:
@@ -74,11 +76,17 @@ def main() -> None:
         f"cpu bf16 native: {'yes' if 'avx512_bf16' in open('/proc/cpuinfo').read() else 'no'} "
         f"(os.cpu_count {os.cpu_count()})\n"
     )
-    print("| precision | score() kB/s | bare forward kB/s | score / bare |\n|---|---|---|---|")
+    print("| precision | score() kB/s | bare forward kB/s | score / bare | Patcher.patch kB/s (score + patch) |")
+    print("|---|---|---|---|---|")
     for precision in ("32", "bf16"):
         t_score = best_of(lambda p=precision: score(lm, docs, batch_size=args.batch_size, precision=p), args.repeats)
         t_bare = best_of(lambda p=precision: bare_forward(lm, docs, args.batch_size, p), args.repeats)
-        print(f"| {precision} | {n / t_score / 1e3:.0f} | {n / t_bare / 1e3:.0f} | {t_bare / t_score:.2f} |")
+        patcher = Patcher(lm, rule="global", threshold=1.5, precision=precision, batch_size=args.batch_size)
+        t_patch = best_of(lambda pt=patcher: pt.patch(docs), args.repeats)
+        print(
+            f"| {precision} | {n / t_score / 1e3:.0f} | {n / t_bare / 1e3:.0f} | {t_bare / t_score:.2f} | "
+            f"{n / t_patch / 1e3:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,270 @@
+"""`blt segment` and `blt calibrate` through typer's CliRunner: results match the library, files are written, and
+every user mistake gives one red line and exit code 1, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import lightning  # noqa: F401  imported first so its log handler binds to the real stderr, not a runner buffer
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from conftest import make_model
+from typer.testing import CliRunner
+
+from blt.checkpoint import load_model, save_model_dir
+from blt.cli import app
+from blt.config import Config
+from blt.entropy import score
+from blt.segmenters import Patcher
+
+runner = CliRunner()
+TEXT = "Hello, wörld! 日本語 😀 entropy patches.\nline two"
+CARD_THRESHOLDS = {"global": 0.2, "monotonic": 0.05}  # nats
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny conftest model with logits ×20 (varied entropies, ≈ 0–2.6 nats), saved with default thresholds in
+    its card."""
+    model = make_model(0)
+    with torch.no_grad():
+        model.norm.weight.mul_(20.0)
+    card = {"steps": 0, "patch_thresholds_nats": CARD_THRESHOLDS}
+    return save_model_dir(model, Config(model=model.cfg), card, tmp_path_factory.mktemp("m") / "model")
+
+
+@pytest.fixture(scope="module")
+def plain_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The untrained tiny model, with no thresholds in its card."""
+    model = make_model(0)
+    return save_model_dir(model, Config(model=model.cfg), {"steps": 0}, tmp_path_factory.mktemp("m") / "plain")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five documents, ≈ 1.5 kB of non-repeating multilingual words."""
+    root = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(0)
+    vocab = "the quick brown fox jumps over lazy dog naïve café 日本語 текст 😀 data byte patch entropy".split()
+    for i in range(5):
+        (root / f"d{i}.txt").write_text(" ".join(rng.choice(vocab, size=30 + 10 * i)))
+    return root
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def assert_user_error(args: list[str], pattern: str) -> None:
+    code, out, err = run(*args)
+    assert code == 1, (code, out, err)
+    assert "Traceback" not in out + err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    assert pattern in " ".join(err.split()), err
+
+
+def segment_json(*args: str) -> dict:
+    code, out, err = run("segment", *args, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+# ---------------------------------------------------------------- blt segment
+
+
+def test_segment_json_matches_the_library(model_dir: Path) -> None:
+    got = segment_json(TEXT, "--model", str(model_dir), "--threshold", "0.1", "--max-patch-length", "6")
+    data = TEXT.encode()
+    expected = Patcher(load_model(model_dir), threshold=0.1, max_patch_length=6).patch([data])[0]
+    assert got["lengths"] == expected.lengths.tolist() and got["starts"] == expected.starts.tolist()
+    assert sum(got["lengths"]) == len(data) and max(got["lengths"]) <= 6
+    assert got["starts"] == np.concatenate(([0], np.cumsum(got["lengths"])[:-1])).tolist()
+    np.testing.assert_allclose(got["entropies_nats"], score(load_model(model_dir), data)[0].entropy_nats, atol=1e-5)
+    assert got["threshold_nats"] == 0.1
+    assert got["bytes_per_patch"] == pytest.approx(len(data) / len(got["lengths"]))
+
+
+@pytest.mark.parametrize("rule, option", [("monotonic", "--relative-threshold"), ("combined", "--threshold")])
+def test_segment_json_for_the_other_entropy_rules(model_dir: Path, rule: str, option: str) -> None:
+    extra = ["--relative-threshold", "0.0"] if rule == "combined" else []
+    got = segment_json(TEXT, "--model", str(model_dir), "--rule", rule, option, "0.05", *extra)
+    kw = {"relative_threshold": 0.05} if rule == "monotonic" else {"threshold": 0.05, "relative_threshold": 0.0}
+    expected = Patcher(load_model(model_dir), rule=rule, **kw).patch([TEXT])[0]
+    assert got["lengths"] == expected.lengths.tolist() and got["threshold_nats"] == 0.05
+
+
+def test_segment_target_lands_within_one_patch(model_dir: Path) -> None:
+    data = TEXT.encode()
+    got = segment_json(TEXT, "--model", str(model_dir), "--target-bytes-per-patch", "3")
+    assert abs(len(got["lengths"]) - len(data) / 3) <= 1
+    fixed = segment_json(TEXT, "--model", str(model_dir), "--threshold", repr(got["threshold_nats"]))
+    assert fixed["lengths"] == got["lengths"]
+
+
+def test_segment_file_with_the_space_rule_needs_no_model(tmp_path: Path) -> None:
+    """No --model: "default" (not bundled in a source checkout) is never loaded for a rule-based rule.
+    b"ok \\xff end": ␠ \\xff ␠ form one spacelike run, so one start after byte 2 -> lengths [3, 5]."""
+    f = tmp_path / "in.bin"
+    f.write_bytes(b"ok \xff end")
+    got = segment_json("--file", str(f), "--rule", "space")
+    assert got == {
+        "lengths": [3, 5],
+        "starts": [0, 3],
+        "entropies_nats": None,
+        "threshold_nats": None,
+        "relative_threshold_nats": None,
+        "bytes_per_patch": 4.0,
+    }
+
+
+def test_segment_prints_the_text_and_the_summary(model_dir: Path) -> None:
+    """θ = 0.5 nats is 0.7213 bits."""
+    code, out, err = run("segment", TEXT, "--model", str(model_dir), "--threshold", "0.5")
+    assert code == 0, err
+    assert TEXT.splitlines()[0] in out and TEXT.splitlines()[1] in out
+    n = len(TEXT.encode())
+    assert re.search(rf"\d+ patches, {n} bytes, [\d.]+ bytes/patch, threshold 0\.5000 nats \(0\.7213 bits\)", out), out
+
+
+def test_segment_empty_text_is_zero_patches(model_dir: Path) -> None:
+    got = segment_json("", "--model", str(model_dir), "--threshold", "0.1")
+    assert got["lengths"] == [] and got["starts"] == [] and got["bytes_per_patch"] == 0.0
+
+
+@pytest.mark.filterwarnings("ignore:Glyph .* missing from font:UserWarning")  # CJK glyphs, not in DejaVu Sans
+def test_segment_writes_html_and_plot(model_dir: Path, tmp_path: Path) -> None:
+    html, png = tmp_path / "out" / "p.html", tmp_path / "out" / "p.png"
+    code, out, err = run(
+        "segment", TEXT, "--model", str(model_dir), "--threshold", "0.1", "--html", str(html), "--plot", str(png)
+    )
+    assert code == 0, err
+    starts = set(Patcher(load_model(model_dir), threshold=0.1).patch([TEXT])[0].starts.tolist())
+    page = html.read_text(encoding="utf-8")
+    assert page.startswith("<!doctype html>") and "http" not in page and "<script" not in page
+    # One hover per character, or per byte of a character that a patch boundary cuts; one box per patch.
+    offset, hovers = 0, 0
+    for ch in TEXT:
+        width = len(ch.encode())
+        hovers += width if starts & set(range(offset + 1, offset + width)) else 1
+        offset += width
+    assert page.count("title='") == hovers
+    assert page.count("class='patch'") == len(starts)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in png.parent.iterdir()) == ["p.html", "p.png"]
+    assert "patches" in out  # the terminal view is printed too
+
+
+def test_segment_plot_needs_an_entropy_rule(tmp_path: Path) -> None:
+    assert_user_error(["segment", "a b", "--rule", "space", "--plot", str(tmp_path / "p.png")], "entropy rule")
+
+
+def test_segment_corpus_writes_parquet(model_dir: Path, corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "patched"
+    code, stdout, err = run(
+        "segment",
+        "--data",
+        str(corpus),
+        "--out",
+        str(out),
+        "--model",
+        str(model_dir),
+        "--threshold",
+        "0.1",
+        "--devices",
+        "1",
+    )
+    assert code == 0, err
+    rows = pq.read_table(out / "patches-0.parquet").to_pylist()
+    docs = [p.read_bytes() for p in sorted(corpus.glob("*.txt"))]
+    expected = Patcher(load_model(model_dir), threshold=0.1).patch(docs)
+    assert [r["patch_lengths"] for r in rows] == [p.lengths.tolist() for p in expected]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["documents"] == 5 and summary["bytes"] == sum(map(len, docs))
+    assert f"{summary['documents']} documents" in stdout
+
+
+@pytest.mark.parametrize("rule", ["global", "monotonic"])
+def test_segment_uses_the_card_thresholds_by_default(model_dir: Path, rule: str) -> None:
+    code, out, err = run("segment", TEXT, "--model", str(model_dir), "--rule", rule, "--json")
+    assert code == 0, err
+    option = "--relative-threshold" if rule == "monotonic" else "--threshold"
+    explicit = segment_json(TEXT, "--model", str(model_dir), "--rule", rule, option, str(CARD_THRESHOLDS[rule]))
+    assert json.loads(out) == explicit
+
+
+# ---------------------------------------------------------------- blt calibrate
+
+
+@pytest.mark.parametrize("rule", ["global", "monotonic"])
+def test_calibrate_lands_within_one_patch_of_the_target(model_dir: Path, corpus: Path, rule: str) -> None:
+    code, out, err = run(
+        "calibrate",
+        "--data",
+        str(corpus),
+        "--target-bytes-per-patch",
+        "4",
+        "--rule",
+        rule,
+        "--model",
+        str(model_dir),
+        "--json",
+    )
+    assert code == 0, err
+    got = json.loads(out)
+    docs = [p.read_bytes() for p in sorted(corpus.glob("*.txt"))]
+    total = sum(map(len, docs))
+    assert got["rule"] == rule and got["bytes"] == total and got["target_bytes_per_patch"] == 4
+    assert abs(got["patches"] - total / 4) <= 1
+    assert got["bytes_per_patch"] == pytest.approx(total / got["patches"])
+    assert got["threshold_bits"] == pytest.approx(got["threshold_nats"] / math.log(2))
+    key = "relative_threshold" if rule == "monotonic" else "threshold"
+    patched = Patcher(load_model(model_dir), rule=rule, **{key: got["threshold_nats"]}).patch(docs)
+    assert sum(len(p.starts) for p in patched) == got["patches"]
+
+
+def test_calibrate_prints_nats_and_bits(model_dir: Path, corpus: Path) -> None:
+    code, out, err = run("calibrate", "--data", str(corpus), "--target-bytes-per-patch", "4", "--model", str(model_dir))
+    assert code == 0, err
+    m = re.search(r"global threshold ([\d.]+) nats \(([\d.]+) bits\): ([\d.]+) bytes/patch", out)
+    assert m, out
+    assert float(m[2]) == pytest.approx(float(m[1]) / math.log(2), abs=1e-5)
+    assert float(m[3]) == pytest.approx(4, abs=0.1)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_bad_input_gives_one_clear_line(model_dir: Path, plain_model_dir: Path, corpus: Path, tmp_path: Path) -> None:
+    m = ["--model", str(model_dir)]
+    assert_user_error(["segment", TEXT, *m, "--threshold", "1", "--target-bytes-per-patch", "4"], "not both")
+    assert_user_error(["segment", TEXT, *m, "--threshold", "-1"], "threshold must be ≥ 0 nats, got -1.0")
+    assert_user_error(["segment", TEXT, *m, "--threshold", "1", "--max-patch-length", "0"], "integer ≥ 1, got 0")
+    assert_user_error(["segment", TEXT, *m, "--target-bytes-per-patch", "0.5"], "out of reach")
+    assert_user_error(["segment", TEXT, *m, "--target-bytes-per-patch", "100"], "out of reach")  # 55 bytes
+    assert_user_error(["segment", "--data", str(corpus), *m, "--threshold", "1"], "--data needs --out")
+    assert_user_error(["segment", "--file", str(tmp_path / "missing.txt"), *m, "--threshold", "1"], "does not exist")
+    assert_user_error(["segment", TEXT, "--file", str(corpus / "d0.txt"), "--rule", "byte"], "exactly one")
+    assert_user_error(["segment", TEXT, *m, "--rule", "fixed"], "patch_size must be an integer ≥ 1")
+    assert_user_error(["segment", TEXT, "--model", str(plain_model_dir)], "--threshold")  # no card thresholds either
+    assert_user_error(["segment", TEXT, "--model", str(tmp_path / "nope"), "--threshold", "1"], "not found")
+    assert_user_error(
+        ["calibrate", "--data", str(corpus), "--target-bytes-per-patch", "4", "--rule", "space", *m], "global or mono"
+    )
+    assert_user_error(["calibrate", "--data", str(corpus), "--target-bytes-per-patch", "0.5", *m], "out of reach")
+    assert_user_error(
+        ["calibrate", "--data", str(tmp_path / "nope.txt"), "--target-bytes-per-patch", "4", *m], "does not exist"
+    )
+
+
+def test_monotonic_with_threshold_names_the_cli_option(model_dir: Path) -> None:
+    assert_user_error(
+        ["segment", TEXT, "--model", str(model_dir), "--rule", "monotonic", "--threshold", "0.05"],
+        "--relative-threshold",
+    )
