@@ -350,6 +350,60 @@ def calibrate(
 
 @app.command()
 @user_errors
+def compare(
+    data: Annotated[list[str] | None, typer.Option("--data", "-d", help="corpus (default: the bundled udhr)")] = None,
+    model: ModelOpt = "default",
+    segmenters: Annotated[str | None, typer.Option(help="comma-separated list (default: all but byte)")] = None,
+    vocab_size: Annotated[int | None, typer.Option(help="trained tokenisers' vocabulary size")] = None,
+    match: Annotated[str, typer.Option(help="calibrate entropy patches to this segmenter's bytes/unit; 'none'")] = (
+        "bpe"
+    ),
+    by_language: Annotated[bool, typer.Option(help="metrics per language label (udhr)")] = False,
+    adapt_steps: Annotated[int, typer.Option("--adapt", help="fine-tune the byte model N steps on the corpus")] = 0,
+    max_bytes: Annotated[int | None, typer.Option(help="read at most this many bytes")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="report directory")] = Path("blt-compare"),
+    precision: Annotated[Precision, typer.Option(help="byte-model precision")] = Precision.fp32,
+) -> None:
+    """Entropy patches vs BPE, SentencePiece, tiktoken and rule-based segmenters on one corpus."""
+    import importlib.metadata as md
+    import shlex
+
+    from blt.compare import DEFAULT_SEGMENTERS, CompareConfig, run_compare
+    from blt.report import print_compare, write_compare_report
+
+    cfg = CompareConfig(
+        sources=data or ["udhr"],
+        model=model,
+        vocab_size=vocab_size,
+        match=None if match == "none" else match,
+        segmenters=segmenters.split(",") if segmenters else list(DEFAULT_SEGMENTERS),
+        by_language=by_language,
+        adapt_steps=adapt_steps,
+        max_bytes=max_bytes,
+        precision=precision.value,
+    )
+    with err_console.status("starting") as status:
+        results = run_compare(
+            cfg, warn=lambda m: err_console.print(f"[yellow]warning:[/yellow] {m}"), progress=lambda m: status.update(m)
+        )
+    print_compare(results, out_console)
+    versions = {p: md.version(p) for p in ("blt-patcher", "torch", "tokenizers", "sentencepiece") if _has(p)}
+    report = write_compare_report(results, out, "blt " + shlex.join(sys.argv[1:]), versions)
+    out_console.print(f"report: {report}")
+
+
+def _has(dist: str) -> bool:
+    import importlib.metadata as md
+
+    try:
+        md.version(dist)
+    except md.PackageNotFoundError:
+        return False
+    return True
+
+
+@app.command()
+@user_errors
 def info(model: ModelOpt = "default") -> None:
     """Show a model's card: data, steps, validation bits per byte, size."""
     from blt.checkpoint import load_model

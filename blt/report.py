@@ -147,3 +147,171 @@ def plot_patches(patches: Patches, path: str | Path, max_bytes: int = 400) -> Pa
     write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
     return Path(path)
+
+
+# ---------------------------------------------------------------------------------------------- comparison
+
+COLUMNS = (  # (results key, header, format)
+    ("bytes_per_unit", "bytes/unit", "{:.2f}"),
+    ("fertility", "units/word", "{:.2f}"),
+    ("continued_word_rate", "split words", "{:.1%}"),
+    ("renyi_efficiency", "Rényi eff. (α=2.5)", "{:.3f}"),
+    ("vocabulary_use", "vocab use", "{:.1%}"),
+    ("length_p90", "len p90", "{:.0f}"),
+    ("word_boundary_f1", "word-boundary F1", "{:.3f}"),
+    ("bits_per_unit_mean", "bits/unit", "{:.2f}"),
+    ("bits_per_unit_cv", "CV bits/unit", "{:.3f}"),
+    ("encode_mb_per_s", "encode MB/s", "{:.2f}"),
+)
+
+
+def _cell(value: object, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return fmt.format(value)
+
+
+def compare_rows(results: dict) -> tuple[list[str], list[list[str]]]:
+    headers = ["segmenter", "vocab", *(h for _, h, _ in COLUMNS)]
+    rows = []
+    for r in results["segmenters"]:
+        vocab = str(r["vocab_size"]) if r["vocab_size"] else "open"
+        rows.append([r["segmenter"], vocab, *(_cell(r.get(k), f) for k, _, f in COLUMNS)])
+    return headers, rows
+
+
+def print_compare(results: dict, console: Console) -> None:
+    from rich.table import Table
+
+    headers, rows = compare_rows(results)
+    table = Table(*headers, title=f"{results['eval_documents']} held-out documents, {results['eval_bytes']:,} bytes")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)])
+
+
+def _savefig(fig: object, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))  # type: ignore[attr-defined]
+    plt.close(fig)  # type: ignore[arg-type]
+
+
+def compare_plots(results: dict, out: Path) -> list[str]:
+    """PNG plots beside the report: length histograms, evenness, agreement matrix, bytes/unit per language."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["segmenter"] for r in results["segmenters"]]
+    written = []
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for name in names:
+        lengths = results["_lengths"][name]
+        if len(lengths):
+            ax.hist(np.minimum(lengths, 32), bins=np.arange(1, 34) - 0.5, histtype="step", density=True, label=name)
+    ax.set_xlabel("unit length (bytes, 32 = 32 or more)")
+    ax.set_ylabel("share of units")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    _savefig(fig, out / "lengths.png")
+    written.append("lengths.png")
+    bits = {n: results["_bits_per_unit"][n] for n in names if len(results["_bits_per_unit"][n])}
+    if bits:
+        fig, ax = plt.subplots(figsize=(9, 4))
+        ax.boxplot(list(bits.values()), showfliers=False)
+        ax.set_xticks(range(1, len(bits) + 1), list(bits), rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel("bits per unit (byte model)")
+        ax.set_title("information evenness: narrower is more even")
+        fig.tight_layout()
+        _savefig(fig, out / "evenness.png")
+        written.append("evenness.png")
+    matrix = np.array([[results["agreement_f1"][a][b] for b in names] for a in names], dtype=float)
+    fig, ax = plt.subplots(figsize=(1 + 0.7 * len(names), 0.8 + 0.6 * len(names)))
+    im = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if math.isfinite(matrix[i, j]):
+                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w")
+    fig.colorbar(im, ax=ax, label="boundary F1")
+    fig.tight_layout()
+    _savefig(fig, out / "agreement.png")
+    written.append("agreement.png")
+    per_lang = results["by_language"]
+    if per_lang:
+        langs = sorted(per_lang, key=lambda lab: per_lang[lab].get(names[0], 0))
+        fig, ax = plt.subplots(figsize=(max(8, 0.12 * len(langs)), 4.5))
+        for name in names:
+            ax.plot(
+                range(len(langs)), [per_lang[lab].get(name, np.nan) for lab in langs], marker=".", lw=0.8, label=name
+            )
+        ax.set_xticks(range(len(langs)), langs, rotation=90, fontsize=5)
+        ax.set_ylabel("bytes per unit")
+        ax.legend(fontsize=7, ncol=3)
+        fig.tight_layout()
+        _savefig(fig, out / "by_language.png")
+        written.append("by_language.png")
+    return written
+
+
+def write_compare_report(results: dict, out: str | Path, command: str, versions: dict[str, str]) -> Path:
+    """`report.md` (tables, plots, the exact command and versions), `results.json` and `results.csv` in `out`."""
+    import csv
+    import io
+    import json
+
+    from blt.compare import finite
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = compare_plots(results, out)
+    public = finite({k: v for k, v in results.items() if not k.startswith("_")})
+    write_atomic(out / "results.json", lambda p: p.write_text(json.dumps(public, indent=2) + "\n"))
+    keys = sorted({k for r in public["segmenters"] for k, v in r.items() if not isinstance(v, (dict, list))})
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(public["segmenters"])
+    write_atomic(out / "results.csv", lambda p: p.write_text(buf.getvalue()))
+    headers, rows = compare_rows(results)
+    model = public["byte_model"]
+    lines = [
+        "# blt compare",
+        "",
+        f"```\n{command}\n```",
+        "",
+        f"Corpus {', '.join(results['config']['sources'])}: {results['train_documents']} training documents, "
+        f"{results['eval_documents']} held-out documents ({results['eval_bytes']:,} bytes) measured.",
+        "",
+        markdown_table(headers, rows),
+        "",
+    ]
+    if results["match_bytes_per_unit"]:
+        lines.append(
+            f"Entropy thresholds calibrated to {results['config']['match']}'s "
+            f"{results['match_bytes_per_unit']:.3f} bytes/unit on the held-out text (compression-matched)."
+        )
+    if model:
+        before = model.get("bits_per_byte_before_adapt")
+        adapted = f" (before adaptation: {before:.3f})" if before is not None else ""
+        lines.append(
+            f"Byte model {model['model']} ({model['params']:,} params): {model['bits_per_byte']:.3f} bits/byte on "
+            f"the held-out text{adapted}, scored at {model['scoring_mb_per_s']:.3f} MB/s (the entropy segmenters' "
+            f"encode speed excludes this scoring)."
+        )
+    lines += [
+        "",
+        *(f"![{p}]({p})" for p in plots),
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+    ]
+    write_atomic(out / "report.md", lambda p: p.write_text("\n".join(lines) + "\n"))
+    return out / "report.md"

@@ -189,8 +189,16 @@ def build_trainer(cfg: Config, out: Path, extra_callbacks: list[Callback] | None
     )
 
 
-def train(cfg: Config, out: str | Path, *, resume: bool = False, extra_callbacks: list[Callback] | None = None) -> Path:
-    """Train a byte model as `cfg` says, write checkpoints under `out`, export `out/model`; returns that path."""
+def train(
+    cfg: Config,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    extra_callbacks: list[Callback] | None = None,
+    init_model: ByteLM | None = None,
+) -> Path:
+    """Train a byte model as `cfg` says, write checkpoints under `out`, export `out/model`; returns that path.
+    `init_model` starts from existing weights (fine-tuning) instead of a fresh initialisation."""
     out = Path(out)
     last = out / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
@@ -210,6 +218,8 @@ def train(cfg: Config, out: str | Path, *, resume: bool = False, extra_callbacks
         num_workers=t.num_workers,
     )
     module = ByteLMModule(cfg)
+    if init_model is not None:
+        module.model.load_state_dict(init_model.state_dict())
     trainer = build_trainer(cfg, out, extra_callbacks)
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
     if trainer.interrupted:

@@ -1,0 +1,358 @@
+"""The comparison: entropy patches next to BPE, SentencePiece, tiktoken, HF tokenisers and rule-based segmenters,
+on one corpus, with the same metrics for all (`blt compare`).
+
+Flow: the corpus is split by document (`blt.data`); trainable tokenisers learn on the training split at one
+vocabulary size; the byte model (optionally adapted to the training split first) scores the evaluation split once,
+and every entropy segmenter and the evenness metric reuse those scores; entropy thresholds are calibrated so their
+bytes/unit matches another segmenter's (compression-matched); metrics accumulate document by document.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from blt.config import DataConfig
+from blt.data import build_cache
+from blt.entropy import LN2, ByteScores, score
+from blt.errors import BltError
+from blt.metrics import BoundaryCounts, SegmentationStats, boundary_counts, unit_information
+from blt.patching import calibrate_threshold, patch_starts
+
+TRAINED = ("bpe", "sp-unigram", "sp-bpe")
+PRETRAINED = ("tiktoken-cl100k", "tiktoken-o200k")
+RULE_BASED = ("space", "fixed", "byte")
+ENTROPY = ("entropy-global", "entropy-monotonic")
+SEGMENTERS = (*TRAINED, *PRETRAINED, *RULE_BASED, *ENTROPY)  # plus hf:NAME_OR_PATH[#gguf_file]
+DEFAULT_SEGMENTERS = (
+    "bpe",
+    "sp-unigram",
+    "sp-bpe",
+    "tiktoken-cl100k",
+    "tiktoken-o200k",
+    "space",
+    "fixed",
+    "entropy-global",
+    "entropy-monotonic",
+)
+
+
+@dataclass
+class CompareConfig:
+    sources: list[str] = field(default_factory=lambda: ["udhr"])  # corpora, as for `blt train --data`
+    segmenters: list[str] = field(default_factory=lambda: list(DEFAULT_SEGMENTERS))  # see SEGMENTERS, hf:NAME
+    model: str = "default"  # byte model for entropy segmenters and evenness
+    vocab_size: int | None = None  # trained tokenisers' size; None -> default_vocab_size(training bytes)
+    match: str | None = "bpe"  # calibrate entropy thresholds to this segmenter's bytes/unit; None -> thresholds
+    threshold: float | None = None  # global threshold (nats) when match is None; None -> the model card's
+    relative_threshold: float | None = None  # monotonic threshold (nats) when match is None
+    fixed_size: int | None = None  # fixed patch size; None -> the matched segmenter's bytes/unit, rounded
+    eval_fraction: float = 0.1  # documents held out for evaluation (tokenisers train on the rest)
+    split_seed: int = 0  # seed of the train/evaluation split
+    max_bytes: int | None = None  # read at most this many bytes of the corpus
+    by_language: bool = False  # per-label metrics (labelled corpora such as udhr)
+    adapt_steps: int = 0  # fine-tune the byte model this many steps on the training split first
+    precision: str = "32"  # byte-model scoring precision: 32, bf16, auto
+
+
+def validate(cfg: CompareConfig) -> None:
+    problems = []
+    for name in cfg.segmenters:
+        if name not in SEGMENTERS and not name.startswith("hf:"):
+            problems.append(f"unknown segmenter {name!r} (valid: {', '.join(SEGMENTERS)}, hf:NAME_OR_PATH)")
+    if cfg.match is not None and cfg.match not in cfg.segmenters:
+        problems.append(f"--match {cfg.match} is not in this run's segmenters ({', '.join(cfg.segmenters)})")
+    if cfg.match is not None and cfg.match in ENTROPY:
+        problems.append("--match must name a tokeniser or rule-based segmenter, not an entropy one")
+    if not 0 < cfg.eval_fraction < 1:
+        problems.append(f"eval_fraction must be in (0, 1), got {cfg.eval_fraction}")
+    if cfg.vocab_size is not None and cfg.vocab_size < 260:
+        problems.append(f"--vocab-size must be ≥ 260 (256 bytes + specials), got {cfg.vocab_size}")
+    if problems:
+        raise BltError("; ".join(problems))
+
+
+@dataclass
+class Segmenter:
+    """What the comparison needs of any segmenter: a name, a vocabulary size (None: open) and bytes -> starts."""
+
+    name: str
+    vocab_size: int | None
+    starts: Callable[[bytes], np.ndarray]
+    train_seconds: float = 0.0
+
+
+def choose_vocab_size(cfg: CompareConfig, train_docs: Sequence[bytes]) -> int:
+    """The default vocabulary size: `default_vocab_size` of the training bytes, raised to the next power of two
+    that lossless SentencePiece (character_coverage=1.0) can reach: one piece per distinct character + 259."""
+    from blt.tokenizers import default_vocab_size
+
+    vocab = default_vocab_size(sum(map(len, train_docs)))
+    if any(s.startswith("sp-") for s in cfg.segmenters):
+        chars = set()
+        for d in train_docs:
+            chars.update(d.decode("utf-8", errors="surrogateescape"))
+        vocab = max(vocab, 2 ** math.ceil(math.log2(len(chars) + 259 + 64)))
+    return vocab
+
+
+def build_tokenisers(
+    cfg: CompareConfig, train_docs: Sequence[bytes], warn: Callable[[str], None]
+) -> tuple[list[Segmenter], int]:
+    """Train (or load) every tokeniser of the run; unavailable pretrained ones are skipped with a warning."""
+    from blt import tokenizers as tk
+
+    vocab = cfg.vocab_size or choose_vocab_size(cfg, train_docs)
+    out = []
+    for name in cfg.segmenters:
+        t = time.perf_counter()
+        try:
+            if name == "bpe":
+                seg: Any = tk.ByteBPE.train(train_docs, vocab)
+            elif name in ("sp-unigram", "sp-bpe"):
+                seg = tk.SentencePieceSegmenter.train(train_docs, vocab, model_type=name.removeprefix("sp-"))
+            elif name in PRETRAINED:
+                seg = tk.TiktokenSegmenter(name.removeprefix("tiktoken-") + "_base", name=name)
+            elif name.startswith("hf:"):
+                spec, _, gguf = name.removeprefix("hf:").partition("#")
+                seg = tk.HFTokenizerSegmenter(spec, gguf_file=gguf or None)
+            else:
+                continue
+        except BltError as exc:
+            if name in TRAINED:
+                raise
+            warn(f"{name} skipped: {exc}")
+            continue
+        out.append(Segmenter(name, seg.vocab_size, seg.starts, time.perf_counter() - t))
+    return out, vocab
+
+
+def _rule_segmenter(name: str, size: int) -> Segmenter:
+    def starts(data: bytes) -> np.ndarray:
+        arr = np.frombuffer(data, dtype=np.uint8)
+        return patch_starts(np.zeros(len(data), np.float32), rule=name, patch_size=size, data=arr)
+
+    return Segmenter(name if name != "fixed" else f"fixed-{size}", None, starts)
+
+
+def split_corpus(cfg: CompareConfig) -> tuple[list[bytes], list[bytes], list[str | None]]:
+    data_cfg = DataConfig(
+        sources=cfg.sources, val_fraction=cfg.eval_fraction, split_seed=cfg.split_seed, max_bytes=cfg.max_bytes
+    )
+    cache = build_cache(data_cfg)
+    train = [cache.train.document(i) for i in range(cache.train.n_docs)]
+    evaluation = [cache.val.document(i) for i in range(cache.val.n_docs)]
+    labels = cache.labels[cache.train.n_docs :]
+    if not evaluation or not train:
+        raise BltError(f"{cfg.sources} is too small to hold out documents for evaluation; add documents")
+    return train, evaluation, labels
+
+
+def run_compare(
+    cfg: CompareConfig, *, warn: Callable[[str], None] = print, progress: Callable[[str], None] = lambda _: None
+) -> dict[str, Any]:
+    """The whole comparison; returns results (per segmenter, per language, agreement, byte-model facts)."""
+    from blt.checkpoint import load_model
+
+    validate(cfg)
+    progress("reading and splitting the corpus")
+    train_docs, eval_docs, labels = split_corpus(cfg)
+    progress("training tokenisers")
+    segmenters, vocab = build_tokenisers(cfg, train_docs, warn)
+    model_info: dict[str, Any] = {}
+    scores: list[ByteScores] | None = None
+    wants_model = any(s in ENTROPY for s in cfg.segmenters)
+    lm = load_model(cfg.model) if wants_model or cfg.adapt_steps else None
+    if lm is not None:
+        progress("scoring the evaluation split with the byte model")
+        t = time.perf_counter()
+        scores = score(lm, eval_docs, precision=cfg.precision)
+        model_info = {
+            "model": cfg.model,
+            "params": lm.num_params(),
+            "bits_per_byte": _bpb(scores),
+            "scoring_mb_per_s": sum(map(len, eval_docs)) / 1e6 / (time.perf_counter() - t),
+        }
+        if cfg.adapt_steps:
+            progress(f"adapting the byte model ({cfg.adapt_steps} steps on the training split)")
+            lm = adapt(lm, train_docs, cfg.adapt_steps)
+            scores = score(lm, eval_docs, precision=cfg.precision)
+            model_info.update(
+                bits_per_byte_before_adapt=model_info["bits_per_byte"],
+                bits_per_byte=_bpb(scores),
+                adapt_steps=cfg.adapt_steps,
+            )
+    # Compression matching: the entropy thresholds (and the fixed size) follow the matched segmenter's bytes/unit.
+    by_name = {s.name: s for s in segmenters}
+    match_bpu = _bytes_per_unit(by_name[cfg.match], eval_docs) if cfg.match in by_name else None
+    size = cfg.fixed_size or max(1, round(match_bpu or 4))
+    rules = [_rule_segmenter(name, size) for name in RULE_BASED if name in cfg.segmenters]
+    segmenters += rules
+    if cfg.match in RULE_BASED:
+        match_bpu = _bytes_per_unit(rules[[r.name.split("-")[0] for r in rules].index(cfg.match)], eval_docs)
+    if cfg.match is not None and match_bpu is None:
+        raise BltError(f"--match {cfg.match} is unavailable in this run (skipped above); choose another")
+    for name in ENTROPY:
+        if name in cfg.segmenters:
+            assert scores is not None
+            segmenters.append(_entropy_segmenter(name, scores, cfg, match_bpu, lm))
+    progress("measuring")
+    results = measure(segmenters, eval_docs, labels, scores, cfg, model_info, match_bpu, len(train_docs))
+    results["vocab_size"] = vocab
+    return results
+
+
+def _bpb(scores: Sequence[ByteScores]) -> float:
+    return float(sum(s.surprisal_nats.sum(dtype=np.float64) for s in scores) / (LN2 * sum(len(s) for s in scores)))
+
+
+def _bytes_per_unit(seg: Segmenter, docs: Sequence[bytes]) -> float:
+    return sum(map(len, docs)) / sum(len(seg.starts(d)) for d in docs)
+
+
+def _entropy_segmenter(
+    name: str, scores: Sequence[ByteScores], cfg: CompareConfig, match_bpu: float | None, lm: Any
+) -> Segmenter:
+    """Entropy patches over the scored evaluation documents, at a calibrated or given threshold."""
+    rule = name.removeprefix("entropy-")
+    ents = [s.entropy_nats for s in scores]
+    if match_bpu is not None:
+        threshold = calibrate_threshold([e for e in ents if len(e)], match_bpu, rule=rule)
+    else:
+        given = cfg.threshold if rule == "global" else cfg.relative_threshold
+        threshold = given if given is not None else lm.card.get("patch_thresholds_nats", {}).get(rule)
+        if threshold is None:
+            raise BltError(f"{name} needs --match or a threshold (--threshold / --relative-threshold)")
+    by_data = {s.data: e for s, e in zip(scores, ents, strict=True)}
+    key = "threshold" if rule == "global" else "relative_threshold"
+
+    def starts(data: bytes) -> np.ndarray:
+        return patch_starts(by_data[data], rule=rule, **{key: threshold})
+
+    seg = Segmenter(name, None, starts)
+    seg.threshold_nats = threshold  # type: ignore[attr-defined]
+    return seg
+
+
+def measure(
+    segmenters: list[Segmenter],
+    docs: Sequence[bytes],
+    labels: Sequence[str | None],
+    scores: Sequence[ByteScores] | None,
+    cfg: CompareConfig,
+    model_info: dict[str, Any],
+    match_bpu: float | None,
+    n_train_docs: int,
+) -> dict[str, Any]:
+    """Every metric for every segmenter over the evaluation documents (streamed one document at a time)."""
+    names = [s.name for s in segmenters]
+    stats = {n: SegmentationStats() for n in names}
+    per_label: dict[str, dict[str, SegmentationStats]] = {}
+    agreement = {(a, b): BoundaryCounts() for a in names for b in names}
+    bits: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    lengths: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    seconds = dict.fromkeys(names, 0.0)
+    for i, data in enumerate(docs):
+        surprisal = scores[i].surprisal_nats if scores is not None else None
+        doc_starts = {}
+        for seg in segmenters:
+            t = time.perf_counter()
+            starts = np.asarray(seg.starts(data), dtype=np.int64)
+            seconds[seg.name] += time.perf_counter() - t
+            check_lossless(seg.name, data, starts)
+            doc_starts[seg.name] = starts
+            stats[seg.name].add(data, starts, surprisal)
+            if cfg.by_language and labels[i] is not None:
+                per_label.setdefault(labels[i], {}).setdefault(seg.name, SegmentationStats()).add(data, starts)
+            lengths[seg.name].append(np.diff(np.append(starts, len(data))))
+            if surprisal is not None:
+                bits[seg.name].append(unit_information(surprisal, starts))
+        for a in names:
+            for b in names:
+                agreement[a, b] = agreement[a, b] + boundary_counts(doc_starts[a], doc_starts[b][1:], len(data))
+    n_bytes = sum(map(len, docs))
+    rows = []
+    for seg in segmenters:
+        row = {
+            "segmenter": seg.name,
+            "vocab_size": seg.vocab_size,
+            **stats[seg.name].summary(vocab_size=seg.vocab_size),
+            "encode_mb_per_s": n_bytes / 1e6 / max(seconds[seg.name], 1e-9),
+            "train_seconds": seg.train_seconds,
+        }
+        if hasattr(seg, "threshold_nats"):
+            row["threshold_nats"] = seg.threshold_nats
+            row["threshold_bits"] = seg.threshold_nats / LN2
+        rows.append(row)
+    return {
+        "config": asdict(cfg),
+        "eval_documents": len(docs),
+        "eval_bytes": n_bytes,
+        "train_documents": n_train_docs,
+        "match_bytes_per_unit": match_bpu,
+        "byte_model": model_info,
+        "segmenters": rows,
+        "agreement_f1": {a: {b: agreement[a, b].prf()[2] for b in names} for a in names},
+        "by_language": {lab: {n: s.summary()["bytes_per_unit"] for n, s in d.items()} for lab, d in per_label.items()},
+        "_bits_per_unit": {n: np.concatenate(v) if v else np.zeros(0) for n, v in bits.items()},
+        "_lengths": {n: np.concatenate(v) if v else np.zeros(0, np.int64) for n, v in lengths.items()},
+    }
+
+
+def check_lossless(name: str, data: bytes, starts: np.ndarray) -> None:
+    """Units must tile the document exactly: start at 0, strictly increase, stay inside it."""
+    n = len(data)
+    ok = (len(starts) == 0) if n == 0 else (starts[0] == 0 and starts[-1] < n and bool(np.all(np.diff(starts) > 0)))
+    if not ok:
+        raise BltError(f"segmenter {name} is not lossless on a {n}-byte document (starts {starts[:8].tolist()}...)")
+
+
+def adapt(lm: Any, train_docs: Sequence[bytes], steps: int) -> Any:
+    """Fine-tune the byte model on the corpus's training split with the same training code as `blt train`."""
+    import tempfile
+
+    from blt.checkpoint import load_model
+    from blt.train import train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "corpus"
+        corpus.mkdir()
+        for i, d in enumerate(train_docs):
+            (corpus / f"{i:07d}.txt").write_bytes(d)
+        cfg = replace(
+            lm.full_config,
+            data=replace(lm.full_config.data, sources=[str(corpus)], cache_dir=tmp, val_fraction=0.02, max_bytes=None),
+        )
+        warm = min(steps // 10, 100)
+        cfg = replace(
+            cfg,
+            train=replace(
+                cfg.train,
+                max_steps=steps,
+                warmup_steps=warm,
+                max_time=None,
+                lr=cfg.train.lr * 0.3,
+                val_every_steps=steps,
+                ckpt_every_steps=steps,
+                progress_bar=False,
+            ),
+        )
+        model_dir = train(cfg, Path(tmp) / "run", init_model=lm)
+        return load_model(model_dir)
+
+
+def finite(x: Any) -> Any:
+    """NaN/inf -> None, recursively, so results.json is strict JSON."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [finite(v) for v in x]
+    return x

