@@ -355,9 +355,13 @@ def compare(
     model: ModelOpt = "default",
     segmenters: Annotated[str | None, typer.Option(help="comma-separated list (default: all but byte)")] = None,
     vocab_size: Annotated[int | None, typer.Option(help="trained tokenisers' vocabulary size")] = None,
-    match: Annotated[str, typer.Option(help="calibrate entropy patches to this segmenter's bytes/unit; 'none'")] = (
-        "bpe"
-    ),
+    match: Annotated[
+        str | None, typer.Option(help="calibrate entropy patches to this segmenter's bytes/unit (default bpe); none")
+    ] = None,
+    threshold: ThresholdOpt = None,
+    relative_threshold: RelativeOpt = None,
+    fixed_size: SizeOpt = None,
+    eval_fraction: Annotated[float, typer.Option(help="share of documents held out for measuring")] = 0.1,
     by_language: Annotated[bool, typer.Option(help="metrics per language label (udhr)")] = False,
     adapt_steps: Annotated[int, typer.Option("--adapt", help="fine-tune the byte model N steps on the corpus")] = 0,
     max_bytes: Annotated[int | None, typer.Option(help="read at most this many bytes")] = None,
@@ -371,23 +375,38 @@ def compare(
     from blt.compare import DEFAULT_SEGMENTERS, CompareConfig, run_compare
     from blt.report import print_compare, write_compare_report
 
+    names = [n.strip() for n in segmenters.split(",") if n.strip()] if segmenters else list(DEFAULT_SEGMENTERS)
+    if match is None:  # default: match bpe when it runs, unless thresholds are given
+        given = threshold is not None or relative_threshold is not None
+        match = "bpe" if "bpe" in names and not given else "none"
     cfg = CompareConfig(
         sources=data or ["udhr"],
         model=model,
         vocab_size=vocab_size,
         match=None if match == "none" else match,
-        segmenters=segmenters.split(",") if segmenters else list(DEFAULT_SEGMENTERS),
+        segmenters=names,
         by_language=by_language,
         adapt_steps=adapt_steps,
         max_bytes=max_bytes,
         precision=precision.value,
+        threshold=threshold,
+        relative_threshold=relative_threshold,
+        fixed_size=fixed_size,
+        eval_fraction=eval_fraction,
     )
     with err_console.status("starting") as status:
         results = run_compare(
             cfg, warn=lambda m: err_console.print(f"[yellow]warning:[/yellow] {m}"), progress=lambda m: status.update(m)
         )
     print_compare(results, out_console)
-    versions = {p: md.version(p) for p in ("blt-patcher", "torch", "tokenizers", "sentencepiece") if _has(p)}
+    import torch
+
+    versions = {
+        p: md.version(p) for p in ("blt-patcher", "torch", "tokenizers", "sentencepiece", "tiktoken") if _has(p)
+    }
+    versions["threads"] = (
+        f"torch {torch.get_num_threads()}, RAYON_NUM_THREADS={os.environ.get('RAYON_NUM_THREADS', 'unset')}"
+    )
     report = write_compare_report(results, out, "blt " + shlex.join(sys.argv[1:]), versions)
     out_console.print(f"report: {report}")
 

