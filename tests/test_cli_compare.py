@@ -104,7 +104,7 @@ def test_compare_end_to_end_equals_the_library(
         CompareConfig(
             sources=[str(corpus)], model=str(model_dir), segmenters=segs.split(","), vocab_size=400, by_language=True
         ),
-        warn=pytest.fail,
+        warn=lambda m: None if "no language labels" in m else pytest.fail(m),  # a directory corpus has no labels
     )
     names = ["bpe", "sp-unigram", "space", f"fixed-{round(lib['match_bytes_per_unit'])}"]
     names += ["entropy-global", "entropy-monotonic"]
