@@ -54,6 +54,11 @@ def save_model_dir(model: ByteLM, cfg: Config, card: dict[str, Any], path: str |
             **card,
         }
         (tmp / CARD).write_text(json.dumps(full_card, indent=2) + "\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes a 0700 directory; a model directory is for everyone
+        for f in tmp.iterdir():
+            os.chmod(f, 0o666 & ~umask)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -42,12 +42,18 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
 
 
 def render_terminal(patches: Patches, console: Console) -> None:
-    """The text with patches in alternating background colours, then a one-line summary. A character cut by a
-    patch boundary is shown whole, in the colour of the patch holding its first byte."""
+    """The text with patches in alternating background colours (│ between patches where the output has no
+    colours), then a one-line summary. A character cut by a patch boundary is shown whole, in the colour of the
+    patch holding its first byte."""
     out = Text()
     patch_of = np.searchsorted(patches.starts, np.arange(len(patches.data)), side="right") - 1  # [n]
-    for start, _, label in char_spans(patches.data):
+    plain = console.color_system is None  # a pipe or a file: no colours, so mark boundaries with │
+    previous = 0
+    for start, end, label in char_spans(patches.data):
         shown = label if label.isprintable() or label == "\n" else repr(label)[1:-1]
+        if plain and patch_of[end - 1] != previous:  # a patch starts at or inside this character
+            out.append("│")
+        previous = patch_of[end - 1]
         out.append(shown, style=PATCH_STYLES[int(patch_of[start]) % 2])
     console.print(out)
     console.print(summary_line(patches))

@@ -125,10 +125,17 @@ def test_segment_file_with_the_space_rule_needs_no_model(tmp_path: Path) -> None
 
 
 def test_segment_prints_the_text_and_the_summary(model_dir: Path) -> None:
-    """θ = 0.5 nats is 0.7213 bits."""
+    """θ = 0.5 nats is 0.7213 bits. Without colours (a pipe), │ marks each boundary, before the character a patch
+    starts in (several starts inside one character share one mark)."""
     code, out, err = run("segment", TEXT, "--model", str(model_dir), "--threshold", "0.5")
     assert code == 0, err
-    assert TEXT.splitlines()[0] in out and TEXT.splitlines()[1] in out
+    text = out[: out.rindex("\n", 0, out.index(" patches, "))]  # what precedes the summary line
+    starts = set(Patcher(load_model(model_dir), threshold=0.5).patch([TEXT])[0].starts.tolist())
+    chars_with_a_start = sum(
+        any(s in starts for s in range(o, o + len(c.encode())))
+        for o, c in zip(np.cumsum([0] + [len(c.encode()) for c in TEXT[:-1]]), TEXT, strict=True)
+    )
+    assert text.replace("│", "") == TEXT and text.count("│") == chars_with_a_start - 1  # not before the first
     n = len(TEXT.encode())
     assert re.search(rf"\d+ patches, {n} bytes, [\d.]+ bytes/patch, threshold 0\.5000 nats \(0\.7213 bits\)", out), out
 
