@@ -1,10 +1,11 @@
 """Full language models scored with the byte model's entropy functions, as one `TokenScores`: Hugging Face causal
-LMs (hub name, local directory or GGUF file; teacher-forced or on-policy), the bundled byte model (bytes as tokens),
-and top-k logprobs JSON from APIs (entropy bounds); plus `aggregate`, the corpus figures that compare them.
+LMs (hub name, local directory or GGUF file; teacher-forced or on-policy) and the bundled byte model (bytes as
+tokens); plus `concat_scores` and `aggregate`, the corpus figures that compare them (API logprobs come from
+`blt.logprobs` as the same `TokenScores`).
 
 Entry t is about token t given tokens < t (as in `blt.entropy`). Exact sources take entropy, surprisal, varentropy
-and top-1 mass in float32 from `log_softmax`; API sources know only the top k, so their entropy is an interval
-`[entropy_lower_nats, entropy_upper_nats]` (`entropy_bounds_nats`). Nats inside, bits in reports.
+and top-1 mass in float32 from `log_softmax`; bounded sources (`blt.logprobs`) know only the top k, so their entropy
+is an interval `[entropy_lower_nats, entropy_upper_nats]`. Nats inside, bits in reports.
 """
 
 from __future__ import annotations
@@ -27,14 +28,13 @@ import torch
 from blt.entropy import LN2, as_bytes, entropy_from_logp, plan_windows, surprisal_from_logp
 from blt.entropy import score as score_bytes
 from blt.errors import BltError
-from blt.tokenizers import _exact_lengths
+from blt.tokenizers import exact_lengths
 
 LLM_EXTRA = "pip install 'blt-patcher[llm]'"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MAX_DEFAULT_CONTEXT = 2048  # default context: the model's max positions capped here (CPU time grows with it)
 LOGIT_ELEMENTS = 1 << 24  # positions × V of one float32 vocabulary-sized buffer (64 MiB): sets the position chunk
-CENSORED_LOGPROB = -9999.0  # what OpenAI/vLLM report for a sampled token outside the top k (vLLM: also for -inf)
-SUM_TOLERANCE = 1e-4  # rounded logprobs may sum this far above 1 before it is an error
+RAW_NOTE = "metrics from the raw next-token distribution, before temperature/top-p"
 
 
 @dataclass
@@ -84,21 +84,26 @@ class TokenScores:
         return sum(map(len, self.token_bytes))
 
 
+def _exact(pieces: list[bytes], stats: np.ndarray, errors: str = "replace", **meta: Any) -> TokenScores:
+    """A `TokenScores` of an exact source from token bytes and `position_stats` rows [4, T]."""
+    names = [p.decode("utf-8", errors) for p in pieces]
+    return TokenScores(names, pieces, stats[1], stats[0], stats[2], stats[3], **meta)
+
+
 def concat_scores(parts: Sequence[TokenScores]) -> TokenScores:
     """One `TokenScores` of several of the same source and mode; each part's documents keep distinct ids."""
     if not parts or len({(p.source, p.tokenizer, p.mode, p.chat_template) for p in parts}) > 1:
         raise BltError("scores to pool must be non-empty and share source, tokenizer, mode and chat template")
-    first, offsets = parts[0], np.cumsum([0] + [int(p.doc_ids.max(initial=-1)) + 1 for p in parts[:-1]])
     joined: dict[str, Any] = {"notes": list(dict.fromkeys(n for p in parts for n in p.notes))}
-    joined["tokens"], joined["token_bytes"] = (
-        [t for p in parts for t in p.tokens],
-        [b for p in parts for b in p.token_bytes],
-    )
     for f in fields(TokenScores):
-        if isinstance(getattr(first, f.name), np.ndarray):
-            joined[f.name] = np.concatenate([getattr(p, f.name) for p in parts])
+        values = [getattr(p, f.name) for p in parts]
+        if isinstance(values[0], np.ndarray):
+            joined[f.name] = np.concatenate(values)
+        elif f.name in ("tokens", "token_bytes"):
+            joined[f.name] = [x for v in values for x in v]
+    offsets = np.cumsum([0] + [int(p.doc_ids.max(initial=-1)) + 1 for p in parts[:-1]])
     joined["doc_ids"] = np.concatenate([p.doc_ids + o for p, o in zip(parts, offsets, strict=True)])
-    return replace(first, **joined)
+    return replace(parts[0], **joined)
 
 
 def position_stats(logits: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
@@ -121,27 +126,27 @@ class HFModel:
     name: str
 
     @cached_property
+    def meta(self) -> dict[str, Any]:
+        """`TokenScores` fields: the tokenizer string is equal for equal vocabularies (base and instruct often are)."""
+        vocab = json.dumps(sorted(self.tokenizer.get_vocab().items()), ensure_ascii=False).encode()
+        tokenizer = f"{len(self.tokenizer)} tokens, vocab sha1 {hashlib.sha1(vocab).hexdigest()[:12]}"
+        return {"source": self.name, "tokenizer": tokenizer, "vocab_size": self.vocab_size}
+
+    @cached_property
     def vocab_size(self) -> int:
         head = self.model.get_output_embeddings()
         return int(head.weight.shape[0]) if head is not None else int(self.model.config.vocab_size)
 
     @cached_property
-    def tokenizer_id(self) -> str:
-        """Equal for equal vocabularies (a base model and its instruct model often share one)."""
-        vocab = json.dumps(sorted(self.tokenizer.get_vocab().items()), ensure_ascii=False).encode()
-        return f"{len(self.tokenizer)} tokens, vocab sha1 {hashlib.sha1(vocab).hexdigest()[:12]}"
+    def _params(self) -> Any:
+        return inspect.signature(self.model.forward).parameters
 
-    @property
-    def max_positions(self) -> int | None:
-        return getattr(self.model.config, "max_position_embeddings", None)
-
-    def forward(self, ids: torch.Tensor, cache: Any, keep: int) -> tuple[torch.Tensor, Any]:
-        """ids [1, n] after `cache` (None: none) -> (logits [≤ n, V] ending with the last `keep` positions, cache)."""
-        params = inspect.signature(self.model.forward).parameters
-        kw: dict[str, Any] = {"logits_to_keep": keep} if "logits_to_keep" in params else {}
+    def forward(self, ids: list[int], cache: Any, keep: int) -> tuple[torch.Tensor, Any]:
+        """`ids` after `cache` (None: none) -> (logits [≤ len(ids), V] ending with the last `keep` positions, cache)."""
+        kw: dict[str, Any] = {"logits_to_keep": keep} if "logits_to_keep" in self._params else {}
         if cache is not None:  # transformers 5 calls it `cache`, 4.x `past_key_values`
-            kw["cache" if "cache" in params else "past_key_values"] = cache
-        out = self.model(input_ids=ids.to(self.model.device), use_cache=True, **kw)
+            kw["cache" if "cache" in self._params else "past_key_values"] = cache
+        out = self.model(input_ids=torch.tensor([ids], device=self.model.device), use_cache=True, **kw)
         return out.logits[0], out["cache"] if "cache" in out else out.get("past_key_values")
 
     def encode(self, text: str) -> list[int]:
@@ -150,7 +155,10 @@ class HFModel:
     def chat(self, messages: list[dict[str, str]], **kw: Any) -> str:
         if not getattr(self.tokenizer, "chat_template", None):
             raise BltError(f"{self.name} has no chat template; drop --chat (plain text) or use an instruct model")
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, **kw)
+        try:
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, **kw)
+        except Exception as e:  # a Jinja error raised by the template itself
+            raise BltError(f"{self.name}'s chat template failed on a user + assistant chat: {e}") from e
 
 
 def load_hf(
@@ -166,11 +174,9 @@ def load_hf(
     path = Path(str(model_name_or_path)).expanduser()
     if gguf_file is None and path.suffix == ".gguf":
         path, gguf_file = path.parent, path.name
-    named_a_path = path.is_absolute() or str(model_name_or_path).startswith((".", "~")) or gguf_file
-    if named_a_path and not (path / (gguf_file or "")).exists():
-        raise BltError(
-            f"model {path / (gguf_file or '')} not found; pass a local directory, a .gguf file or a hub name"
-        )
+    named_a_file = gguf_file or path.is_absolute() or str(model_name_or_path).startswith((".", "~"))
+    if named_a_file and not (path / (gguf_file or "")).exists():
+        raise BltError(f"model {path / (gguf_file or '')} not found; pass a local directory, .gguf file or hub name")
     needs = ("transformers", "accelerate", "gguf") if gguf_file else ("transformers",)
     if missing := [m for m in needs if importlib.util.find_spec(m) is None]:
         raise BltError(f"{'GGUF' if gguf_file else 'Hugging Face'} models need {', '.join(missing)}: {LLM_EXTRA}")
@@ -195,35 +201,25 @@ def load_hf(
     return HFModel(model.to(device).eval(), tokenizer, str(path / gguf_file) if gguf_file else str(model_name_or_path))
 
 
-def _token_pieces(tokenizer: Any, ids: list[int], text: str | None, offsets: list | None = None) -> list[bytes]:
-    """The bytes of each token. For a scored `text`, `b"".join(pieces) == text.encode()`: from the token strings when
-    they spell the text, else from the offsets' character ends, else by decoding prefixes. For generated ids (`text`
-    None) special tokens such as EOS get b""."""
+def token_pieces(tokenizer: Any, ids: list[int], text: str | None, offsets: list | None = None) -> list[bytes]:
+    """The bytes of each token. For a scored `text`, `b"".join(pieces) == text.encode()`: from the token strings
+    when they spell the text, else from the offsets' character ends, else from decoded prefixes (slow tokenizers).
+    For generated ids (`text` None) special tokens such as EOS get b""."""
     special = set(tokenizer.all_special_ids) if text is None else set()
     strings = ["" if i in special else s for i, s in zip(ids, tokenizer.convert_ids_to_tokens(ids), strict=True)]
     if text is None:
         text = tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-    target, lengths = text.encode(), _exact_lengths(strings, text)
+    target, lengths = text.encode(), exact_lengths(strings, text)
     if lengths is not None:
         ends = np.cumsum(lengths)
     elif offsets is not None:  # the byte offset of each token's last character end, made non-decreasing
         char_end = np.cumsum([0] + [len(c.encode()) for c in text])
         ends = np.maximum.accumulate([char_end[min(e, len(text))] for _, e in offsets])
-    else:  # slow tokenizers, generated text: the common prefix of the text and each decoded prefix (quadratic)
+    else:  # the common prefix of the text and each decoded prefix (quadratic)
         decoded = (tokenizer.decode(ids[: i + 1], skip_special_tokens=True).encode() for i in range(len(ids)))
         ends = np.maximum.accumulate([len(os.path.commonprefix([d, target])) for d in decoded] or [0])
     bounds = [0, *map(int, ends[: len(ids) - 1]), len(target)]
     return [target[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)] if ids else []
-
-
-def _hf_scores(
-    hf: HFModel, ids: list[int], pieces: list[bytes], stats: np.ndarray, mode: str, **kw: Any
-) -> TokenScores:
-    return TokenScores(
-        [p.decode("utf-8", "replace") for p in pieces], pieces, surprisal_nats=stats[1], entropy_nats=stats[0],
-        varentropy_nats2=stats[2], top1_mass=stats[3], source=hf.name, tokenizer=hf.tokenizer_id,
-        vocab_size=hf.vocab_size, mode=mode, token_ids=ids, **kw,
-    )  # fmt: skip
 
 
 def _score_ids(hf: HFModel, seq: list[int], first: int, context: int, stride: int) -> np.ndarray:
@@ -238,13 +234,12 @@ def _score_ids(hf: HFModel, seq: list[int], first: int, context: int, stride: in
             continue
         inputs = ([bos] if start > 0 and bos is not None else []) + seq[start:end]
         emit = max(emit_from, first - 1)
-        need = len(inputs) - (end - emit)  # inputs[need:] are the positions emit..end-1
-        ids, cache = torch.tensor([inputs]), None
+        need, cache = len(inputs) - (end - emit), None  # inputs[need:] are the positions emit..end-1
         for a in range(0, len(inputs), chunk):
             b = min(a + chunk, len(inputs))
-            logits, cache = hf.forward(ids[:, a:b], cache, keep=max(1, b - max(a, need)))
+            logits, cache = hf.forward(inputs[a:b], cache, keep=max(1, b - max(a, need)))
             if b > need:
-                t0, t1 = emit + max(a, need) - need, emit + b - need  # emitted positions [t0, t1) of this chunk
+                t0, t1 = emit + max(a, need) - need, emit + b - need  # this chunk's emitted positions [t0, t1)
                 targets = torch.tensor(seq[t0 + 1 : t1 + 1], device=logits.device)
                 out[:, t0 + 1 - first : t1 + 1 - first] = position_stats(logits[t0 - t1 :], targets)
     return out
@@ -280,28 +275,25 @@ def score_hf(
     texts = [text] if isinstance(text, str) else list(text)
     if not texts or not all(texts):
         raise BltError("empty text: nothing to score")
-    max_pos = hf.max_positions or MAX_DEFAULT_CONTEXT
+    max_pos = getattr(hf.model.config, "max_position_embeddings", None) or MAX_DEFAULT_CONTEXT
     context = context or min(max_pos, MAX_DEFAULT_CONTEXT)
     stride = stride or max(1, context // 2)
     if not (3 <= context <= max_pos and 1 <= stride < context - 1):
         raise BltError(f"need 3 ≤ context ≤ {max_pos} and 1 ≤ stride < context - 1, got {context} and {stride}")
     bos, parts = hf.tokenizer.bos_token_id, []
     for t in texts:
-        enc = hf.tokenizer(t, add_special_tokens=False, return_offsets_mapping=bool(hf.tokenizer.is_fast))
-        ids = list(enc["input_ids"])
+        enc = hf.tokenizer(t, add_special_tokens=False, return_offsets_mapping=getattr(hf.tokenizer, "is_fast", False))
+        ids, prefix = list(enc["input_ids"]), [bos] if bos is not None else []
         if chat:
             full = hf.chat([{"role": "user", "content": user}, {"role": "assistant", "content": t}])
             if (at := full.rfind(t)) < 0:
                 raise BltError(f"{hf.name}'s chat template changes the assistant text (strips it?): pass it stripped")
             prefix = hf.encode(full[:at])
-        else:
-            prefix = [bos] if bos is not None else []
-        first = max(len(prefix), 1)
-        stats = _score_ids(hf, prefix + ids, first, context, stride)
-        pieces = _token_pieces(hf.tokenizer, ids, t, enc.get("offset_mapping"))[first - len(prefix) :]
-        skip = len(ids) - len(pieces)  # 1 when token 0 had no context
-        parts.append(_hf_scores(hf, ids[skip:], pieces, stats, "teacher-forced", chat_template=chat, context=context,
-                                positions=np.arange(skip, len(ids))))  # fmt: skip
+        skip = max(len(prefix), 1) - len(prefix)  # 1 when token 0 has no context
+        stats = _score_ids(hf, prefix + ids, len(prefix) + skip, context, stride)
+        pieces = token_pieces(hf.tokenizer, ids, t, enc.get("offset_mapping"))[skip:]
+        meta = dict(mode="teacher-forced", chat_template=chat, context=context, token_ids=ids[skip:])
+        parts.append(_exact(pieces, stats, **hf.meta, **meta, positions=np.arange(skip, len(ids))))
     no_bos = not chat and bos is None
     return replace(concat_scores(parts), notes=["token 0 of each text is not scored: no BOS token"] * no_bos)
 
@@ -313,9 +305,8 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.G
     probs = torch.softmax(logits.float() / temperature, dim=-1).cpu()
     if top_p < 1:  # keep the most probable tokens until their mass reaches top_p
         sorted_p, order = probs.sort(descending=True)
-        probs = torch.zeros_like(probs).scatter(
-            0, order, sorted_p.masked_fill(sorted_p.cumsum(0) - sorted_p >= top_p, 0)
-        )
+        sorted_p = sorted_p.masked_fill(sorted_p.cumsum(0) - sorted_p >= top_p, 0.0)
+        probs = torch.zeros_like(probs).scatter(0, order, sorted_p)
     return int(torch.multinomial(probs, 1, generator=gen))
 
 
@@ -330,45 +321,38 @@ def generate_hf(
     top_p: float = 1.0,
     seed: int = 0,
     chat: bool = False,
-    gguf_file: str | None = None,
-    dtype: str = "float32",
-    device: str = "cpu",
-    trust_remote_code: bool = False,
+    **load_kw: Any,
 ) -> list[TokenScores]:
     """On-policy scores, one `TokenScores` per sample: `samples` continuations of ≤ `n_tokens` tokens for each
     prompt (prompt-major), ending after EOS (scored, no bytes). Entropy, surprisal, varentropy and top-1 mass come
     from the model's raw next-token distribution, before temperature and top-p, which only steer the sampling (the
     notes say so). `chat=True` makes each prompt the user turn of the chat template. One generator seeded with
-    `seed` draws every sample: the same call gives the same samples."""
-    load_kw = dict(gguf_file=gguf_file, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+    `seed` draws every sample: the same call gives the same samples. `load_kw`: `load_hf`'s options."""
     hf = model_name_or_path if isinstance(model_name_or_path, HFModel) else load_hf(model_name_or_path, **load_kw)
     if n_tokens < 1 or samples < 1 or temperature < 0 or not 0 < top_p <= 1:
         raise BltError("need n_tokens ≥ 1, samples ≥ 1, temperature ≥ 0 and 0 < top_p ≤ 1")
     tok, gen, results = hf.tokenizer, torch.Generator().manual_seed(seed), []
-    chunk = max(1, LOGIT_ELEMENTS // hf.vocab_size)
+    chunk, max_pos = max(1, LOGIT_ELEMENTS // hf.vocab_size), getattr(hf.model.config, "max_position_embeddings", 0)
     for i, prompt in enumerate([prompts] if isinstance(prompts, str) else prompts):
         if chat:
             prefix = hf.encode(hf.chat([{"role": "user", "content": prompt}], add_generation_prompt=True))
         else:
             prefix = [tok.bos_token_id] * (tok.bos_token_id is not None) + hf.encode(prompt)
-        if not prefix or len(prefix) + n_tokens > (hf.max_positions or math.inf):
-            raise BltError(f"prompt {i} has {len(prefix)} tokens: need ≥ 1 and ≤ {hf.max_positions} - n_tokens")
+        if not prefix or len(prefix) + n_tokens > (max_pos or math.inf):
+            raise BltError(f"prompt {i} has {len(prefix)} tokens: need ≥ 1 and ≤ {max_pos} - n_tokens")
         for s in range(samples):
             cache, ids, stats = None, [], []
             for a in range(0, len(prefix), chunk):  # the prompt, in chunks; only the last logits are kept
-                logits, cache = hf.forward(torch.tensor([prefix[a : a + chunk]]), cache, keep=1)
+                logits, cache = hf.forward(prefix[a : a + chunk], cache, keep=1)
             while True:
                 ids.append(_sample(logits[-1], temperature, top_p, gen))
                 stats.append(position_stats(logits[-1:], torch.tensor(ids[-1:], device=logits.device))[:, 0])
                 if len(ids) == n_tokens or ids[-1] == tok.eos_token_id:
                     break
-                logits, cache = hf.forward(torch.tensor([ids[-1:]]), cache, keep=1)
-            note = (f"prompt {i}, sample {s}: sampled with temperature={temperature}, top_p={top_p}, seed={seed}; "
-                    "metrics from the raw distribution before temperature/top-p")  # fmt: skip
-            pieces, stats, context = _token_pieces(tok, ids, None), np.stack(stats, 1), len(prefix) + len(ids)
-            results.append(
-                _hf_scores(hf, ids, pieces, stats, "on-policy", chat_template=chat, context=context, notes=[note])
-            )
+                logits, cache = hf.forward(ids[-1:], cache, keep=1)
+            note = f"prompt {i}, sample {s}: temperature={temperature}, top_p={top_p}, seed={seed}; " + RAW_NOTE
+            meta = dict(mode="on-policy", chat_template=chat, context=len(prefix) + len(ids), token_ids=ids)
+            results.append(_exact(token_pieces(tok, ids, None), np.stack(stats, 1), **hf.meta, **meta, notes=[note]))
     return results
 
 
@@ -388,172 +372,19 @@ def score_byte_model(
     if not datas or not all(datas):
         raise BltError("empty text: nothing to score")
     stride = stride or max(1, (3 * lm.context) // 4)  # blt.entropy.score's default
+    name = model if isinstance(model, (str, Path)) else lm.card.get("name", "ByteLM")
+    meta = dict(source=f"blt:{name}", tokenizer="bytes (UTF-8)", vocab_size=lm.cfg.vocab_size, context=lm.context)
     device, parts = next(lm.parameters()).device, []
-    exacts = score_bytes(lm, datas, batch_size=batch_size, stride=stride)
-    for data, exact in zip(datas, exacts, strict=True):
-        row, extra = torch.frombuffer(bytearray(data), dtype=torch.uint8).long(), np.empty((4, len(data)))
+    for data, exact in zip(datas, score_bytes(lm, datas, batch_size=batch_size, stride=stride), strict=True):
+        row, stats = torch.frombuffer(bytearray(data), dtype=torch.uint8).long(), np.empty((4, len(data)))
         for start, emit_from, end in plan_windows(len(data), lm.context, stride):  # as blt.entropy.score feeds them
             inputs = torch.cat([torch.tensor([BOS_ID]), row[: end - 1]]) if start == 0 else row[start - 1 : end - 1]
             logits = lm(inputs[None].to(device))[0, emit_from - start :]  # [end - emit_from, V]
-            extra[:, emit_from:end] = position_stats(logits, row[emit_from:end].to(device))
-        pieces = [data[i : i + 1] for i in range(len(data))]
-        parts.append(TokenScores(
-            [p.decode("utf-8", "backslashreplace") for p in pieces], pieces, surprisal_nats=exact.surprisal_nats,
-            entropy_nats=exact.entropy_nats, varentropy_nats2=extra[2], top1_mass=extra[3],
-            source=f"blt:{model if isinstance(model, (str, Path)) else lm.card.get('name', 'ByteLM')}",
-            tokenizer="bytes (UTF-8)", vocab_size=lm.cfg.vocab_size, mode="teacher-forced", chat_template=False,
-            context=lm.context,
-        ))  # fmt: skip
+            stats[:, emit_from:end] = position_stats(logits, row[emit_from:end].to(device))
+        stats[0], stats[1] = exact.entropy_nats, exact.surprisal_nats
+        pieces = [bytes([b]) for b in data]
+        parts.append(_exact(pieces, stats, "backslashreplace", **meta, mode="teacher-forced", chat_template=False))
     return concat_scores(parts)
-
-
-# -------------------------------------------------------------------------------------------------- API logprobs
-def entropy_bounds_nats(known: np.ndarray, cap: float, vocab_size: int | None, *, where: str = "") -> np.ndarray:
-    """[lower, upper, residual]: bounds (nats) on the entropy of a distribution over `vocab_size` tokens given the
-    `known` probabilities, every other token having probability ≤ `cap` (q_k, the k-th largest; 1 when k = 0).
-
-    H = H_k + H_R: H_k = -Σ q log q over the known, H_R = Σ f(p_j) over the M = V - |known| others, with
-    f(p) = -p log p, Σ p_j = R = 1 - Σ q and 0 ≤ p_j ≤ cap. f is concave, so the least H_R lies at a vertex of that
-    polytope, where every p_j but one is 0 or cap: n = ⌊R/cap⌋ tokens at cap and one at r = R - n·cap, so
-    H ≥ H_k - n·cap·log(cap) - r·log(r) (≥ H_k - R log cap, since r ≤ cap); the packing attains it: it is the
-    minimum. The greatest H_R is at the uniform p_j = R/M (feasible iff R ≤ M·cap): H ≤ H_k - R log(R/M), also
-    attained. Probabilities summing above 1 + SUM_TOLERANCE are an error; up to it, R = 0 and the bounds meet."""
-    total = float(known.sum())
-    if total > 1 + SUM_TOLERANCE:
-        raise BltError(f"{where}: the top-k probabilities sum to {total:.6f} > 1; they are not one distribution")
-    h_known, residual = float(-(known * np.log(np.where(known > 0, known, 1))).sum()), max(0.0, 1.0 - total)
-    if residual <= 1e-12:  # float rounding of a complete distribution
-        return np.array([h_known, h_known, 0.0])
-    if vocab_size is None:
-        raise BltError(f"{where}: mass {residual:.3g} lies outside the top k; pass --vocab-size N (vocab_size=N)")
-    unseen = vocab_size - len(known)
-    if unseen < 1 or residual > unseen * cap * (1 + 1e-9):
-        raise BltError(
-            f"{where}: residual mass {residual:.3g} does not fit in {unseen} unseen tokens of probability ≤ {cap:.3g}"
-            f"; is --vocab-size {vocab_size} the model's vocabulary size?"
-        )
-    n = math.floor(residual / cap)
-    r = residual - n * cap
-    lower = h_known - n * cap * math.log(cap) - (r * math.log(r) if r > 0 else 0.0)
-    return np.array([lower, h_known - residual * math.log(residual / unseen), residual])
-
-
-def _field(obj: Any, key: str | int, where: str, kind: type | tuple[type, ...] = object) -> Any:
-    """obj[key], checked to be a `kind`; else an error naming the field."""
-    try:
-        value = obj[key]
-    except (KeyError, IndexError, TypeError):
-        raise BltError(f"{where} is missing") from None
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise BltError(f"{where} must be {getattr(kind, '__name__', 'a number')}, got {value!r:.60}")
-    return value
-
-
-def _logprob(obj: Any, key: str | int, where: str) -> float:
-    value = _field(obj, key, where, (int, float))
-    if math.isnan(value) or value > 1e-6:
-        raise BltError(f"{where} must be a log-probability (≤ 0), got {value!r}")
-    return min(float(value), 0.0)
-
-
-def _positions(lp: Any, where: str) -> list[tuple[str, str, bytes, float, list[tuple[str, float]]]]:
-    """(field, token, bytes, logprob, [(token, logprob) of the top k]) per position of a chat `content` list (a
-    bare list of positions too) or a legacy completions object; legacy None entries (an echoed first token) are
-    skipped. Legacy "bytes:\\xe2\\x80" tokens are spelled out."""
-    out = []
-    if isinstance(lp, dict) and "tokens" in lp:
-        tokens = _field(lp, "tokens", f"{where}.tokens", list)
-        values, tops = lp.get("token_logprobs"), lp.get("top_logprobs") or [{}] * len(tokens)
-        if not isinstance(values, list) or not len(tokens) == len(values) == len(tops):
-            raise BltError(f"{where}: tokens, token_logprobs and top_logprobs must be lists of one length")
-        for i, token in enumerate(tokens):
-            if values[i] is not None:
-                top = _field(tops, i, f"{where}.top_logprobs[{i}]", dict)
-                pairs = [(t, _logprob(top, t, f"{where}.top_logprobs[{i}][{t!r}]")) for t in top]
-                raw = token[6:].encode("latin-1").decode("unicode_escape") if token.startswith("bytes:") else token
-                raw = raw.encode("latin-1") if token.startswith("bytes:") else raw.encode()
-                out.append(
-                    (f"{where}.tokens[{i}]", token, raw, _logprob(values, i, f"{where}.token_logprobs[{i}]"), pairs)
-                )
-        return out
-    content = lp.get("content") if isinstance(lp, dict) else lp
-    if not isinstance(content, list):
-        raise BltError(f"{where} must hold `content` (chat), `tokens` (completions), or be a list of positions")
-    for i, entry in enumerate(content):
-        f = f"{where}.content[{i}]" if isinstance(lp, dict) else f"{where}[{i}]"
-        token, tops = _field(entry, "token", f"{f}.token", str), entry.get("top_logprobs") or []
-        raw = bytes(entry["bytes"]) if isinstance(entry.get("bytes"), list) else token.encode()
-        pairs = [(_field(a, "token", f"{f}.top_logprobs[{j}].token", str),
-                  _logprob(a, "logprob", f"{f}.top_logprobs[{j}].logprob")) for j, a in enumerate(tops)]  # fmt: skip
-        out.append((f, token, raw, _logprob(entry, "logprob", f"{f}.logprob"), pairs))
-    return out
-
-
-def _documents(obj: Any, where: str) -> list[tuple[str, Any]]:
-    """(field, logprobs) per document: every choice of a response, or of each response in a list."""
-    if isinstance(obj, list) and obj and all(isinstance(x, dict) and "choices" in x for x in obj):
-        return [d for i, x in enumerate(obj) for d in _documents(x, f"{where}[{i}]")]
-    if not isinstance(obj, dict) or "choices" not in obj:
-        return [(where, obj)]
-    docs = [
-        (f"{where}.choices[{i}].logprobs", c) for i, c in enumerate(_field(obj, "choices", f"{where}.choices", list))
-    ]
-    docs = [(f, _field(c, "logprobs", f, (dict, list))) for f, c in docs]  # null: logprobs were not requested
-    return docs
-
-
-def read_json(path: str | Path) -> Any:
-    """A JSON document, or a JSONL file of them (as a list); errors name the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise BltError(f"logprobs file {path} does not exist")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    try:
-        return json.loads("\n".join(lines))
-    except json.JSONDecodeError as e:
-        if e.msg != "Extra data":
-            raise BltError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
-    for n, line in enumerate(lines, 1):
-        try:
-            json.loads(line) if line.strip() else None
-        except json.JSONDecodeError as e:
-            raise BltError(f"{path}: line {n} is not valid JSON (column {e.colno}: {e.msg})") from None
-    return [json.loads(line) for line in lines if line.strip()]
-
-
-def parse_logprobs_json(
-    obj_or_path: Any, *, vocab_size: int | None = None, mode: str = "on-policy", source: str | None = None
-) -> TokenScores:
-    """Entropy bounds from top-k logprobs: OpenAI or vLLM chat completions (`choices[*].logprobs.content`), legacy
-    completions (`choices[*].logprobs.tokens/token_logprobs/top_logprobs`), a bare list of per-position dicts, a
-    list of responses, or a JSONL file of responses (a path, or the parsed object); each choice is a document.
-    Per position the known probabilities are the top k plus the sampled token when it is reported outside them;
-    the k-th largest caps all others (`entropy_bounds_nats`; `vocab_size` is needed when mass is left over). A
-    sampled logprob of -9999.0 is censored (outside the top k, value unknown): surprisal NaN, flagged. Alternatives
-    at -9999.0 (vLLM's -inf) carry no mass and are dropped. `mode`: "teacher-forced" for echoed prompts."""
-    where = str(obj_or_path) if isinstance(obj_or_path, (str, Path)) else "logprobs"
-    obj = read_json(obj_or_path) if isinstance(obj_or_path, (str, Path)) else obj_or_path
-    rows, names, pieces, doc_ids, positions = [], [], [], [], []
-    for doc, (f, lp) in enumerate(_documents(obj, where)):
-        for pos, (field_, token, raw, value, top) in enumerate(_positions(lp, f)):
-            alternatives = [(t, v) for t, v in top if v > CENSORED_LOGPROB]
-            q = np.sort(np.exp([v for _, v in alternatives]))[::-1]
-            censored = value <= CENSORED_LOGPROB
-            listed = any(t == token and abs(v - value) <= 1e-4 for t, v in alternatives)
-            known = np.append(q, [] if censored or listed else [math.exp(value)])
-            bounds = entropy_bounds_nats(known, q[-1] if len(q) else 1.0, vocab_size, where=field_)
-            rows.append([math.nan if censored else -value, known.max() if len(q) else math.nan, *bounds, censored])
-            names.append(token), pieces.append(raw), doc_ids.append(doc), positions.append(pos)
-    if not rows:
-        raise BltError(f"{where}: no positions with logprobs")
-    a, nan = np.asarray(rows, np.float64).T, np.full(len(rows), np.nan)  # [6, T]: s, top-1, lower, upper, R, censored
-    return TokenScores(
-        names, pieces, surprisal_nats=a[0], entropy_nats=nan, varentropy_nats2=nan, top1_mass=a[1],
-        source=source or where, tokenizer=str(obj.get("model", "unknown")) if isinstance(obj, dict) else "unknown",
-        vocab_size=vocab_size, mode=mode, chat_template="chat" in str(obj.get("object", "")) if isinstance(obj, dict)
-        else False, context=None, doc_ids=doc_ids, positions=positions, censored=a[5] > 0, entropy_lower_nats=a[2],
-        entropy_upper_nats=a[3], residual_mass=a[4],
-    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------- aggregates
@@ -564,11 +395,13 @@ def _mean(x: np.ndarray | None) -> float | None:
 
 def _entropy_figures(h: np.ndarray, n_bytes: int, suffix: str = "") -> dict[str, float | None]:
     h = h[np.isfinite(h)]
-    mean, median = (float(h.mean()), float(np.median(h))) if len(h) else (math.nan, math.nan)
-    figures = {"mean_entropy_nats": mean, "median_entropy_nats": median, "mean_entropy_bits": mean / LN2,
-               "median_entropy_bits": median / LN2, "branching_factor": math.exp(mean),
-               "entropy_per_byte_bits": float(h.sum()) / (LN2 * n_bytes) if n_bytes else math.nan}  # fmt: skip
-    return {k + suffix: None if math.isnan(v) else v for k, v in figures.items()}
+    if not len(h):
+        return {}
+    mean, median, total = float(h.mean()), float(np.median(h)), float(h.sum())
+    figures = {"mean_entropy_nats": mean, "median_entropy_nats": median, "mean_entropy_bits": mean / LN2}
+    figures |= {"median_entropy_bits": median / LN2, "branching_factor": math.exp(mean)}
+    figures["entropy_per_byte_bits"] = total / (LN2 * n_bytes) if n_bytes else None
+    return {k + suffix: v for k, v in figures.items()}
 
 
 def aggregate(
@@ -577,16 +410,14 @@ def aggregate(
     """Corpus figures, JSON-ready (None where undefined). Means and medians are over positions; per-byte figures
     are ratios of sums over the scored tokens' UTF-8 bytes: entropy per byte Σ H / (ln 2 · bytes), comparable
     across tokenizers, and bits per byte Σ s / (ln 2 · bytes) (None if a position is censored). Branching factor
-    exp(mean H). Bounded (API) scores give every entropy figure twice, as `_lower` and `_upper`. Histogram of
-    entropy in bits (bins of `hist_bin_bits` from 0) and mean entropy (bits) by position (`position_bins` equal
-    ranges of the token index) use H, or for bounded scores the midpoint of the bounds."""
+    exp(mean H). Bounded (API) scores give every entropy figure twice, as `_lower` and `_upper`. The histogram of
+    entropy in bits (bins of `hist_bin_bits` from 0) and the mean entropy (bits) by position (`position_bins`
+    equal ranges of the token index) use H, or for bounded scores the midpoint of the bounds."""
     s = scores if isinstance(scores, TokenScores) else concat_scores(scores)
-    bounded, n_bytes = s.entropy_lower_nats is not None, s.n_bytes
-    out: dict[str, Any] = {
-        "source": s.source, "tokenizer": s.tokenizer, "vocab_size": s.vocab_size, "mode": s.mode,
-        "chat_template": s.chat_template, "context": s.context, "notes": s.notes, "positions": len(s),
-        "documents": len(np.unique(s.doc_ids)), "bytes": n_bytes, "censored": int(s.censored.sum()),
-    }  # fmt: skip
+    n_bytes, bounded = s.n_bytes, s.entropy_lower_nats is not None
+    out: dict[str, Any] = {k: getattr(s, k) for k in ("source", "tokenizer", "vocab_size", "mode", "chat_template")}
+    out |= {"context": s.context, "notes": s.notes, "positions": len(s), "documents": len(np.unique(s.doc_ids))}
+    out |= {"bytes": n_bytes, "censored": int(s.censored.sum())}
     if bounded:
         out |= _entropy_figures(s.entropy_lower_nats, n_bytes, "_lower")
         out |= _entropy_figures(s.entropy_upper_nats, n_bytes, "_upper")
@@ -599,10 +430,10 @@ def aggregate(
     bits = h[np.isfinite(h)] / LN2
     edges = hist_bin_bits * np.arange(int(bits.max(initial=0) // hist_bin_bits) + 2)
     out["entropy_histogram_bits"] = {"edges": edges.tolist(), "counts": np.histogram(bits, edges)[0].tolist()}
-    width = max(1, -(-(int(s.positions.max(initial=0)) + 1) // position_bins))
-    out["entropy_by_position_bits"] = [
-        {"start": int(b * width), "end": int(b * width + width), "positions": int((s.positions // width == b).sum()),
-         "mean_entropy_bits": _mean(h[s.positions // width == b] / LN2)}
-        for b in np.unique(s.positions // width)
-    ]  # fmt: skip
+    width = max(1, -(-(int(s.positions.max(initial=0)) + 1) // position_bins))  # ceil((max position + 1) / bins)
+    bins = s.positions // width
+    out["entropy_by_position_bits"] = []
+    for b in np.unique(bins):
+        row = {"start": int(b) * width, "end": int(b + 1) * width, "positions": int((bins == b).sum())}
+        out["entropy_by_position_bits"].append(row | {"mean_entropy_bits": _mean(h[bins == b] / LN2)})
     return out

@@ -383,7 +383,7 @@ _SPELLERS: tuple[Callable[[str], bytes], ...] = (
 )
 
 
-def _exact_lengths(tokens: list[str], text: str) -> np.ndarray | None:
+def exact_lengths(tokens: list[str], text: str) -> np.ndarray | None:
     """Token byte lengths when the token strings spell `text` exactly (a dummy-prefix space allowed); else None
     (normalised text, unknown tokens)."""
     target = text.encode()
@@ -454,7 +454,7 @@ class HFTokenizerSegmenter(_TokenSegmenter):
         if self.backend is None:
             return self._lengths_by_decoding(text)
         enc = self.backend.encode(text, add_special_tokens=False)
-        exact = _exact_lengths(enc.tokens, text)
+        exact = exact_lengths(enc.tokens, text)
         return exact if exact is not None else _lengths_from_offsets(enc.offsets, text)
 
     def _lengths_by_decoding(self, text: str) -> np.ndarray:
