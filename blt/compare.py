@@ -172,6 +172,9 @@ def run_compare(
     validate(cfg)
     progress("reading and splitting the corpus")
     train_docs, eval_docs, labels = split_corpus(cfg)
+    binary = sum(b"\0" in d for d in train_docs + eval_docs)
+    if binary:
+        warn(f"{binary} documents contain NUL bytes (binary files?); every segmenter sees them as raw bytes")
     progress("training tokenisers")
     segmenters, vocab = build_tokenisers(cfg, train_docs, warn)
     model_info: dict[str, Any] = {}

@@ -301,6 +301,10 @@ def write_compare_report(results: dict, out: str | Path, command: str, versions:
         markdown_table(headers, rows),
         "",
     ]
+    lines.append(
+        f"Trained tokenisers: vocabulary size {results['vocab_size']} "
+        f"({'given' if results['config']['vocab_size'] else 'chosen from the training bytes and characters'})."
+    )
     if results["match_bytes_per_unit"]:
         lines.append(
             f"Entropy thresholds calibrated to {results['config']['match']}'s "

@@ -50,6 +50,8 @@ def main() -> None:
                 "english-10MB",
                 [
                     *data,
+                    "--vocab-size",
+                    "16384",
                     "--segmenters",
                     "bpe,sp-unigram,sp-bpe,tiktoken-cl100k,"
                     "tiktoken-o200k,space,fixed,byte,entropy-global,entropy-monotonic",

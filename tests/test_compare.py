@@ -712,3 +712,17 @@ def test_an_unreachable_match_names_the_segmenter_and_the_fix(monkeypatch: pytes
         compare_with_probes(cfg, monkeypatch)
     assert "out of reach" in str(err.value)  # what happens today
     assert "entropy-monotonic" in str(err.value) and "--match" in str(err.value)
+
+
+def test_binary_documents_are_measured_with_a_warning(tmp_path: Path) -> None:
+    """Documents with NUL bytes (binary files) are kept as bytes, losslessly, and named in one warning."""
+    corpus = tmp_path / "bin"
+    corpus.mkdir()
+    for i in range(30):
+        (corpus / f"{i:02d}.txt").write_bytes(bytes(range(256)) * 2 + f"doc {i}".encode())
+    warnings: list[str] = []
+    cfg = CompareConfig(sources=[str(corpus)], segmenters=["space", "byte"], match="byte", eval_fraction=0.3)
+    results = run_compare(cfg, warn=warnings.append)
+    assert any("30 documents contain NUL bytes" in w for w in warnings)
+    byte = next(r for r in results["segmenters"] if r["segmenter"] == "byte")
+    assert byte["bytes_per_unit"] == 1.0
