@@ -57,3 +57,33 @@ def model_factory() -> Callable[..., ByteLM]:
 def tiny_model() -> ByteLM:
     """A seeded, untrained tiny `ByteLM` (1 layer, d_model 32, 2 heads, context 64) in eval mode."""
     return make_model(seed=0)
+
+
+def make_spiky_model(seed: int = 0) -> ByteLM:
+    """The tiny model with its final norm (so its logits) ×20: entropies spread over ≈ 0–2.6 nats and rarely tie,
+    so thresholds and calibration have something to bite on (an untrained model's entropies all sit near ln 260)."""
+    model = make_model(seed)
+    with torch.no_grad():
+        model.norm.weight.mul_(20.0)
+    return model
+
+
+def run_cli(*args: str, columns: int = 80) -> tuple[int, str, str]:
+    """Invoke the `blt` app; rich sizes output to COLUMNS (80 when stdout is not a terminal, as under CliRunner)."""
+    from typer.testing import CliRunner
+
+    from blt.cli import app
+
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": str(columns)})
+    return result.exit_code, result.stdout, result.stderr
+
+
+def assert_user_error(args: list[str], pattern: str) -> str:
+    """A user mistake: exit code 1, exactly one line on stderr starting with "error:", no traceback."""
+    code, out, err = run_cli(*args)
+    assert code == 1, (code, out, err)
+    assert "Traceback" not in out + err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    assert pattern in " ".join(err.split()), err
+    return err

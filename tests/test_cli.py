@@ -10,16 +10,14 @@ import lightning  # noqa: F401  imported first so its log handler binds to the r
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
+from conftest import assert_user_error, run_cli
 
 from blt.checkpoint import bundled_model_dir, load_model, save_model_dir
-from blt.cli import app
 from blt.config import Config, ModelConfig
 from blt.entropy import corpus_bits_per_byte, score
 from blt.model import ByteLM
 
 REPO = Path(__file__).resolve().parents[1]
-runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -29,22 +27,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_model_dir(ByteLM(cfg.model), cfg, {"steps": 0}, tmp_path_factory.mktemp("m") / "model")
 
 
-def run(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
-
-
-def assert_user_error(args: list[str], pattern: str) -> None:
-    code, out, err = run(*args)
-    assert code == 1, (code, out, err)
-    assert "Traceback" not in out + err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert lines and lines[0].startswith("error:"), err
-    assert pattern in " ".join(err.split()), err
-
-
 def test_entropy_json_matches_the_library(model_dir: Path) -> None:
-    code, out, _ = run("entropy", "héllo wörld", "--model", str(model_dir), "--json")
+    code, out, _ = run_cli("entropy", "héllo wörld", "--model", str(model_dir), "--json")
     assert code == 0
     got = json.loads(out)
     expected = score(load_model(model_dir), "héllo wörld")[0]
@@ -56,7 +40,7 @@ def test_entropy_json_matches_the_library(model_dir: Path) -> None:
 def test_entropy_table_shows_every_byte_with_characters(model_dir: Path, tmp_path: Path) -> None:
     f = tmp_path / "x.bin"
     f.write_bytes("é".encode() + b"\xff")  # a two-byte character and an invalid byte: bytes are bytes
-    code, out, _ = run("entropy", "--file", str(f), "--model", str(model_dir))
+    code, out, _ = run_cli("entropy", "--file", str(f), "--model", str(model_dir))
     assert code == 0
     assert "é" in out and "·" in out and "\\xff" in out and "3 bytes" in out
 
@@ -66,7 +50,7 @@ def test_eval_json_reports_bits_per_byte_as_a_ratio_of_sums(model_dir: Path, tmp
     (tmp_path / "corpus").mkdir()
     for i, t in enumerate(texts):
         (tmp_path / "corpus" / f"{i}.txt").write_text(t)
-    code, out, _ = run("eval", "--model", str(model_dir), "--data", str(tmp_path / "corpus"), "--json")
+    code, out, _ = run_cli("eval", "--model", str(model_dir), "--data", str(tmp_path / "corpus"), "--json")
     assert code == 0
     got = json.loads(out)
     expected = corpus_bits_per_byte(score(load_model(model_dir), texts))
@@ -75,7 +59,7 @@ def test_eval_json_reports_bits_per_byte_as_a_ratio_of_sums(model_dir: Path, tmp
 
 
 def test_info_prints_the_card(model_dir: Path) -> None:
-    code, out, _ = run("info", "--model", str(model_dir))
+    code, out, _ = run_cli("info", "--model", str(model_dir))
     assert code == 0
     card = json.loads(out)
     assert card["params"] == load_model(model_dir).num_params() and card["model"]["d_model"] == 32
@@ -84,7 +68,7 @@ def test_info_prints_the_card(model_dir: Path) -> None:
 @pytest.mark.skipif(not (bundled_model_dir() / "model.safetensors").is_file(), reason="bundled model not built")
 def test_the_default_model_scores_english_well() -> None:
     """The bundled model has read English: a plain sentence costs far less than the 8 bits of raw bytes."""
-    code, out, _ = run("entropy", "In the beginning God created the heaven and the earth.", "--json")
+    code, out, _ = run_cli("entropy", "In the beginning God created the heaven and the earth.", "--json")
     assert code == 0
     assert json.loads(out)["bits_per_byte"] < 3.0
 
@@ -94,7 +78,7 @@ def test_train_from_the_cli(tmp_path: Path) -> None:
     corpus.mkdir()
     for i in range(30):
         (corpus / f"d{i}.txt").write_text(f"document number {i} says hello to the byte model. " * 3)
-    code, out, err = run(
+    code, out, err = run_cli(
         "train",
         "--config",
         str(REPO / "configs" / "tiny.yaml"),
@@ -127,7 +111,7 @@ def test_bad_inputs_give_one_clear_line(model_dir: Path, tmp_path: Path) -> None
     assert_user_error(["entropy", "x", "--model", str(tmp_path)], "is not a blt model")
     assert_user_error(["entropy", "x", "--model", str(junk_ckpt)], "truncated or corrupted")
     assert_user_error(["train", "--config", str(bad_yaml)], "unknown key model.d_modle")
-    code, _, err = run("train", "--config", str(bad_yaml))
+    code, _, err = run_cli("train", "--config", str(bad_yaml))
     assert "model.n_layers must be int" in err and "train.lr must be float" in err  # all problems at once
     assert_user_error(["train", "--config", tiny, "--set", "train.lr"], "expected section.key=value")
     assert_user_error(["train", "--config", tiny, "--set", "model.nope=1"], "valid model keys")

@@ -13,28 +13,22 @@ import gflanguages
 import lightning  # noqa: F401  imported first so its log handler binds to the real stderr, not a runner buffer
 import numpy as np
 import pytest
-import torch
-from conftest import make_model
-from typer.testing import CliRunner
+from conftest import assert_user_error, make_spiky_model, run_cli
 
 import blt.tokenizers
 from blt.checkpoint import load_model, save_model_dir
-from blt.cli import app
 from blt.compare import CompareConfig, run_compare, split_corpus
 from blt.config import Config
 from blt.entropy import score
 from blt.errors import BltError
 from blt.patching import patch_starts
 
-runner = CliRunner()
 CARD_THRESHOLDS = {"global": 0.3, "monotonic": 0.05}  # nats
 
 
 def save_spiky(path: Path, card: dict) -> Path:
     """The tiny conftest model with logits ×20 (entropies ≈ 0–2.6 nats, so thresholds matter)."""
-    model = make_model(0)
-    with torch.no_grad():
-        model.norm.weight.mul_(20.0)
+    model = make_spiky_model(0)
     return save_model_dir(model, Config(model=model.cfg), card, path)
 
 
@@ -65,22 +59,6 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def run(*args: str, columns: int = 80) -> tuple[int, str, str]:
-    """Invoke the CLI; rich sizes the table to COLUMNS (80 when stdout is not a terminal, as under CliRunner)."""
-    result = runner.invoke(app, list(args), env={"COLUMNS": str(columns)})
-    return result.exit_code, result.stdout, result.stderr
-
-
-def assert_user_error(args: list[str], pattern: str) -> str:
-    code, out, err = run(*args)
-    assert code == 1, (code, out, err)
-    assert "Traceback" not in out + err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), err
-    assert pattern in " ".join(err.split()), err
-    return err
-
-
 def results_of(out: Path) -> dict:
     return json.loads((out / "results.json").read_text())
 
@@ -93,7 +71,7 @@ def test_compare_end_to_end_equals_the_library(
     args = ["compare", "--data", str(corpus), "--model", str(model_dir), "--segmenters", segs]
     args += ["--vocab-size", "400", "--out", str(out), "--by-language"]
     monkeypatch.setattr(sys, "argv", ["blt", *args])  # the report records the command line it was run with
-    code, stdout, stderr = run(*args, columns=250)
+    code, stdout, stderr = run_cli(*args, columns=250)
     assert code == 0, stderr
     assert "Traceback" not in stdout + stderr and "error" not in stderr
     header = next(line for line in stdout.splitlines() if "segmenter" in line)
@@ -128,7 +106,7 @@ def test_compare_end_to_end_equals_the_library(
 
 def test_the_table_is_readable_at_80_columns(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    code, stdout, stderr = run(
+    code, stdout, stderr = run_cli(
         "compare", "--data", str(corpus), "--segmenters", "bpe,space", "--vocab-size", "400", "--out", str(out)
     )
     assert code == 0, stderr
@@ -141,7 +119,7 @@ def test_by_language_on_the_bundled_udhr(tmp_path: Path) -> None:
     need no byte model and no training, so a slice of the real corpus is cheap."""
     out = tmp_path / "out"
     args = ["compare", "--data", "udhr", "--max-bytes", "60000", "--segmenters", "space,byte", "--match", "space"]
-    code, _, err = run(*args, "--by-language", "--out", str(out))
+    code, _, err = run_cli(*args, "--by-language", "--out", str(out))
     assert code == 0, err
     results = results_of(out)
     by_language = results["by_language"]
@@ -156,7 +134,7 @@ def test_match_none_uses_the_card_thresholds(model_dir: Path, corpus: Path, tmp_
     `patch_starts` of the held-out documents' entropies at those thresholds; `fixed` falls back to 4 bytes."""
     out = tmp_path / "out"
     segs = "space,fixed,entropy-global,entropy-monotonic"
-    code, _, err = run(
+    code, _, err = run_cli(
         "compare",
         "--data",
         str(corpus),
@@ -205,7 +183,7 @@ def test_match_none_without_thresholds_is_one_clear_error(plain_model_dir: Path,
 
 
 def test_match_none_accepts_the_thresholds_its_error_names(plain_model_dir: Path, corpus: Path, tmp_path: Path) -> None:
-    code, _, err = run(
+    code, _, err = run_cli(
         "compare",
         "--data",
         str(corpus),
@@ -231,7 +209,7 @@ def test_unavailable_tiktoken_is_a_warning(corpus: Path, tmp_path: Path, monkeyp
 
     monkeypatch.setattr(blt.tokenizers, "TiktokenSegmenter", unavailable)
     out = tmp_path / "out"
-    code, stdout, stderr = run(
+    code, stdout, stderr = run_cli(
         "compare",
         "--data",
         str(corpus),

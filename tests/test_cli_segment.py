@@ -12,17 +12,13 @@ import lightning  # noqa: F401  imported first so its log handler binds to the r
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import torch
-from conftest import make_model
-from typer.testing import CliRunner
+from conftest import assert_user_error, make_model, make_spiky_model, run_cli
 
 from blt.checkpoint import load_model, save_model_dir
-from blt.cli import app
 from blt.config import Config
 from blt.entropy import score
 from blt.segmenters import Patcher
 
-runner = CliRunner()
 TEXT = "Hello, wörld! 日本語 😀 entropy patches.\nline two"
 CARD_THRESHOLDS = {"global": 0.2, "monotonic": 0.05}  # nats
 
@@ -31,9 +27,7 @@ CARD_THRESHOLDS = {"global": 0.2, "monotonic": 0.05}  # nats
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny conftest model with logits ×20 (varied entropies, ≈ 0–2.6 nats), saved with default thresholds in
     its card."""
-    model = make_model(0)
-    with torch.no_grad():
-        model.norm.weight.mul_(20.0)
+    model = make_spiky_model(0)
     card = {"steps": 0, "patch_thresholds_nats": CARD_THRESHOLDS}
     return save_model_dir(model, Config(model=model.cfg), card, tmp_path_factory.mktemp("m") / "model")
 
@@ -56,22 +50,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def run(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
-
-
-def assert_user_error(args: list[str], pattern: str) -> None:
-    code, out, err = run(*args)
-    assert code == 1, (code, out, err)
-    assert "Traceback" not in out + err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), err
-    assert pattern in " ".join(err.split()), err
-
-
 def segment_json(*args: str) -> dict:
-    code, out, err = run("segment", *args, "--json")
+    code, out, err = run_cli("segment", *args, "--json")
     assert code == 0, err
     return json.loads(out)
 
@@ -127,7 +107,7 @@ def test_segment_file_with_the_space_rule_needs_no_model(tmp_path: Path) -> None
 def test_segment_prints_the_text_and_the_summary(model_dir: Path) -> None:
     """θ = 0.5 nats is 0.7213 bits. Without colours (a pipe), │ marks each boundary, before the character a patch
     starts in (several starts inside one character share one mark)."""
-    code, out, err = run("segment", TEXT, "--model", str(model_dir), "--threshold", "0.5")
+    code, out, err = run_cli("segment", TEXT, "--model", str(model_dir), "--threshold", "0.5")
     assert code == 0, err
     text = out[: out.rindex("\n", 0, out.index(" patches, "))]  # what precedes the summary line
     starts = set(Patcher(load_model(model_dir), threshold=0.5).patch([TEXT])[0].starts.tolist())
@@ -148,7 +128,7 @@ def test_segment_empty_text_is_zero_patches(model_dir: Path) -> None:
 @pytest.mark.filterwarnings("ignore:Glyph .* missing from font:UserWarning")  # CJK glyphs, not in DejaVu Sans
 def test_segment_writes_html_and_plot(model_dir: Path, tmp_path: Path) -> None:
     html, png = tmp_path / "out" / "p.html", tmp_path / "out" / "p.png"
-    code, out, err = run(
+    code, out, err = run_cli(
         "segment", TEXT, "--model", str(model_dir), "--threshold", "0.1", "--html", str(html), "--plot", str(png)
     )
     assert code == 0, err
@@ -174,7 +154,7 @@ def test_segment_plot_needs_an_entropy_rule(tmp_path: Path) -> None:
 
 def test_segment_corpus_writes_parquet(model_dir: Path, corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "patched"
-    code, stdout, err = run(
+    code, stdout, err = run_cli(
         "segment",
         "--data",
         str(corpus),
@@ -199,7 +179,7 @@ def test_segment_corpus_writes_parquet(model_dir: Path, corpus: Path, tmp_path: 
 
 @pytest.mark.parametrize("rule", ["global", "monotonic"])
 def test_segment_uses_the_card_thresholds_by_default(model_dir: Path, rule: str) -> None:
-    code, out, err = run("segment", TEXT, "--model", str(model_dir), "--rule", rule, "--json")
+    code, out, err = run_cli("segment", TEXT, "--model", str(model_dir), "--rule", rule, "--json")
     assert code == 0, err
     option = "--relative-threshold" if rule == "monotonic" else "--threshold"
     explicit = segment_json(TEXT, "--model", str(model_dir), "--rule", rule, option, str(CARD_THRESHOLDS[rule]))
@@ -211,7 +191,7 @@ def test_segment_uses_the_card_thresholds_by_default(model_dir: Path, rule: str)
 
 @pytest.mark.parametrize("rule", ["global", "monotonic"])
 def test_calibrate_lands_within_one_patch_of_the_target(model_dir: Path, corpus: Path, rule: str) -> None:
-    code, out, err = run(
+    code, out, err = run_cli(
         "calibrate",
         "--data",
         str(corpus),
@@ -237,7 +217,9 @@ def test_calibrate_lands_within_one_patch_of_the_target(model_dir: Path, corpus:
 
 
 def test_calibrate_prints_nats_and_bits(model_dir: Path, corpus: Path) -> None:
-    code, out, err = run("calibrate", "--data", str(corpus), "--target-bytes-per-patch", "4", "--model", str(model_dir))
+    code, out, err = run_cli(
+        "calibrate", "--data", str(corpus), "--target-bytes-per-patch", "4", "--model", str(model_dir)
+    )
     assert code == 0, err
     m = re.search(r"global threshold ([\d.]+) nats \(([\d.]+) bits\): ([\d.]+) bytes/patch", out)
     assert m, out

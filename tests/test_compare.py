@@ -25,7 +25,7 @@ import gflanguages
 import numpy as np
 import pytest
 import torch
-from conftest import make_model
+from conftest import make_spiky_model
 
 import blt.checkpoint
 import blt.compare
@@ -81,12 +81,7 @@ def zipf_documents(per_language: int = 25, seed: int = 0) -> list[Document]:
 DOCS = zipf_documents()
 
 
-def spiky_model() -> Any:
-    """The tiny conftest model with logits ×20: entropies spread over ≈ 0–2.6 nats, so thresholds matter."""
-    model = make_model(0)
-    with torch.no_grad():
-        model.norm.weight.mul_(20.0)
-    return model
+spiky_model = make_spiky_model
 
 
 def save_spiky(path: Path, card: dict[str, Any] | None = None) -> Path:

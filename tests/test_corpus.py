@@ -12,25 +12,17 @@ import lightning  # noqa: F401  imported first so its log handler binds to the r
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import torch
-from conftest import make_model
+from conftest import make_spiky_model
 
 from blt.config import DataConfig
 from blt.corpus import segment_corpus
 from blt.errors import BltError
-from blt.model import ByteLM
 from blt.segmenters import Patcher
 
 THRESHOLD = 0.1  # nats, about the median entropy of the spiky model
 
 
-@cache
-def spiky_model() -> ByteLM:
-    """The tiny conftest model with logits ×20: entropies spread over ≈ 0–2.6 nats (see test_segmenters)."""
-    model = make_model(0)
-    with torch.no_grad():
-        model.norm.weight.mul_(20.0)
-    return model
+spiky_model = cache(make_spiky_model)
 
 
 def write_corpus(root: Path) -> dict[str, bytes]:

@@ -14,13 +14,11 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pytest
-import torch
-from conftest import make_model
+from conftest import make_spiky_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from blt.model import ByteLM
 from blt.report import char_spans, patches_html, plot_patches, render_terminal, write_atomic
 from blt.segmenters import Patcher, Patches
 
@@ -28,13 +26,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TEXT = "héllo wörld 日本 😀\nsecond line"
 
 
-@cache
-def spiky_model() -> ByteLM:
-    """The tiny conftest model with logits ×20: entropies spread over ≈ 0–2.6 nats (see test_segmenters)."""
-    model = make_model(0)
-    with torch.no_grad():
-        model.norm.weight.mul_(20.0)
-    return model
+spiky_model = cache(make_spiky_model)
 
 
 def entropy_patches(text: str | bytes, threshold: float = 0.1) -> Patches:

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from conftest import make_model
+from conftest import make_spiky_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,7 +22,6 @@ from blt.checkpoint import load_model, save_model_dir
 from blt.config import Config
 from blt.entropy import score
 from blt.errors import BltError
-from blt.model import ByteLM
 from blt.patching import RULES, patch_starts
 from blt.segmenters import Patcher, Patches, score_resetting_at_newlines
 
@@ -41,14 +39,7 @@ RULE_KW = {
 }
 
 
-@cache
-def spiky_model(seed: int = 0) -> ByteLM:
-    """The tiny conftest model with logits ×20 (final norm scaled): varied, distinct entropies. Shared by
-    hypothesis tests, which cannot take function-scoped fixtures."""
-    model = make_model(seed)
-    with torch.no_grad():
-        model.norm.weight.mul_(20.0)
-    return model
+spiky_model = cache(make_spiky_model)
 
 
 def text_of(words: int, seed: int = 0) -> bytes:
