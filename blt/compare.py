@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from blt.config import DataConfig
-from blt.data import build_cache
+from blt.data import ByteStream, build_cache
 from blt.entropy import LN2, ByteScores, score
 from blt.errors import BltError
 from blt.metrics import BoundaryCounts, SegmentationStats, boundary_counts, unit_information
@@ -55,6 +55,7 @@ class CompareConfig:
     relative_threshold: float | None = None  # monotonic threshold (nats) when match is None
     fixed_size: int | None = None  # fixed patch size; None -> the matched segmenter's bytes/unit, rounded
     eval_fraction: float = 0.1  # documents held out for evaluation (tokenisers train on the rest)
+    max_eval_bytes: int | None = 4_000_000  # measure at most this many held-out bytes (flat memory); None: all
     split_seed: int = 0  # seed of the train/evaluation split
     max_bytes: int | None = None  # read at most this many bytes of the corpus
     by_language: bool = False  # per-label metrics (labelled corpora such as udhr)
@@ -150,17 +151,40 @@ def _rule_segmenter(name: str, size: int) -> Segmenter:
     return Segmenter(name if name != "fixed" else f"fixed-{size}", None, starts)
 
 
-def split_corpus(cfg: CompareConfig) -> tuple[list[bytes], list[bytes], list[str | None]]:
+class StreamDocuments(Sequence[bytes]):
+    """A split's documents read from the memmap cache on demand: tokenisers train from it without the corpus
+    being held in memory."""
+
+    def __init__(self, stream: ByteStream) -> None:
+        self.stream = stream
+
+    def __len__(self) -> int:
+        return self.stream.n_docs
+
+    def __getitem__(self, i: int) -> bytes:  # type: ignore[override]
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        return self.stream.document(i % len(self))
+
+
+def split_corpus(cfg: CompareConfig) -> tuple[Sequence[bytes], list[bytes], list[str | None]]:
+    """Training documents (streamed from the cache) and the held-out documents to measure (at most
+    `max_eval_bytes` of them, in corpus order, so memory stays flat however large the corpus)."""
     data_cfg = DataConfig(
         sources=cfg.sources, val_fraction=cfg.eval_fraction, split_seed=cfg.split_seed, max_bytes=cfg.max_bytes
     )
     cache = build_cache(data_cfg)
-    train = [cache.train.document(i) for i in range(cache.train.n_docs)]
-    evaluation = [cache.val.document(i) for i in range(cache.val.n_docs)]
-    labels = cache.labels[cache.train.n_docs :]
-    if not evaluation or not train:
+    evaluation: list[bytes] = []
+    size = 0
+    for i in range(cache.val.n_docs):
+        if evaluation and cfg.max_eval_bytes is not None and size + cache.val.doc_length(i) > cfg.max_eval_bytes:
+            break
+        evaluation.append(cache.val.document(i))
+        size += len(evaluation[-1])
+    labels = cache.labels[cache.train.n_docs : cache.train.n_docs + len(evaluation)]
+    if not evaluation or cache.train.n_docs == 0:
         raise BltError(f"{cfg.sources} is too small to hold out documents for evaluation; add documents")
-    return train, evaluation, labels
+    return StreamDocuments(cache.train), evaluation, labels
 
 
 def run_compare(
@@ -172,7 +196,7 @@ def run_compare(
     validate(cfg)
     progress("reading and splitting the corpus")
     train_docs, eval_docs, labels = split_corpus(cfg)
-    binary = sum(b"\0" in d for d in train_docs + eval_docs)
+    binary = sum(b"\0" in d for d in train_docs) + sum(b"\0" in d for d in eval_docs)
     if binary:
         warn(f"{binary} documents contain NUL bytes (binary files?); every segmenter sees them as raw bytes")
     progress("training tokenisers")

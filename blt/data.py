@@ -289,6 +289,9 @@ class ByteStream:
         out[pos >= self.n_ids] = PAD_ID
         return out
 
+    def doc_length(self, i: int) -> int:
+        return int(self.doc_starts[i + 1] - self.doc_starts[i])
+
     def document(self, i: int) -> bytes:
         return bytes(self.data[self.doc_starts[i] : self.doc_starts[i + 1]])
 

@@ -296,7 +296,8 @@ def write_compare_report(results: dict, out: str | Path, command: str, versions:
         f"```\n{command}\n```",
         "",
         f"Corpus {', '.join(results['config']['sources'])}: {results['train_documents']} training documents, "
-        f"{results['eval_documents']} held-out documents ({results['eval_bytes']:,} bytes) measured.",
+        f"{results['eval_documents']} held-out documents ({results['eval_bytes']:,} bytes; at most "
+        f"max_eval_bytes = {results['config']['max_eval_bytes']}) measured.",
         "",
         markdown_table(headers, rows),
         "",

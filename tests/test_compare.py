@@ -219,9 +219,10 @@ def test_the_split_is_by_document_disjoint_and_labelled(run: Run) -> None:
     order; the rest train the tokenisers. Each held-out document keeps its own language label."""
     expected_eval = [d.data for d in DOCS if is_validation(d.data, 0, EVAL_FRACTION)]
     assert run.eval_docs == expected_eval and 10 <= len(expected_eval) <= 40
-    assert run.train_docs == [d.data for d in DOCS if d.data not in set(expected_eval)]
-    assert not set(run.train_docs) & set(run.eval_docs)
-    assert Counter(run.train_docs + run.eval_docs) == Counter(d.data for d in DOCS)
+    train_docs = list(run.train_docs)  # streamed from the cache, not held as a list
+    assert train_docs == [d.data for d in DOCS if d.data not in set(expected_eval)]
+    assert not set(train_docs) & set(run.eval_docs)
+    assert Counter(train_docs + run.eval_docs) == Counter(d.data for d in DOCS)
     label_of = {d.data: d.label for d in DOCS}
     assert run.labels == [label_of[d] for d in run.eval_docs]
     r = run.results
@@ -721,3 +722,18 @@ def test_binary_documents_are_measured_with_a_warning(tmp_path: Path) -> None:
     assert any("30 documents contain NUL bytes" in w for w in warnings)
     byte = next(r for r in results["segmenters"] if r["segmenter"] == "byte")
     assert byte["bytes_per_unit"] == 1.0
+
+
+def test_max_eval_bytes_bounds_the_measured_documents(tmp_path: Path) -> None:
+    """40 documents of 100 bytes, half held out (≈ 20); a 250-byte budget measures the first two whole held-out
+    documents (a third would make 300 > 250), in corpus order; training documents stream from the cache."""
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    for i in range(40):
+        (corpus / f"{i:02d}.txt").write_bytes(f"{i:02d} ".encode() + b"x" * 96 + b"\n")
+    cfg = CompareConfig(sources=[str(corpus)], segmenters=["byte"], match="byte", eval_fraction=0.5)
+    train, evaluation, _ = split_corpus(replace_cfg(cfg, max_eval_bytes=None))
+    _, bounded, _ = split_corpus(replace_cfg(cfg, max_eval_bytes=250))
+    assert len(evaluation) >= 3 and bounded == evaluation[:2]
+    assert not isinstance(train, list) and len(list(train)) == len(train) == 40 - len(evaluation)
+    assert sorted([*train, *evaluation]) == sorted(p.read_bytes() for p in corpus.iterdir())
