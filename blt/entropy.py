@@ -45,12 +45,16 @@ def surprisal_from_logits(logits: torch.Tensor, targets: torch.Tensor) -> torch.
     return surprisal_from_logp(torch.log_softmax(logits.float(), dim=-1), targets)
 
 
+def varentropy_from_logp(logp: torch.Tensor, entropy_nats: torch.Tensor | None = None) -> torch.Tensor:
+    """log-probabilities [..., V] -> varentropy [...] in nats²: the variance of -log p under p (p = 0 adds 0)."""
+    p = logp.exp()
+    h = (entropy_from_logp(logp) if entropy_nats is None else entropy_nats).unsqueeze(-1)
+    return torch.where(p > 0, p * (-logp - h) ** 2, 0.0).sum(-1)
+
+
 def varentropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """logits [..., V] -> varentropy [...] in nats²: the variance of -log p under p."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    p = logp.exp()
-    h = entropy_from_logp(logp).unsqueeze(-1)
-    return torch.where(p > 0, p * (-logp - h) ** 2, 0.0).sum(-1)
+    return varentropy_from_logp(torch.log_softmax(logits.float(), dim=-1))
 
 
 @dataclass
@@ -60,6 +64,8 @@ class ByteScores:
     data: bytes
     entropy_nats: np.ndarray
     surprisal_nats: np.ndarray
+    varentropy_nats2: np.ndarray | None = None  # with score(..., extra_stats=True)
+    top1_mass: np.ndarray | None = None  # with score(..., extra_stats=True)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -125,11 +131,13 @@ def score(
     stride: int | None = None,
     precision: str = "32",
     device: str | torch.device | None = None,
+    extra_stats: bool = False,
 ) -> list[ByteScores]:
     """Per-byte entropy and surprisal (nats) of each input, under `model`.
 
     `stride` defaults to 3/4 of the model's context (each byte beyond the first window sees ≥ context/4 bytes).
     `precision="auto"` uses bf16 autocast where the hardware runs it natively: faster, and within ~1e-2 nats.
+    `extra_stats=True` also fills varentropy (nats²) and top-1 mass.
     """
     if isinstance(texts, (str, bytes, bytearray)):
         texts = [texts]
@@ -142,8 +150,8 @@ def score(
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
-    entropies = [np.empty(len(d), dtype=np.float32) for d in datas]
-    surprisals = [np.empty(len(d), dtype=np.float32) for d in datas]
+    n_stats = 4 if extra_stats else 2  # entropy, surprisal[, varentropy, top-1 mass]
+    stats = [np.empty((n_stats, len(d)), dtype=np.float32) for d in datas]
     # (doc, start, emit_from, end) for every window; sorted by length so batches carry little padding.
     jobs = [(i, *w) for i, d in enumerate(datas) for w in plan_windows(len(d), context, stride)]
     jobs.sort(key=lambda j: j[3] - j[1], reverse=True)
@@ -161,13 +169,15 @@ def score(
         with autocast_for(device, precision):
             logits = model(ids)  # [b, width, V]
         logp = torch.log_softmax(logits.float(), dim=-1)
-        ent = entropy_from_logp(logp).cpu().numpy()  # [b, width]
-        sur = surprisal_from_logp(logp, targets).cpu().numpy()
+        ent = entropy_from_logp(logp)  # [b, width]
+        rows = [ent, surprisal_from_logp(logp, targets)]
+        if extra_stats:
+            rows += [varentropy_from_logp(logp, ent), logp.amax(-1).exp()]
+        values = torch.stack(rows).cpu().numpy()  # [n_stats, b, width]
         for r, (i, start, emit_from, end) in enumerate(chunk):
-            entropies[i][emit_from:end] = ent[r, emit_from - start : end - start]
-            surprisals[i][emit_from:end] = sur[r, emit_from - start : end - start]
+            stats[i][:, emit_from:end] = values[:, r, emit_from - start : end - start]
     model.train(was_training)
-    return [ByteScores(d, h, s) for d, h, s in zip(datas, entropies, surprisals, strict=True)]
+    return [ByteScores(d, *st) for d, st in zip(datas, stats, strict=True)]
 
 
 def corpus_bits_per_byte(scores: Sequence[ByteScores]) -> float:

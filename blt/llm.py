@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from blt.entropy import LN2, as_bytes, entropy_from_logp, plan_windows, surprisal_from_logp
+from blt.entropy import LN2, as_bytes, entropy_from_logp, plan_windows, surprisal_from_logp, varentropy_from_logp
 from blt.entropy import score as score_bytes
 from blt.errors import BltError
 from blt.tokenizers import exact_lengths
@@ -111,8 +111,7 @@ def position_stats(logits: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
     varentropy (nats²), top-1 mass; in float32 from `log_softmax`. Peak ≈ 5 float32 [n, V] buffers."""
     logp = torch.log_softmax(logits.float(), dim=-1)  # [n, V]
     h = entropy_from_logp(logp)  # [n]
-    p = logp.exp()
-    v = torch.where(p > 0, p * (-logp - h.unsqueeze(-1)) ** 2, 0.0).sum(-1)
+    v = varentropy_from_logp(logp, h)
     return torch.stack((h, surprisal_from_logp(logp, targets), v, logp.amax(-1).exp())).double().cpu().numpy()
 
 
@@ -362,26 +361,20 @@ def score_byte_model(
     model: Any, text: str | bytes | Sequence[str | bytes], *, stride: int | None = None, batch_size: int = 16
 ) -> TokenScores:
     """The byte model (a `ByteLM`, or a name/path for `blt.checkpoint.load_model`) as a token model whose tokens
-    are bytes. Entropy and surprisal are `blt.entropy.score`'s; varentropy and top-1 mass come from a second pass
-    over the same windows (the byte model is small, so this costs little)."""
+    are bytes: `blt.entropy.score` with its extra statistics (varentropy, top-1 mass), one pass."""
     from blt.checkpoint import load_model
-    from blt.config import BOS_ID
 
     lm = load_model(model) if isinstance(model, (str, Path)) else model
     datas = [as_bytes(t) for t in ([text] if isinstance(text, (str, bytes)) else text)]
     if not datas or not all(datas):
         raise BltError("empty text: nothing to score")
-    stride = stride or max(1, (3 * lm.context) // 4)  # blt.entropy.score's default
     name = model if isinstance(model, (str, Path)) else lm.card.get("name", "ByteLM")
     meta = dict(source=f"blt:{name}", tokenizer="bytes (UTF-8)", vocab_size=lm.cfg.vocab_size, context=lm.context)
-    device, parts = next(lm.parameters()).device, []
-    for data, exact in zip(datas, score_bytes(lm, datas, batch_size=batch_size, stride=stride), strict=True):
-        row, stats = torch.frombuffer(bytearray(data), dtype=torch.uint8).long(), np.empty((4, len(data)))
-        for start, emit_from, end in plan_windows(len(data), lm.context, stride):  # as blt.entropy.score feeds them
-            inputs = torch.cat([torch.tensor([BOS_ID]), row[: end - 1]]) if start == 0 else row[start - 1 : end - 1]
-            logits = lm(inputs[None].to(device))[0, emit_from - start :]  # [end - emit_from, V]
-            stats[:, emit_from:end] = position_stats(logits, row[emit_from:end].to(device))
-        stats[0], stats[1] = exact.entropy_nats, exact.surprisal_nats
+    parts = []
+    for data, sc in zip(
+        datas, score_bytes(lm, datas, batch_size=batch_size, stride=stride, extra_stats=True), strict=True
+    ):
+        stats = np.stack([sc.entropy_nats, sc.surprisal_nats, sc.varentropy_nats2, sc.top1_mass]).astype(np.float64)
         pieces = [bytes([b]) for b in data]
         parts.append(_exact(pieces, stats, "backslashreplace", **meta, mode="teacher-forced", chat_template=False))
     return concat_scores(parts)
