@@ -60,6 +60,7 @@ class CompareConfig:
     max_bytes: int | None = None  # read at most this many bytes of the corpus
     by_language: bool = False  # per-label metrics (labelled corpora such as udhr)
     adapt_steps: int = 0  # fine-tune the byte model this many steps on the training split first
+    adapt_minutes: float | None = None  # ... or for this long (with steps too: whichever ends first)
     precision: str = "32"  # byte-model scoring precision: 32, bf16, auto
 
 
@@ -72,6 +73,8 @@ def validate(cfg: CompareConfig) -> None:
         problems.append(f"--match {cfg.match} is not in this run's segmenters ({', '.join(cfg.segmenters)})")
     if cfg.match is not None and cfg.match in ENTROPY:
         problems.append("--match must name a tokeniser or rule-based segmenter, not an entropy one")
+    if cfg.adapt_steps < 0 or (cfg.adapt_minutes is not None and cfg.adapt_minutes <= 0):
+        problems.append("--adapt needs a positive number of steps and --adapt-minutes a positive time")
     if not 0 < cfg.eval_fraction < 1:
         problems.append(f"eval_fraction must be in (0, 1), got {cfg.eval_fraction}")
     if cfg.vocab_size is not None and cfg.vocab_size < 260:
@@ -204,7 +207,8 @@ def run_compare(
     model_info: dict[str, Any] = {}
     scores: list[ByteScores] | None = None
     wants_model = any(s in ENTROPY for s in cfg.segmenters)
-    lm = load_model(cfg.model) if wants_model or cfg.adapt_steps else None
+    adapting = bool(cfg.adapt_steps or cfg.adapt_minutes)
+    lm = load_model(cfg.model) if wants_model or adapting else None
     if lm is not None:
         progress("scoring the evaluation split with the byte model")
         t = time.perf_counter()
@@ -215,14 +219,14 @@ def run_compare(
             "bits_per_byte": _bpb(scores),
             "scoring_mb_per_s": sum(map(len, eval_docs)) / 1e6 / (time.perf_counter() - t),
         }
-        if cfg.adapt_steps:
-            progress(f"adapting the byte model ({cfg.adapt_steps} steps on the training split)")
-            lm = adapt(lm, train_docs, cfg.adapt_steps)
+        if adapting:
+            progress("adapting the byte model on the training split")
+            lm = adapt(lm, train_docs, cfg.adapt_steps, minutes=cfg.adapt_minutes)
             scores = score(lm, eval_docs, precision=cfg.precision)
             model_info.update(
                 bits_per_byte_before_adapt=model_info["bits_per_byte"],
                 bits_per_byte=_bpb(scores),
-                adapt_steps=cfg.adapt_steps,
+                adapt_steps=lm.card.get("steps"),
             )
     # Compression matching: the entropy thresholds (and the fixed size) follow the matched segmenter's bytes/unit.
     by_name = {s.name: s for s in segmenters}
@@ -358,8 +362,10 @@ def check_lossless(name: str, data: bytes, starts: np.ndarray) -> None:
         raise BltError(f"segmenter {name} is not lossless on a {n}-byte document (starts {starts[:8].tolist()}...)")
 
 
-def adapt(lm: Any, train_docs: Sequence[bytes], steps: int) -> Any:
-    """Fine-tune the byte model on the corpus's training split with the same training code as `blt train`."""
+def adapt(lm: Any, train_docs: Sequence[bytes], steps: int, *, minutes: float | None = None) -> Any:
+    """Fine-tune the byte model on the corpus's training split with the same training code as `blt train`, for
+    `steps` (cosine schedule) and/or `minutes` of wall time (a time budget alone keeps the rate constant after
+    warmup, since the number of steps is not known in advance)."""
     import tempfile
 
     from blt.checkpoint import load_model
@@ -374,14 +380,19 @@ def adapt(lm: Any, train_docs: Sequence[bytes], steps: int) -> Any:
             lm.full_config,
             data=replace(lm.full_config.data, sources=[str(corpus)], cache_dir=tmp, val_fraction=0.02, max_bytes=None),
         )
+        steps = steps or 10**9  # time budget only: the clock ends the run, the schedule stays flat
         warm = min(steps // 10, 100)
+        max_time = None
+        if minutes is not None:
+            seconds = max(int(minutes * 60), 1)
+            max_time = f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
         cfg = replace(
             cfg,
             train=replace(
                 cfg.train,
                 max_steps=steps,
                 warmup_steps=warm,
-                max_time=None,
+                max_time=max_time,
                 lr=cfg.train.lr * 0.3,
                 val_every_steps=steps,
                 ckpt_every_steps=steps,

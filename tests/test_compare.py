@@ -601,6 +601,15 @@ def test_adapt_trains_on_exactly_the_given_documents(tmp_path: Path) -> None:
     assert not torch.equal(tuned.embed.weight, lm.embed.weight)
 
 
+def test_adapt_with_a_time_budget_stops_on_the_clock(tmp_path: Path) -> None:
+    """A time budget alone: no step count is known, so the run ends when Lightning's timer says (after > 0 steps,
+    far before the 10^9-step horizon), and the weights moved."""
+    lm = load_model(save_spiky(tmp_path / "spiky"))
+    tuned = adapt(lm, [d.data for d in DOCS[::5]], 0, minutes=0.05)  # 3 seconds
+    assert 0 < tuned.card["steps"] < 10**6
+    assert not torch.equal(tuned.embed.weight, lm.embed.weight)
+
+
 # ---------------------------------------------------------------------------------------------- validation
 
 
