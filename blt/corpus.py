@@ -20,6 +20,7 @@ import lightning as L
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, RichProgressBar
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
@@ -142,6 +143,8 @@ def segment_corpus(
 
     With a target bytes/patch the threshold is calibrated once, on the first `calibration_bytes` of the corpus,
     and then held fixed (so every document is cut by the same rule)."""
+    if isinstance(devices, int) and devices > 1 and accelerator != "cpu" and torch.cuda.device_count() < devices:
+        raise BltError(f"--devices {devices} but {torch.cuda.device_count()} GPU(s) are visible; use --devices 1")
     out = Path(out)
     if out.exists() and any(out.glob("patches-*.parquet")):
         raise BltError(f"{out} already holds patches; choose another --out or delete it")

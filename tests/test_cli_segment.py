@@ -12,6 +12,7 @@ import lightning  # noqa: F401  imported first so its log handler binds to the r
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 from conftest import assert_user_error, make_model, make_spiky_model, run_cli
 
 from blt.checkpoint import load_model, save_model_dir
@@ -238,6 +239,9 @@ def test_bad_input_gives_one_clear_line(model_dir: Path, plain_model_dir: Path, 
     assert_user_error(["segment", TEXT, *m, "--target-bytes-per-patch", "0.5"], "out of reach")
     assert_user_error(["segment", TEXT, *m, "--target-bytes-per-patch", "100"], "out of reach")  # 55 bytes
     assert_user_error(["segment", "--data", str(corpus), *m, "--threshold", "1"], "--data needs --out")
+    if torch.cuda.device_count() < 2:
+        out = ["--out", str(tmp_path / "o")]
+        assert_user_error(["segment", "--data", str(corpus), *m, "-t", "1", *out, "--devices", "2"], "use --devices 1")
     assert_user_error(["segment", "--file", str(tmp_path / "missing.txt"), *m, "--threshold", "1"], "does not exist")
     assert_user_error(["segment", TEXT, "--file", str(corpus / "d0.txt"), "--rule", "byte"], "exactly one")
     assert_user_error(["segment", TEXT, *m, "--rule", "fixed"], "patch_size must be an integer ≥ 1")
