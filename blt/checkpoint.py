@@ -127,7 +127,10 @@ def _config_of(raw: Any, where: Path) -> Config:
 
 
 def load_model(name_or_path: str | Path = "default", *, device: str | torch.device = "cpu") -> ByteLM:
-    """A `ByteLM` in eval mode, with `.card` (dict) and `.full_config` (Config) set from its directory."""
+    """A `ByteLM` in eval mode, with `.card` (dict) and `.full_config` (Config) set from its directory.
+    `device="auto"` picks the GPU when one is visible."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     path = _resolve(name_or_path)
     card: dict[str, Any] = {}
     if path.is_file() and path.suffix == ".ckpt":

@@ -191,7 +191,7 @@ def eval_(
     from blt.checkpoint import load_model
     from blt.entropy import evaluate_corpus
 
-    lm = load_model(model)
+    lm = load_model(model, device="auto")
     result = {
         "model": model,
         "data": data,

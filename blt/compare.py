@@ -208,7 +208,7 @@ def run_compare(
     scores: list[ByteScores] | None = None
     wants_model = any(s in ENTROPY for s in cfg.segmenters)
     adapting = bool(cfg.adapt_steps or cfg.adapt_minutes)
-    lm = load_model(cfg.model) if wants_model or adapting else None
+    lm = load_model(cfg.model, device="auto") if wants_model or adapting else None
     if lm is not None:
         progress("scoring the evaluation split with the byte model")
         t = time.perf_counter()
@@ -400,7 +400,7 @@ def adapt(lm: Any, train_docs: Sequence[bytes], steps: int, *, minutes: float | 
             ),
         )
         model_dir = train(cfg, Path(tmp) / "run", init_model=lm)
-        return load_model(model_dir)
+        return load_model(model_dir, device=next(lm.parameters()).device)
 
 
 def finite(x: Any) -> Any:
