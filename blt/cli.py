@@ -210,7 +210,8 @@ def eval_(
 def corpus_documents(lm: Any, sources: list[str], split: str) -> Any:
     from dataclasses import replace
 
-    from blt.data import build_cache, iter_documents
+    from blt.data import build_cache
+    from blt.sources import iter_documents
 
     cfg = replace(lm.full_config.data, sources=sources, max_bytes=None, cache_dir=None)
     if split == "all":
@@ -317,8 +318,8 @@ def calibrate(
 ) -> None:
     """Find the threshold that gives a corpus the target mean bytes per patch (exact, not trial and error)."""
     from blt.config import DataConfig
-    from blt.data import iter_documents
     from blt.segmenters import Patcher
+    from blt.sources import iter_documents
 
     if rule.value not in ("global", "monotonic"):
         raise BltError("calibration supports --rule global or monotonic")

@@ -25,10 +25,10 @@ from lightning.pytorch.callbacks import BasePredictionWriter, RichProgressBar
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from blt.config import DataConfig
-from blt.data import Document, iter_documents
 from blt.errors import BltError
 from blt.report import write_atomic
 from blt.segmenters import Patcher
+from blt.sources import Document, iter_documents
 
 # Documents are batched by bytes, not by index; Lightning cannot (and need not) infer batch indices.
 warnings.filterwarnings("ignore", message=r".*Couldn't infer the batch indices.*")

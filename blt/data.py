@@ -1,6 +1,5 @@
-"""Corpora to bytes: local files, directories and globs, HF datasets, and the bundled `udhr` and `stdlib`
-corpora; a deterministic train/validation split by document; `uint8` memmap caches; and the Lightning data module
-that serves random training windows.
+"""Documents to training data: a deterministic train/validation split by document content, `uint8` memmap caches,
+and the Lightning data module that serves random training windows (documents come from `blt.sources`).
 
 The model sees every document as `BOS bytes EOS`. The cache stores only the raw bytes (`uint8`) plus the document
 start offsets, and windows are cut from that virtual id stream on the fly, so corpora larger than RAM train
@@ -9,15 +8,13 @@ without being loaded.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
 import shutil
 import sys
-import sysconfig
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,203 +25,16 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from blt.config import BOS_ID, EOS_ID, PAD_ID, DataConfig
 from blt.errors import BltError
+from blt.sources import iter_documents, resolve_source
 
-BUNDLED = ("udhr", "stdlib")
-# Files a directory source picks up (case-insensitive): prose, markup and common source code.
-TEXT_SUFFIXES = (
-    ".txt",
-    ".text",
-    ".md",
-    ".rst",
-    ".tex",
-    ".html",
-    ".xml",
-    ".csv",
-    ".tsv",
-    ".py",
-    ".c",
-    ".h",
-    ".cc",
-    ".cpp",
-    ".hpp",
-    ".rs",
-    ".go",
-    ".java",
-    ".js",
-    ".ts",
-    ".sh",
-)
-RECORD_SUFFIXES = (".jsonl", ".json", ".parquet")
 CACHE_FORMAT = 1  # bump when the cache layout changes
 IGNORE_INDEX = -100  # targets that carry no loss (BOS after a document end, padding)
-
-
-@dataclass(frozen=True)
-class Document:
-    name: str  # file path, "udhr/en_Latn", "hf:name#index", ...
-    data: bytes  # raw bytes; invalid UTF-8 is kept as is
-    label: str | None = None  # language or corpus label where the source has one
-
-
-# ---------------------------------------------------------------------------------------------- sources
 
 
 def cache_root(cfg: DataConfig | None = None) -> Path:
     if cfg is not None and cfg.cache_dir:
         return Path(cfg.cache_dir)
     return Path(os.environ.get("BLT_CACHE", Path.home() / ".cache" / "blt"))
-
-
-def udhr_documents() -> Iterator[Document]:
-    """UDHR excerpts from the `gflanguages` package: one document per language, labelled `lang_Script`."""
-    import gflanguages
-
-    fields = ("specimen_48", "specimen_36", "specimen_32", "specimen_21", "specimen_16")
-    languages = gflanguages.LoadLanguages()
-    for lang_id in sorted(languages):
-        sample = languages[lang_id].sample_text
-        parts: list[str] = []
-        for name in fields:
-            text = getattr(sample, name)
-            if text and text not in parts:
-                parts.append(text)
-        if parts:
-            yield Document(f"udhr/{lang_id}", "\n".join(parts).encode("utf-8"), lang_id)
-
-
-def stdlib_documents() -> Iterator[Document]:
-    """The running Python's standard-library sources (tests and site-packages excluded), one per module."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    skip = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
-    for path in sorted(root.rglob("*.py")):
-        if skip.intersection(path.relative_to(root).parts):
-            continue
-        yield Document(f"stdlib/{path.relative_to(root)}", path.read_bytes(), "python")
-
-
-def _records(path: Path, text_field: str) -> Iterator[Document]:
-    """Documents from a .jsonl/.json/.parquet file's `text_field`."""
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.ParquetFile(path)
-        if text_field not in table.schema_arrow.names:
-            raise BltError(
-                f"{path} has no column {text_field!r} (columns: {table.schema_arrow.names}); set data.text_field"
-            )
-        i = 0
-        for batch in table.iter_batches(columns=[text_field]):
-            for text in batch.column(0).to_pylist():
-                if text:
-                    yield Document(f"{path}#{i}", text.encode("utf-8"))
-                i += 1
-        return
-    with path.open("rb") as f:
-        head = f.read(4096).lstrip(b" \t\r\n\xef\xbb\xbf")[:1]  # skip whitespace and a BOM
-    if path.suffix == ".json" and head == b"[":
-        rows = json.loads(path.read_bytes())
-        lines: Iterable = (json.dumps(r) for r in rows)
-    else:
-        lines = path.open("rb")
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BltError(f"{path}: line {i + 1} is not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or text_field not in row:
-            raise BltError(f"{path}: line {i + 1} has no field {text_field!r}; set data.text_field")
-        if row[text_field]:
-            yield Document(f"{path}#{i}", str(row[text_field]).encode("utf-8"))
-
-
-def _file_documents(path: Path, text_field: str) -> Iterator[Document]:
-    if path.suffix.lower() in RECORD_SUFFIXES:
-        yield from _records(path, text_field)
-    else:  # any other file is text; bytes are bytes, so invalid UTF-8 is kept, not an error
-        yield Document(str(path), path.read_bytes())
-
-
-def hf_documents(name: str, split: str, text_field: str) -> Iterator[Document]:
-    """A Hugging Face dataset, streamed. Offline (or unknown name) gives one clear line."""
-    import datasets
-
-    spec, _, config = name.partition(":")
-    try:
-        ds = datasets.load_dataset(spec, config or None, split=split, streaming=True)
-        for i, row in enumerate(ds):
-            if text_field not in row:
-                raise BltError(
-                    f"dataset {name!r} has no field {text_field!r} (fields: {list(row)}); set data.text_field"
-                )
-            if row[text_field]:
-                yield Document(f"hf:{name}#{i}", str(row[text_field]).encode("utf-8"))
-    except BltError:
-        raise
-    except Exception as exc:  # datasets raises many types for "not reachable" / "not found"
-        offline = any(
-            os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
-            for v in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
-        )
-        why = "the hub is offline (HF_DATASETS_OFFLINE/HF_HUB_OFFLINE set)" if offline else type(exc).__name__
-        raise BltError(
-            f"cannot load HF dataset {name!r}: {why}; pass local files, a directory or a glob "
-            f"instead, or a bundled corpus ({', '.join(BUNDLED)})"
-        ) from None
-
-
-def _looks_like_path(source: str) -> bool:
-    """HF names look like `name`, `org/name` or `name:config`; local paths are explicit or have a file suffix."""
-    return source.startswith(("/", "./", "../", "~")) or Path(source).suffix in TEXT_SUFFIXES + RECORD_SUFFIXES
-
-
-def resolve_source(source: str) -> list[Path] | str:
-    """A source's files (sorted) or, for bundled and HF names, the name itself."""
-    path = Path(source).expanduser()
-    if path.is_dir():
-        files = sorted(
-            p
-            for p in path.rglob("*")
-            if p.is_file()
-            and p.suffix.lower() in TEXT_SUFFIXES + RECORD_SUFFIXES
-            and not any(part.startswith(".") for part in p.relative_to(path).parts)
-        )  # skip hidden
-        if not files:
-            raise BltError(f"directory {path} holds no text files ({', '.join(TEXT_SUFFIXES + RECORD_SUFFIXES)})")
-        return files
-    if path.is_file():
-        return [path]
-    if source in BUNDLED:
-        return source
-    if glob.has_magic(source):
-        files = sorted(Path(p) for p in glob.glob(os.path.expanduser(source), recursive=True) if Path(p).is_file())
-        if not files:
-            raise BltError(f"glob {source!r} matches no files")
-        return files
-    if _looks_like_path(source):
-        raise BltError(
-            f"file {source} does not exist; pass a text file, directory, glob, "
-            f"a bundled corpus ({', '.join(BUNDLED)}) or an HF dataset name"
-        )
-    return source  # an HF dataset name such as "wikitext:wikitext-2-raw-v1" or "org/name"
-
-
-def iter_documents(cfg: DataConfig) -> Iterator[Document]:
-    """Every document of every source in `cfg.sources`, in order; empty documents are skipped."""
-    for source in cfg.sources:
-        resolved = resolve_source(source)
-        if resolved == "udhr":
-            docs: Iterable[Document] = udhr_documents()
-        elif resolved == "stdlib":
-            docs = stdlib_documents()
-        elif isinstance(resolved, str):
-            docs = hf_documents(resolved, cfg.hf_split, cfg.text_field)
-        else:
-            docs = (d for p in resolved for d in _file_documents(p, cfg.text_field))
-        for doc in docs:
-            if doc.data:
-                yield doc
 
 
 def _fingerprint(cfg: DataConfig) -> str:
@@ -302,15 +112,6 @@ class CorpusCache:
     val: ByteStream
     path: Path
     labels: list[str | None]  # label of each document, train then val order as stored in meta.json
-
-
-def _write_split(directory: Path, name: str, docs: list[bytes]) -> None:
-    starts = np.zeros(len(docs) + 1, dtype=np.int64)
-    np.cumsum([len(d) for d in docs], out=starts[1:])
-    with open(directory / f"{name}.bin", "wb") as f:
-        for d in docs:
-            f.write(d)
-    np.save(directory / f"{name}_starts.npy", starts)
 
 
 def _open_split(directory: Path, name: str) -> ByteStream:

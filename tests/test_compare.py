@@ -29,7 +29,7 @@ from conftest import make_spiky_model
 
 import blt.checkpoint
 import blt.compare
-import blt.data
+import blt.sources
 import blt.train
 from blt.checkpoint import load_model, save_model_dir
 from blt.compare import (
@@ -47,12 +47,13 @@ from blt.compare import (
     validate,
 )
 from blt.config import load_config
-from blt.data import Document, is_validation
+from blt.data import is_validation
 from blt.entropy import LN2, ByteScores, corpus_bits_per_byte, score
 from blt.errors import BltError
 from blt.metrics import SegmentationStats
 from blt.patching import patch_starts
 from blt.report import write_compare_report
+from blt.sources import Document
 from blt.tokenizers import ByteBPE, SentencePieceSegmenter
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,7 +139,7 @@ def compare_with_probes(cfg: CompareConfig, mp: pytest.MonkeyPatch, docs: list[D
         probe["segmenters"] = {s.name: s for s in segmenters}
         return measure(segmenters, *args)
 
-    mp.setattr(blt.data, "udhr_documents", lambda: iter(docs))
+    mp.setattr(blt.sources, "udhr_documents", lambda: iter(docs))
     mp.setattr(blt.compare, "score", counting_score)
     mp.setattr(blt.compare, "split_corpus", recording_split)
     mp.setattr(blt.compare, "measure", recording_measure)

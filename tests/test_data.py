@@ -22,17 +22,14 @@ from blt.data import (
     IGNORE_INDEX,
     ByteDataModule,
     ByteStream,
-    Document,
     RandomWindows,
     build_cache,
     is_validation,
-    iter_documents,
     split_window,
-    stdlib_documents,
-    udhr_documents,
     validation_windows,
 )
 from blt.errors import BltError
+from blt.sources import Document, iter_documents, stdlib_documents, udhr_documents
 
 
 def docs_of(*sources: str | Path, **kw: object) -> list[Document]:

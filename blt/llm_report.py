@@ -1,0 +1,321 @@
+"""LLM runs for `blt llm`: a model spec (`blt:NAME` for the byte model, a Hugging Face name or directory, a .gguf
+file) or an API logprobs file → one `TokenScores` (`score_source`); the figures of several side by side
+(`llm_results`, `figure_rows`) with a warning when their tokenizers differ; `report.md`, `results.json` and PNG
+plots (`write_llm_report`); and the patcher's global/monotonic rules on token entropies (`segment_tokens` →
+`TokenPatches`, shown in the terminal, as HTML or as a plot). Nats inside, bits in tables and plots.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from blt.entropy import LN2
+from blt.errors import BltError
+from blt.llm import TokenScores, aggregate, concat_scores, generate_hf, load_hf, score_byte_model, score_hf
+from blt.patching import calibrate_threshold, patch_starts
+from blt.report import PATCH_STYLES, _savefig, markdown_table, write_atomic
+
+BYTE_MODEL_PREFIX = "blt:"
+TOKENIZER_WARNING = "not comparable token by token; compare entropy per byte"
+META = (("mode", "mode"), ("chat_template", "chat template"), ("tokenizer", "tokenizer"), ("vocab_size", "vocab size"))
+META += (("context", "context"), ("positions", "tokens scored"), ("documents", "documents"), ("bytes", "bytes"))
+FIGURES = (  # (aggregate key, row label, format); bounded (API) scores show "[lower, upper]"
+    ("mean_entropy_bits", "mean entropy (bits)", "{:.3f}"),
+    ("median_entropy_bits", "median entropy (bits)", "{:.3f}"),
+    ("branching_factor", "branching factor exp(mean H)", "{:.2f}"),
+    ("entropy_per_byte_bits", "entropy per byte (bits)", "{:.3f}"),
+    ("bits_per_byte", "bits per byte", "{:.3f}"),
+    ("mean_top1_mass", "top-1 mass", "{:.3f}"),
+    ("mean_varentropy_nats2", "varentropy (nats²)", "{:.3f}"),
+    ("mean_residual_mass", "residual mass (outside top k)", "{:.4f}"),
+    ("censored", "censored tokens", "{}"),
+)
+
+
+def read_texts(options: dict[str, Any]) -> list[str] | None:
+    """Exactly one of the input `options` ({"--text": str, "--file": path, "--prompts": path, "--logprobs-json":
+    path}, None where not given) -> the texts: a file is one text, --prompts one per non-empty line; None for a
+    logprobs file (already scored)."""
+    given = [name for name, value in options.items() if value is not None]
+    if len(given) != 1:
+        got = f" (got {' and '.join(given)})" if given else ""
+        raise BltError(f"give exactly one of {', '.join(options)}{got}")
+    name, value = given[0], options[given[0]]
+    if name != "--text" and not Path(value).is_file():
+        raise BltError(f"{name} {value} does not exist or is not a file")
+    if name == "--logprobs-json":
+        return None
+    if name == "--text":
+        texts = [value]
+    else:
+        try:
+            content = Path(value).read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise BltError(f"{name} {value} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+        texts = [line for line in content.splitlines() if line.strip()] if name == "--prompts" else [content]
+    if not texts or not all(t.strip() for t in texts):
+        raise BltError(f"{name} {'text' if name == '--text' else value} is empty: nothing to score; give some text")
+    return texts
+
+
+def score_source(
+    model: str | None,
+    texts: list[str] | None,
+    *,
+    logprobs_json: str | Path | None = None,
+    vocab_size: int | None = None,
+    generate: int | None = None,
+    samples: int = 1,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    chat: bool = False,
+    user: str = "",
+    context: int | None = None,
+    stride: int | None = None,
+    **load_kw: Any,
+) -> TokenScores:
+    """One `TokenScores` of `texts` (documents) under `model`: `blt:NAME` is the byte model (`blt:default` the
+    bundled one), anything else a Hugging Face name, directory or .gguf file (`load_kw`: `load_hf`'s options).
+    `generate=N`: on-policy, N sampled tokens after each text as a prompt. `logprobs_json`: an API logprobs file
+    (no model, no texts), read with `parse_logprobs_json`."""
+    if logprobs_json is not None:
+        from blt.logprobs import parse_logprobs_json
+
+        if generate:
+            raise BltError("--generate samples from a model, a --logprobs-json file is already scored: drop one")
+        return parse_logprobs_json(logprobs_json, vocab_size=vocab_size)
+    if not model:
+        raise BltError("pass --model: blt:default (the byte model), blt:PATH, a Hugging Face name or directory, or a .gguf")
+    assert texts is not None
+    if model.startswith(BYTE_MODEL_PREFIX):
+        if generate or chat:
+            raise BltError("the byte model scores given text only: drop --generate/--chat, or pass a Hugging Face model")
+        return score_byte_model(model[len(BYTE_MODEL_PREFIX) :] or "default", texts, stride=stride)
+    hf = load_hf(model, **load_kw)
+    if generate:
+        kw = dict(n_tokens=generate, samples=samples, temperature=temperature, top_p=top_p, seed=seed, chat=chat)
+        return concat_scores(generate_hf(hf, texts, **kw))
+    return score_hf(hf, texts, context=context, stride=stride, chat=chat, user=user)
+
+
+# --------------------------------------------------------------------------------------------- tables, reports
+def llm_results(scores: Sequence[TokenScores]) -> dict[str, Any]:
+    """{"models": [`aggregate` of each], "warnings": [...]}: a warning when tokenizers or modes differ."""
+    warnings = []
+    if len({s.tokenizer for s in scores}) > 1:
+        names = "; ".join(f"{s.source}: {s.tokenizer}" for s in scores)
+        warnings.append(f"tokenizers differ ({names}): {TOKENIZER_WARNING}")
+    if len({s.mode for s in scores}) > 1:
+        warnings.append("modes differ (" + ", ".join(f"{s.source}: {s.mode}" for s in scores) + ")")
+    return {"models": [aggregate(s) for s in scores], "warnings": warnings}
+
+
+def _cell(agg: dict[str, Any], key: str, fmt: str) -> str:
+    if key + "_lower" in agg:
+        lo, hi = agg[key + "_lower"], agg.get(key + "_upper")
+        return "—" if lo is None or hi is None else f"[{fmt.format(lo)}, {fmt.format(hi)}]"
+    value = agg.get(key)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return "—" if value is None else fmt.format(value) if isinstance(value, (int, float)) else str(value)
+
+
+def figure_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """A table with one column per model: what was measured (mode, template, tokenizer, ...), then the figures."""
+    models = results["models"]
+    rows = [[label, *(_cell(m, key, "{}") for m in models)] for key, label in META]
+    rows += [[label, *(_cell(m, key, fmt) for m in models)] for key, label, fmt in FIGURES]
+    return ["", *(str(m["source"]) for m in models)], rows
+
+
+def print_results(results: dict[str, Any], console: Console, err_console: Console) -> None:
+    """The figure table, each model's notes, and the warnings (on `err_console`, yellow)."""
+    headers, rows = figure_rows(results)
+    table = Table(*headers)
+    for row in rows:
+        table.add_row(*row)
+    Console(file=console.file, width=max(console.width, 120), soft_wrap=True).print(table)
+    for m in results["models"]:
+        for note in m["notes"]:
+            console.print(f"{m['source']}: {note}", markup=False, highlight=False)
+    for w in results["warnings"]:
+        err_console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+
+
+def plot_scores(scores: Sequence[TokenScores], out: Path) -> list[str]:
+    """entropy_by_position.png (mean over documents at each token index, per model) and entropy_histogram.png
+    (shared bins of 0.25 bits, as shares of tokens); bounded scores use the midpoint of their bounds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bits = []
+    for s in scores:
+        h = s.entropy_nats if s.entropy_lower_nats is None else (s.entropy_lower_nats + s.entropy_upper_nats) / 2
+        bits.append(h / LN2)  # [T] bits, NaN where unknown
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for s, b in zip(scores, bits, strict=True):
+        ok = np.isfinite(b)
+        n = np.bincount(s.positions[ok])
+        mean = np.bincount(s.positions[ok], weights=b[ok]) / np.maximum(n, 1)
+        ax.plot(np.flatnonzero(n), mean[n > 0], lw=1, marker=".", ms=3, label=s.source)
+    ax.set(xlabel="token position", ylabel="entropy (bits)", title="next-token entropy by position")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _savefig(fig, out / "entropy_by_position.png")
+    top = max([float(np.nanmax(b)) for b in bits if np.isfinite(b).any()] or [1.0])
+    edges = 0.25 * np.arange(int(top // 0.25) + 2)  # shared by every model
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for s, b in zip(scores, bits, strict=True):
+        if np.isfinite(b).any():
+            ax.hist(b[np.isfinite(b)], edges, histtype="step", density=True, label=s.source)
+    ax.set(xlabel="entropy (bits)", ylabel="density of tokens", title="next-token entropy histogram")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _savefig(fig, out / "entropy_histogram.png")
+    return ["entropy_by_position.png", "entropy_histogram.png"]
+
+
+def write_llm_report(results: dict[str, Any], scores: Sequence[TokenScores], out: str | Path, command: str) -> Path:
+    """`report.md` (command, warnings, the figure table, notes, plots), `results.json` and the PNGs in `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = plot_scores(scores, out)
+    public = {"command": command, **results}
+    write_atomic(out / "results.json", lambda p: p.write_text(json.dumps(public, indent=2, ensure_ascii=False) + "\n"))
+    lines = ["# blt llm", "", f"```\n{command}\n```", ""]
+    lines += [f"**Warning:** {w}." for w in results["warnings"]] + [""] * bool(results["warnings"])
+    lines += [markdown_table(*figure_rows(results)), ""]
+    lines += [f"- {m['source']}: {note}" for m in results["models"] for note in m["notes"]]
+    lines += ["", "Entropies are of the next-token distribution; bits per byte and entropy per byte are over the"]
+    lines += ["scored tokens' UTF-8 bytes, the figures comparable across tokenizers.", ""]
+    lines += [f"![{p}]({p})" for p in plots]
+    write_atomic(out / "report.md", lambda p: p.write_text("\n".join(lines) + "\n", encoding="utf-8"))
+    return out / "report.md"
+
+
+# ---------------------------------------------------------------------------------------------- token patches
+@dataclass
+class TokenPatches:
+    """Patches of a token stream: `starts[i]` is the token index where patch i begins (starts[0] == 0)."""
+
+    tokens: list[str]
+    starts: np.ndarray  # [P] int64 token indices
+    entropies_nats: np.ndarray  # [T] float64 next-token entropy of each token
+    rule: str
+    threshold_nats: float  # the global threshold, or the monotonic rule's relative one
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(np.append(self.starts, len(self.tokens)))
+
+    def summary(self) -> str:
+        per = len(self.tokens) / max(len(self.starts), 1)
+        kind = "threshold" if self.rule == "global" else "relative threshold"
+        th = self.threshold_nats
+        return f"{len(self.starts)} patches, {len(self.tokens)} tokens, {per:.2f} tokens/patch, {kind} {th:.4f} nats"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "lengths": self.lengths.tolist(),
+            "starts": self.starts.tolist(),
+            "tokens": self.tokens,
+            "entropies_nats": [round(float(x), 6) for x in self.entropies_nats],
+            "threshold_nats": self.threshold_nats,
+            "tokens_per_patch": len(self.tokens) / max(len(self.starts), 1),
+        }
+
+
+def segment_tokens(
+    scores: TokenScores,
+    *,
+    rule: str = "global",
+    threshold: float | None = None,
+    target_tokens_per_patch: float | None = None,
+    max_patch_length: int | None = None,
+) -> TokenPatches:
+    """`patch_starts` on the token entropies of one text; the threshold given (nats) or calibrated to a mean
+    number of tokens per patch with `calibrate_threshold`."""
+    if (threshold is None) == (target_tokens_per_patch is None):
+        raise BltError("pass exactly one of --threshold X (nats) or --target-tokens-per-patch X (calibrates it)")
+    h = scores.entropy_nats
+    if scores.entropy_lower_nats is not None or not np.isfinite(h).all() or len(np.unique(scores.doc_ids)) > 1:
+        raise BltError("token patches need exact entropies of one text (a model, not a logprobs file)")
+    if threshold is None:
+        threshold = calibrate_threshold(h, target_tokens_per_patch, rule=rule, max_patch_length=max_patch_length)
+    key = "threshold" if rule == "global" else "relative_threshold"
+    starts = patch_starts(h, rule=rule, max_patch_length=max_patch_length, **{key: threshold})
+    return TokenPatches(list(scores.tokens), np.asarray(starts), h, rule, float(threshold))
+
+
+def _shown(token: str) -> str:
+    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in token)
+
+
+def render_token_patches(patches: TokenPatches, console: Console) -> None:
+    """Tokens in alternating background colours by patch (│ between patches where the output has no colours)."""
+    out, plain = Text(), console.color_system is None
+    patch_of = np.searchsorted(patches.starts, np.arange(len(patches.tokens)), side="right") - 1  # [T]
+    for t, token in enumerate(patches.tokens):
+        if plain and t > 0 and patch_of[t] != patch_of[t - 1]:
+            out.append("│")
+        out.append(_shown(token), style=PATCH_STYLES[int(patch_of[t]) % 2])
+    console.print(out)
+    console.print(patches.summary(), highlight=False)
+
+
+def token_patches_html(patches: TokenPatches, title: str = "blt llm patches") -> str:
+    """A self-contained page: one box per patch, each token shaded by its entropy (bits on hover)."""
+    peak = max(float(patches.entropies_nats.max(initial=0)), 1e-9)
+    parts = []
+    for a, b in zip(patches.starts, np.append(patches.starts[1:], len(patches.tokens)), strict=True):
+        spans = []
+        for t in range(a, b):
+            h = patches.entropies_nats[t]
+            shown = html.escape(patches.tokens[t]).replace(" ", "&nbsp;").replace("\n", "↵<br>")
+            spans.append(f"<span style='background:rgba(230,57,70,{h / peak:.3f})' title='{h / LN2:.2f} bits'>{shown}</span>")
+        parts.append("<div class='patch'>" + "".join(spans) + "</div>")
+    style = (
+        "body{font-family:ui-monospace,monospace;line-height:2.2;max-width:70em;margin:2em auto}"
+        ".patch{display:inline;border:1px solid #457b9d;border-radius:3px;padding:2px 1px;margin:0 1px}"
+    )
+    head = f"<meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style>"
+    return f"<!doctype html><html><head>{head}</head><body><h3>{html.escape(patches.summary())}</h3>{''.join(parts)}</body></html>\n"
+
+
+def plot_token_patches(patches: TokenPatches, path: str | Path, max_tokens: int = 200) -> Path:
+    """Per-token entropy (bits) with patch boundaries and (global rule) the threshold; token text on the x axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = min(len(patches.tokens), max_tokens)
+    fig, ax = plt.subplots(figsize=(max(8.0, n * 0.3), 3.8))
+    ax.plot(np.arange(n), patches.entropies_nats[:n] / LN2, marker="o", ms=3, lw=1, color="#1d3557")
+    if patches.rule == "global":
+        ax.axhline(patches.threshold_nats / LN2, color="#e63946", ls="--", lw=1, label="threshold")
+        ax.legend(loc="upper right")
+    for s in patches.starts[1:]:
+        if s < n:
+            ax.axvline(s - 0.5, color="#a8dadc", lw=1)
+    labels = [_shown(t).replace(" ", "␣").replace("\n", "↵") for t in patches.tokens[:n]]
+    ax.set_xticks(np.arange(n), labels, rotation=90, fontsize=7)
+    ax.set(xlim=(-0.5, n - 0.5), ylabel="entropy (bits)")
+    ax.set_title(patches.summary(), fontsize=9)
+    fig.tight_layout()
+    _savefig(fig, Path(path))
+    return Path(path)
