@@ -4,19 +4,18 @@ function and prints or saves the result; user mistakes become one red line on st
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
-from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from blt.cli_llm import llm_app
+from blt.cli_shared import err_console, out_console, print_json, read_input, user_errors
 from blt.errors import BltError
 
 app = typer.Typer(
@@ -25,12 +24,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Entropy-based byte patching and tokenisation experiments.",
 )
-out_console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="'default' (bundled), a model/run directory or .ckpt")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a config value: section.key=value")]
+app.add_typer(llm_app, name="llm", help="Entropy of full LLMs' next-token distributions (HF, GGUF, API logprobs).")
 
 
 class Precision(str, Enum):
@@ -52,39 +48,6 @@ class Split(str, Enum):
     all = "all"
     train = "train"
     val = "val"
-
-
-def user_errors(fn: F) -> F:
-    """Turn the library's errors for bad input into one red line and exit code 1 (no traceback)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (BltError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-            err_console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            err_console.print("[red]interrupted[/red]")
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def read_input(text: str | None, file: Path | None) -> bytes:
-    """Exactly one of TEXT or --file; the file is read as raw bytes (invalid UTF-8 is data, not an error)."""
-    if (text is None) == (file is None):
-        raise BltError("give either TEXT or --file PATH (exactly one)")
-    if file is None:
-        assert text is not None
-        return text.encode("utf-8", errors="surrogateescape")
-    if not file.is_file():
-        raise BltError(f"file {file} does not exist or is not a file")
-    return file.read_bytes()
-
-
-def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
 
 
 @app.command()

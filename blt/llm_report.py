@@ -23,7 +23,7 @@ from blt.entropy import LN2
 from blt.errors import BltError
 from blt.llm import TokenScores, aggregate, concat_scores, generate_hf, load_hf, score_byte_model, score_hf
 from blt.patching import calibrate_threshold, patch_starts
-from blt.report import PATCH_STYLES, _savefig, markdown_table, write_atomic
+from blt.report import PATCH_STYLES, _savefig, char_spans, markdown_table, write_atomic
 
 BYTE_MODEL_PREFIX = "blt:"
 TOKENIZER_WARNING = "not comparable token by token; compare entropy per byte"
@@ -40,32 +40,6 @@ FIGURES = (  # (aggregate key, row label, format); bounded (API) scores show "[l
     ("mean_residual_mass", "residual mass (outside top k)", "{:.4f}"),
     ("censored", "censored tokens", "{}"),
 )
-
-
-def read_texts(options: dict[str, Any]) -> list[str] | None:
-    """Exactly one of the input `options` ({"--text": str, "--file": path, "--prompts": path, "--logprobs-json":
-    path}, None where not given) -> the texts: a file is one text, --prompts one per non-empty line; None for a
-    logprobs file (already scored)."""
-    given = [name for name, value in options.items() if value is not None]
-    if len(given) != 1:
-        got = f" (got {' and '.join(given)})" if given else ""
-        raise BltError(f"give exactly one of {', '.join(options)}{got}")
-    name, value = given[0], options[given[0]]
-    if name != "--text" and not Path(value).is_file():
-        raise BltError(f"{name} {value} does not exist or is not a file")
-    if name == "--logprobs-json":
-        return None
-    if name == "--text":
-        texts = [value]
-    else:
-        try:
-            content = Path(value).read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise BltError(f"{name} {value} is not UTF-8 text ({e.reason} at byte {e.start})") from None
-        texts = [line for line in content.splitlines() if line.strip()] if name == "--prompts" else [content]
-    if not texts or not all(t.strip() for t in texts):
-        raise BltError(f"{name} {'text' if name == '--text' else value} is empty: nothing to score; give some text")
-    return texts
 
 
 def score_source(
@@ -96,11 +70,15 @@ def score_source(
             raise BltError("--generate samples from a model, a --logprobs-json file is already scored: drop one")
         return parse_logprobs_json(logprobs_json, vocab_size=vocab_size)
     if not model:
-        raise BltError("pass --model: blt:default (the byte model), blt:PATH, a Hugging Face name or directory, or a .gguf")
+        raise BltError(
+            "pass --model: blt:default (the byte model), blt:PATH, a Hugging Face name or directory, or a .gguf"
+        )
     assert texts is not None
     if model.startswith(BYTE_MODEL_PREFIX):
         if generate or chat:
-            raise BltError("the byte model scores given text only: drop --generate/--chat, or pass a Hugging Face model")
+            raise BltError(
+                "the byte model scores given text only: drop --generate/--chat, or pass a Hugging Face model"
+            )
         return score_byte_model(model[len(BYTE_MODEL_PREFIX) :] or "default", texts, stride=stride)
     hf = load_hf(model, **load_kw)
     if generate:
@@ -212,6 +190,7 @@ class TokenPatches:
     """Patches of a token stream: `starts[i]` is the token index where patch i begins (starts[0] == 0)."""
 
     tokens: list[str]
+    token_bytes: list[bytes]
     starts: np.ndarray  # [P] int64 token indices
     entropies_nats: np.ndarray  # [T] float64 next-token entropy of each token
     rule: str
@@ -239,6 +218,11 @@ class TokenPatches:
         }
 
 
+def check_threshold(threshold: float | None, target_tokens_per_patch: float | None) -> None:
+    if (threshold is None) == (target_tokens_per_patch is None):
+        raise BltError("pass exactly one of --threshold X (nats) or --target-tokens-per-patch X (calibrates it)")
+
+
 def segment_tokens(
     scores: TokenScores,
     *,
@@ -249,8 +233,7 @@ def segment_tokens(
 ) -> TokenPatches:
     """`patch_starts` on the token entropies of one text; the threshold given (nats) or calibrated to a mean
     number of tokens per patch with `calibrate_threshold`."""
-    if (threshold is None) == (target_tokens_per_patch is None):
-        raise BltError("pass exactly one of --threshold X (nats) or --target-tokens-per-patch X (calibrates it)")
+    check_threshold(threshold, target_tokens_per_patch)
     h = scores.entropy_nats
     if scores.entropy_lower_nats is not None or not np.isfinite(h).all() or len(np.unique(scores.doc_ids)) > 1:
         raise BltError("token patches need exact entropies of one text (a model, not a logprobs file)")
@@ -258,21 +241,25 @@ def segment_tokens(
         threshold = calibrate_threshold(h, target_tokens_per_patch, rule=rule, max_patch_length=max_patch_length)
     key = "threshold" if rule == "global" else "relative_threshold"
     starts = patch_starts(h, rule=rule, max_patch_length=max_patch_length, **{key: threshold})
-    return TokenPatches(list(scores.tokens), np.asarray(starts), h, rule, float(threshold))
+    return TokenPatches(list(scores.tokens), list(scores.token_bytes), np.asarray(starts), h, rule, float(threshold))
 
 
-def _shown(token: str) -> str:
-    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in token)
+def _shown(token: bytes) -> str:
+    text = token.decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
 
 
 def render_token_patches(patches: TokenPatches, console: Console) -> None:
-    """Tokens in alternating background colours by patch (│ between patches where the output has no colours)."""
-    out, plain = Text(), console.color_system is None
-    patch_of = np.searchsorted(patches.starts, np.arange(len(patches.tokens)), side="right") - 1  # [T]
-    for t, token in enumerate(patches.tokens):
-        if plain and t > 0 and patch_of[t] != patch_of[t - 1]:
+    """The text with patches in alternating background colours (│ between patches where the output has no
+    colours), then a summary; a character split between tokens of two patches shows whole, as in `render_terminal`."""
+    data, out, plain = b"".join(patches.token_bytes), Text(), console.color_system is None
+    token_start = np.cumsum([0, *map(len, patches.token_bytes)])[:-1]  # [T] byte offset of each token
+    patch_of = np.searchsorted(token_start[patches.starts], np.arange(len(data)), side="right") - 1  # [n bytes]
+    for start, end, label in char_spans(data):
+        if plain and start > 0 and patch_of[end - 1] != patch_of[start - 1]:  # a patch starts at or inside it
             out.append("│")
-        out.append(_shown(token), style=PATCH_STYLES[int(patch_of[t]) % 2])
+        shown = label if label.isprintable() or label == "\n" else repr(label)[1:-1]
+        out.append(shown, style=PATCH_STYLES[int(patch_of[start]) % 2])
     console.print(out)
     console.print(patches.summary(), highlight=False)
 
@@ -285,15 +272,18 @@ def token_patches_html(patches: TokenPatches, title: str = "blt llm patches") ->
         spans = []
         for t in range(a, b):
             h = patches.entropies_nats[t]
-            shown = html.escape(patches.tokens[t]).replace(" ", "&nbsp;").replace("\n", "↵<br>")
-            spans.append(f"<span style='background:rgba(230,57,70,{h / peak:.3f})' title='{h / LN2:.2f} bits'>{shown}</span>")
+            shown = html.escape(_shown(patches.token_bytes[t])).replace(" ", "&nbsp;").replace("\n", "↵<br>")
+            spans.append(
+                f"<span style='background:rgba(230,57,70,{h / peak:.3f})' title='{h / LN2:.2f} bits'>{shown}</span>"
+            )
         parts.append("<div class='patch'>" + "".join(spans) + "</div>")
     style = (
         "body{font-family:ui-monospace,monospace;line-height:2.2;max-width:70em;margin:2em auto}"
         ".patch{display:inline;border:1px solid #457b9d;border-radius:3px;padding:2px 1px;margin:0 1px}"
     )
     head = f"<meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style>"
-    return f"<!doctype html><html><head>{head}</head><body><h3>{html.escape(patches.summary())}</h3>{''.join(parts)}</body></html>\n"
+    body = f"<h3>{html.escape(patches.summary())}</h3>{''.join(parts)}"
+    return f"<!doctype html><html><head>{head}</head><body>{body}</body></html>\n"
 
 
 def plot_token_patches(patches: TokenPatches, path: str | Path, max_tokens: int = 200) -> Path:
@@ -312,7 +302,7 @@ def plot_token_patches(patches: TokenPatches, path: str | Path, max_tokens: int 
     for s in patches.starts[1:]:
         if s < n:
             ax.axvline(s - 0.5, color="#a8dadc", lw=1)
-    labels = [_shown(t).replace(" ", "␣").replace("\n", "↵") for t in patches.tokens[:n]]
+    labels = [_shown(t).replace(" ", "␣").replace("\n", "↵") for t in patches.token_bytes[:n]]
     ax.set_xticks(np.arange(n), labels, rotation=90, fontsize=7)
     ax.set(xlim=(-0.5, n - 0.5), ylabel="entropy (bits)")
     ax.set_title(patches.summary(), fontsize=9)
