@@ -1,7 +1,6 @@
 """`blt llm`: the typer sub-app over `blt.llm_report` (scoring full language models, their reports, token patches).
 Each command parses its options, calls the library and prints or saves; bad input is one red line and exit 1.
-Register it with `app.add_typer(llm_app, name="llm")` placed after `user_errors` in blt/cli.py (this module
-imports from there).
+`blt.cli` registers it as `blt llm`.
 """
 
 from __future__ import annotations
