@@ -87,3 +87,39 @@ def assert_user_error(args: list[str], pattern: str) -> str:
     assert len(lines) == 1 and lines[0].startswith("error:"), err
     assert pattern in " ".join(err.split()), err
     return err
+
+
+def save_tiny_hf(
+    path: Path,
+    text: str,
+    chat_template: str | None,
+    *,
+    layers: int = 1,
+    bos: bool = True,
+    positions: int = 128,
+    seed: int = 0,
+) -> Path:
+    """A Llama of `layers` layers (d=32) with a ~300-token byte-level BPE trained on `text` in milliseconds
+    (<s>/</s> as BOS/EOS when `bos`), saved with `save_pretrained`: an offline stand-in for a real HF model. The
+    output layer is sharpened ×40 so entropies sit well away from log V."""
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer, tok.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "</s>"], initial_alphabet=alphabet)
+    tok.train_from_iterator([text, "the cat sat on the mat. user: assistant:"] * 10, trainer)
+    kw = {"bos_token": "<s>", "eos_token": "</s>"} if bos else {"eos_token": "</s>"}
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, **kw)
+    fast.chat_template = chat_template
+    shape = dict(hidden_size=32, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=64)
+    ids = dict(bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id)
+    cfg = transformers.LlamaConfig(vocab_size=len(fast), max_position_embeddings=positions, **shape, **ids)
+    torch.manual_seed(seed)
+    model = transformers.LlamaForCausalLM(cfg)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(40)
+    model.save_pretrained(path)
+    fast.save_pretrained(path)
+    return path

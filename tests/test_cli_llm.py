@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import typer
-from conftest import make_spiky_model
+from conftest import make_spiky_model, save_tiny_hf
 from typer.testing import CliRunner
 
 from blt.checkpoint import save_model_dir
@@ -31,27 +30,8 @@ CHAT_TEMPLATE = (
 
 
 def _save_hf(path: Path) -> Path:
-    """A 1-layer Llama with a ~300-token byte-level BPE (<s>/</s>, a chat template), as in test_llm.py."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer, tok.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "</s>"], initial_alphabet=alphabet)
-    tok.train_from_iterator([TEXT, "the cat sat on the mat. user: assistant:"] * 10, trainer)
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>")
-    fast.chat_template = CHAT_TEMPLATE
-    shape = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
-    ids = dict(bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id)
-    torch.manual_seed(1)
-    model = transformers.LlamaForCausalLM(
-        transformers.LlamaConfig(vocab_size=len(fast), max_position_embeddings=128, **shape, **ids)
-    )
-    with torch.no_grad():  # a sharper output layer: entropies well away from log V
-        model.lm_head.weight.mul_(40)
-    model.save_pretrained(path)
-    fast.save_pretrained(path)
-    return path
+    """A 1-layer Llama with a ~300-token byte-level BPE (<s>/</s>, a chat template)."""
+    return save_tiny_hf(path, TEXT, CHAT_TEMPLATE, seed=1)
 
 
 @pytest.fixture(scope="module")

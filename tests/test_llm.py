@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import save_tiny_hf
 
 import blt.llm as llm
 from blt.config import BOS_ID
@@ -39,33 +40,10 @@ CHAT_TEMPLATE = (
 )
 
 
-def _tokenizer(bos: bool, template: bool) -> transformers.PreTrainedTokenizerFast:
-    """A byte-level BPE of ~300 tokens trained in milliseconds; <s>/</s> as BOS/EOS when `bos`."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer, tok.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "</s>"], initial_alphabet=alphabet)
-    tok.train_from_iterator([TEXT, "the cat sat on the mat. user: assistant:"] * 10, trainer)
-    kw = {"bos_token": "<s>", "eos_token": "</s>"} if bos else {"eos_token": "</s>"}
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, **kw)
-    fast.chat_template = CHAT_TEMPLATE if template else None
-    return fast
-
-
 def _save(path: Path, layers: int, bos: bool = True, template: bool = True, positions: int = 128) -> Path:
-    tok = _tokenizer(bos, template)
-    shape = dict(hidden_size=32, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=64)
-    ids = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    cfg = transformers.LlamaConfig(vocab_size=len(tok), max_position_embeddings=positions, **shape, **ids)
-    torch.manual_seed(layers)
-    model = transformers.LlamaForCausalLM(cfg)
-    with torch.no_grad():  # a sharper output layer: entropies well away from log V
-        model.lm_head.weight.mul_(40)
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return save_tiny_hf(
+        path, TEXT, CHAT_TEMPLATE if template else None, layers=layers, bos=bos, positions=positions, seed=layers
+    )
 
 
 @pytest.fixture(scope="module")
