@@ -123,3 +123,11 @@ def save_tiny_hf(
     model.save_pretrained(path)
     fast.save_pretrained(path)
     return path
+
+
+def write_jsonl(path: Path, rows: list[object]) -> Path:
+    """One JSON value per line."""
+    import json
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path

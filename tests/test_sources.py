@@ -1,0 +1,193 @@
+"""Corpora to documents: the bundled corpora, local file formats (txt, jsonl, json, parquet, directories, globs),
+HF datasets while offline, and the errors for bad sources."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from functools import cache
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import write_jsonl
+
+from blt.config import DataConfig
+from blt.data import (
+    build_cache,
+)
+from blt.errors import BltError
+from blt.sources import Document, iter_documents, stdlib_documents, udhr_documents
+
+
+def docs_of(*sources: str | Path, **kw: object) -> list[Document]:
+    return list(iter_documents(DataConfig(sources=[str(s) for s in sources], **kw)))
+
+
+# ---------------------------------------------------------------------------------------------- bundled corpora
+
+
+@cache
+def udhr() -> tuple[Document, ...]:
+    return tuple(udhr_documents())  # ~3 s: parse gflanguages once per session
+
+
+def test_udhr_has_hundreds_of_labelled_languages() -> None:
+    docs = udhr()
+    assert len(docs) >= 300
+    labels = [d.label for d in docs]
+    assert len(set(labels)) == len(labels)
+    assert {"en_Latn", "fr_Latn", "ja_Jpan"} <= set(labels)
+    for d in docs:
+        assert d.name == f"udhr/{d.label}" and re.search(
+            r"_[A-Z][a-z]{3}(_|$)", d.label
+        )  # script tag: en_Latn, yo_Latn_BJ
+        assert d.data and d.data.decode("utf-8")
+    english = next(d for d in docs if d.label == "en_Latn").data.decode()
+    assert "slavery" in english
+
+
+def test_udhr_as_a_source_keeps_labels_in_the_cache() -> None:
+    c = build_cache(DataConfig(sources=["udhr"], val_fraction=0.05))
+    assert c.train.n_docs + c.val.n_docs == len(udhr())
+    assert sorted(c.labels) == sorted(d.label for d in udhr())
+    assert c.val.n_docs > 0
+
+
+def test_stdlib_yields_python_sources() -> None:
+    docs = list(stdlib_documents())
+    assert len(docs) >= 300
+    names = {d.name for d in docs}
+    assert "stdlib/json/decoder.py" in names
+    assert all(n.endswith(".py") and "/test/" not in n and "site-packages" not in n for n in names)
+    assert all(d.label == "python" for d in docs)
+    decoder = next(d for d in docs if d.name == "stdlib/json/decoder.py")
+    assert decoder.data == Path(json.__file__).with_name("decoder.py").read_bytes()
+
+
+# ---------------------------------------------------------------------------------------------- local files
+
+
+def test_txt_file_is_one_document_with_invalid_utf8_kept(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"caf\xc3\xa9 \xff\xfe bytes are bytes\n")
+    (doc,) = docs_of(path)
+    assert doc == Document(str(path), b"caf\xc3\xa9 \xff\xfe bytes are bytes\n")
+
+
+def test_jsonl_text_field(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "r.jsonl", [{"text": "one", "id": 1}, {"text": ""}, {"text": "thré"}])
+    path.write_text(path.read_text() + "\n   \n")  # blank lines are skipped
+    assert [d.data for d in docs_of(path)] == [b"one", "thré".encode()]
+
+
+def test_jsonl_custom_text_field(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "r.jsonl", [{"body": "x"}, {"body": "yz"}])
+    assert [d.data for d in docs_of(path, text_field="body")] == [b"x", b"yz"]
+
+
+def test_json_list(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps([{"text": "alpha"}, {"text": "beta"}], indent=2))
+    assert [d.data for d in docs_of(path)] == [b"alpha", b"beta"]
+
+
+def test_json_list_with_leading_whitespace(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    path.write_text("\n  " + json.dumps([{"text": "alpha"}, {"text": "beta"}]))
+    assert [d.data for d in docs_of(path)] == [b"alpha", b"beta"]
+
+
+def test_parquet(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"text": ["first", None, "", "dritte"], "n": [1, 2, 3, 4]}), path)
+    assert [d.data for d in docs_of(path)] == [b"first", b"dritte"]
+
+
+def test_parquet_without_the_text_column(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"body": ["x"]}), path)
+    with pytest.raises(BltError, match=r"no column 'text'.*body.*data.text_field"):
+        docs_of(path)
+
+
+def make_tree(root: Path) -> Path:
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / "b.txt").write_text("B")
+    (root / "a.md").write_text("A")
+    (root / "sub" / "c.txt").write_text("C")
+    (root / "sub" / "deeper" / "d.jsonl").write_text('{"text": "D"}\n')
+    (root / "sub" / "image.png").write_bytes(b"\x89PNG")  # not text: skipped
+    return root
+
+
+def test_directory_is_read_recursively_in_sorted_order(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "corpus")
+    assert [d.data for d in docs_of(root)] == [b"A", b"B", b"C", b"D"]
+
+
+def test_glob_recursive_and_flat(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "corpus")
+    assert [d.data for d in docs_of(f"{root}/**/*.txt")] == [b"B", b"C"]
+    assert [d.data for d in docs_of(f"{root}/*.txt")] == [b"B"]
+
+
+def test_several_sources_in_order(tmp_path: Path) -> None:
+    (tmp_path / "x.txt").write_text("X")
+    (tmp_path / "y.txt").write_text("Y")
+    assert [d.data for d in docs_of(tmp_path / "y.txt", tmp_path / "x.txt")] == [b"Y", b"X"]
+
+
+def test_empty_file_yields_no_document_and_an_empty_corpus_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "empty.txt").write_text("")
+    assert docs_of(tmp_path / "empty.txt") == []
+    with pytest.raises(BltError, match="contain no text"):
+        build_cache(DataConfig(sources=[str(tmp_path / "empty.txt")]))
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("name", ["missing.txt", "./missing", "data/missing.jsonl"])
+def test_missing_file_names_it(name: str) -> None:
+    with pytest.raises(BltError, match=re.escape(name)):
+        docs_of(name)
+
+
+def test_directory_with_no_text(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "blob.bin").write_bytes(b"\x00\x01")
+    with pytest.raises(BltError, match=rf"directory {re.escape(str(tmp_path / 'd'))} holds no text files"):
+        docs_of(tmp_path / "d")
+
+
+def test_glob_that_matches_nothing(tmp_path: Path) -> None:
+    with pytest.raises(BltError, match="matches no files"):
+        docs_of(f"{tmp_path}/*.txt")
+
+
+def test_bad_jsonl_line_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"text": "ok"}\n{"text": "ok too"}\n{"text": oops}\n')
+    with pytest.raises(BltError, match=rf"{re.escape(str(path))}: line 3 is not valid JSON"):
+        docs_of(path)
+
+
+def test_jsonl_line_without_the_field_is_named(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "r.jsonl", [{"text": "ok"}, {"content": "x"}])
+    with pytest.raises(BltError, match=r"line 2 has no field 'text'; set data.text_field"):
+        docs_of(path)
+
+
+def test_hf_name_while_offline_is_one_clear_error_and_fast() -> None:
+    assert os.environ["HF_DATASETS_OFFLINE"] == "1"
+    t0 = time.monotonic()
+    with pytest.raises(BltError) as info:
+        docs_of("some-org/no-such-dataset")
+    assert time.monotonic() - t0 < 5
+    msg = str(info.value)
+    assert "some-org/no-such-dataset" in msg and "offline" in msg and "local files" in msg
+    assert "\n" not in msg
