@@ -21,7 +21,7 @@ import numpy as np
 
 from blt.config import DataConfig
 from blt.data import ByteStream, build_cache
-from blt.entropy import LN2, ByteScores, score
+from blt.entropy import LN2, ByteScores, corpus_bits_per_byte, score
 from blt.errors import BltError
 from blt.metrics import BoundaryCounts, SegmentationStats, boundary_counts, unit_information
 from blt.patching import calibrate_threshold, patch_starts
@@ -91,6 +91,7 @@ class Segmenter:
     vocab_size: int | None
     starts: Callable[[bytes], np.ndarray]
     train_seconds: float = 0.0
+    threshold_nats: float | None = None  # entropy segmenters: the threshold they cut at
 
 
 def choose_vocab_size(cfg: CompareConfig, train_docs: Sequence[bytes]) -> int:
@@ -216,7 +217,7 @@ def run_compare(
         model_info = {
             "model": cfg.model,
             "params": lm.num_params(),
-            "bits_per_byte": _bpb(scores),
+            "bits_per_byte": corpus_bits_per_byte(scores),
             "scoring_mb_per_s": sum(map(len, eval_docs)) / 1e6 / (time.perf_counter() - t),
         }
         if adapting:
@@ -225,7 +226,7 @@ def run_compare(
             scores = score(lm, eval_docs, precision=cfg.precision)
             model_info.update(
                 bits_per_byte_before_adapt=model_info["bits_per_byte"],
-                bits_per_byte=_bpb(scores),
+                bits_per_byte=corpus_bits_per_byte(scores),
                 adapt_steps=lm.card.get("steps"),
             )
     # Compression matching: the entropy thresholds (and the fixed size) follow the matched segmenter's bytes/unit.
@@ -246,10 +247,6 @@ def run_compare(
     results = measure(segmenters, eval_docs, labels, scores, cfg, model_info, match_bpu, len(train_docs))
     results["vocab_size"] = vocab
     return results
-
-
-def _bpb(scores: Sequence[ByteScores]) -> float:
-    return float(sum(s.surprisal_nats.sum(dtype=np.float64) for s in scores) / (LN2 * sum(len(s) for s in scores)))
 
 
 def _bytes_per_unit(seg: Segmenter, docs: Sequence[bytes]) -> float:
@@ -281,9 +278,7 @@ def _entropy_segmenter(
     def starts(data: bytes) -> np.ndarray:
         return patch_starts(by_data[data], rule=rule, **{key: threshold})
 
-    seg = Segmenter(name, None, starts)
-    seg.threshold_nats = threshold  # type: ignore[attr-defined]
-    return seg
+    return Segmenter(name, None, starts, threshold_nats=threshold)
 
 
 def measure(
@@ -332,7 +327,7 @@ def measure(
             "encode_mb_per_s": n_bytes / 1e6 / max(seconds[seg.name], 1e-9),
             "train_seconds": seg.train_seconds,
         }
-        if hasattr(seg, "threshold_nats"):
+        if seg.threshold_nats is not None:
             row["threshold_nats"] = seg.threshold_nats
             row["threshold_bits"] = seg.threshold_nats / LN2
         rows.append(row)

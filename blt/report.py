@@ -16,10 +16,10 @@ import numpy as np
 from rich.console import Console
 from rich.text import Text
 
+from blt.entropy import LN2
 from blt.errors import BltError
 from blt.segmenters import Patches
 
-LN2 = math.log(2)
 PATCH_STYLES = ("black on #ffd166", "black on #8ecae6")
 
 
