@@ -9,7 +9,6 @@ patch_lengths) and `summary.json` (totals and the threshold used).
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from collections.abc import Iterator
 from itertools import islice
@@ -25,6 +24,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter, RichProgressBar
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from blt.config import DataConfig
+from blt.entropy import LN2
 from blt.errors import BltError
 from blt.report import write_atomic
 from blt.segmenters import Patcher
@@ -174,12 +174,12 @@ def segment_corpus(
     trainer.predict(PatchingModule(patcher), DataLoader(data, batch_size=None), return_predictions=False)
     if writer.totals["documents"] == 0 and trainer.world_size == 1:
         raise BltError(f"data sources {cfg.sources} contain no text")
-    threshold = patcher.relative_threshold if patcher.rule == "monotonic" else patcher.threshold
+    threshold = patcher.rule_threshold
     summary = {
         **writer.totals,
         "rule": patcher.rule,
         "threshold_nats": threshold,
-        "threshold_bits": threshold / math.log(2) if threshold is not None else None,
+        "threshold_bits": threshold / LN2 if threshold is not None else None,
         "calibrated_on_bytes": calibrated_on or None,
         "bytes_per_patch": writer.totals["bytes"] / max(writer.totals["patches"], 1),
         "max_patch_length": patcher.max_patch_length,

@@ -154,6 +154,11 @@ class Patcher:
             "patches": n_patches,
         }
 
+    @property
+    def rule_threshold(self) -> float | None:
+        """The threshold the rule cuts at (nats): the relative one for monotonic, the global one otherwise."""
+        return self.relative_threshold if self.rule == "monotonic" else self.threshold
+
     def _set_threshold(self, value: float) -> None:
         if self.rule == "monotonic":
             self.relative_threshold = value
@@ -180,7 +185,7 @@ class Patcher:
         return self._from_entropies(datas, ents)
 
     def _from_entropies(self, datas: Sequence[bytes], ents: Sequence[np.ndarray | None]) -> list[Patches]:
-        threshold = self.relative_threshold if self.rule == "monotonic" else self.threshold
+        threshold = self.rule_threshold
         relative = self.relative_threshold if self.rule == "combined" else None
         out = []
         for data, ent in zip(datas, ents, strict=True):
