@@ -333,6 +333,8 @@ def compare(
     max_bytes: Annotated[int | None, typer.Option(help="read at most this many bytes")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="report directory")] = Path("blt-compare"),
     precision: Annotated[Precision, typer.Option(help="byte-model precision")] = Precision.fp32,
+    devices: Annotated[str, typer.Option(help="devices for byte-model scoring (number or auto; >1: DDP)")] = "1",
+    cache: Annotated[bool, typer.Option(help="reuse byte-model scores cached in $BLT_CACHE")] = True,
 ) -> None:
     """Entropy patches vs BPE, SentencePiece, tiktoken and rule-based segmenters on one corpus."""
     import importlib.metadata as md
@@ -361,11 +363,15 @@ def compare(
         fixed_size=fixed_size,
         eval_fraction=eval_fraction,
         max_eval_bytes=max_eval_bytes or None,
+        devices=int(devices) if devices.isdigit() else devices,
+        cache=cache,
     )
     with err_console.status("starting") as status:
         results = run_compare(
             cfg, warn=lambda m: err_console.print(f"[yellow]warning:[/yellow] {m}"), progress=lambda m: status.update(m)
         )
+    if results is None:
+        return  # a non-zero rank of a multi-device run: rank 0 reports
     print_compare(results, out_console)
     import torch
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from blt.config import DataConfig
 from blt.data import ByteStream, build_cache
-from blt.entropy import LN2, ByteScores, corpus_bits_per_byte, score
+from blt.entropy import LN2, ByteScores, corpus_bits_per_byte
 from blt.errors import BltError
 from blt.metrics import BoundaryCounts, SegmentationStats, boundary_counts, unit_information
 from blt.patching import calibrate_threshold, patch_starts
@@ -62,6 +62,8 @@ class CompareConfig:
     adapt_steps: int = 0  # fine-tune the byte model this many steps on the training split first
     adapt_minutes: float | None = None  # ... or for this long (with steps too: whichever ends first)
     precision: str = "32"  # byte-model scoring precision: 32, bf16, auto
+    devices: int | str = 1  # devices for byte-model scoring (Lightning predict loop); >1 shards over GPUs
+    cache: bool = True  # reuse byte-model scores cached on disk (keyed by model weights and corpus bytes)
 
 
 def validate(cfg: CompareConfig) -> None:
@@ -77,6 +79,10 @@ def validate(cfg: CompareConfig) -> None:
         problems.append("--adapt needs a positive number of steps and --adapt-minutes a positive time")
     if not 0 < cfg.eval_fraction < 1:
         problems.append(f"eval_fraction must be in (0, 1), got {cfg.eval_fraction}")
+    if (cfg.adapt_steps or cfg.adapt_minutes) and cfg.devices not in (1, "1"):
+        problems.append(
+            "--adapt runs on one device; drop --devices, or train on the corpus with `blt train` and pass --model RUN"
+        )
     if cfg.vocab_size is not None and cfg.vocab_size < 260:
         problems.append(f"--vocab-size must be ≥ 260 (256 bytes + specials), got {cfg.vocab_size}")
     if problems:
@@ -193,8 +199,10 @@ def split_corpus(cfg: CompareConfig) -> tuple[Sequence[bytes], list[bytes], list
 
 def run_compare(
     cfg: CompareConfig, *, warn: Callable[[str], None] = print, progress: Callable[[str], None] = lambda _: None
-) -> dict[str, Any]:
-    """The whole comparison; returns results (per segmenter, per language, agreement, byte-model facts)."""
+) -> dict[str, Any] | None:
+    """The whole comparison; returns results (per segmenter, per language, agreement, byte-model facts).
+
+    With `devices` > 1 the byte-model scoring runs on every rank; ranks other than 0 return None after it."""
     from blt.checkpoint import load_model
 
     validate(cfg)
@@ -203,8 +211,6 @@ def run_compare(
     binary = sum(b"\0" in d for d in train_docs) + sum(b"\0" in d for d in eval_docs)
     if binary:
         warn(f"{binary} documents contain NUL bytes (binary files?); every segmenter sees them as raw bytes")
-    progress("training tokenisers")
-    segmenters, vocab = build_tokenisers(cfg, train_docs, warn)
     model_info: dict[str, Any] = {}
     scores: list[ByteScores] | None = None
     wants_model = any(s in ENTROPY for s in cfg.segmenters)
@@ -212,23 +218,19 @@ def run_compare(
     lm = load_model(cfg.model, device="auto") if wants_model or adapting else None
     if lm is not None:
         progress("scoring the evaluation split with the byte model")
-        t = time.perf_counter()
-        scores = score(lm, eval_docs, precision=cfg.precision)
-        model_info = {
-            "model": cfg.model,
-            "params": lm.num_params(),
-            "bits_per_byte": corpus_bits_per_byte(scores),
-            "scoring_mb_per_s": sum(map(len, eval_docs)) / 1e6 / (time.perf_counter() - t),
-        }
+        scores, model_info = _score(lm, eval_docs, cfg)
+        if scores is None:
+            return None  # a rank other than 0 of a multi-device run: its share is on disk for rank 0
         if adapting:
             progress("adapting the byte model on the training split")
             lm = adapt(lm, train_docs, cfg.adapt_steps, minutes=cfg.adapt_minutes)
-            scores = score(lm, eval_docs, precision=cfg.precision)
+            scores, after = _score(lm, eval_docs, cfg)
+            assert scores is not None
             model_info.update(
-                bits_per_byte_before_adapt=model_info["bits_per_byte"],
-                bits_per_byte=corpus_bits_per_byte(scores),
-                adapt_steps=lm.card.get("steps"),
+                after, bits_per_byte_before_adapt=model_info["bits_per_byte"], adapt_steps=lm.card.get("steps")
             )
+    progress("training tokenisers")
+    segmenters, vocab = build_tokenisers(cfg, train_docs, warn)
     # Compression matching: the entropy thresholds (and the fixed size) follow the matched segmenter's bytes/unit.
     by_name = {s.name: s for s in segmenters}
     by_name.update({n: _rule_segmenter(n, 1) for n in ("space", "byte") if n in cfg.segmenters})
@@ -247,6 +249,25 @@ def run_compare(
     results = measure(segmenters, eval_docs, labels, scores, cfg, model_info, match_bpu, len(train_docs))
     results["vocab_size"] = vocab
     return results
+
+
+def _score(lm: Any, docs: list[bytes], cfg: CompareConfig) -> tuple[list[ByteScores] | None, dict[str, Any]]:
+    """The byte model's scores of `docs` (Lightning predict loop, disk cache) and what the report says of them."""
+    from blt.corpus import score_corpus, scores_path
+
+    cached = cfg.cache and scores_path(lm, docs, precision=cfg.precision).exists()
+    t = time.perf_counter()
+    scores = score_corpus(lm, docs, precision=cfg.precision, devices=cfg.devices, cache=cfg.cache)
+    if scores is None:
+        return None, {}
+    seconds = time.perf_counter() - t
+    return scores, {
+        "model": cfg.model,
+        "params": lm.num_params(),
+        "bits_per_byte": corpus_bits_per_byte(scores),
+        "scores_cached": cached,
+        "scoring_mb_per_s": None if cached else sum(map(len, docs)) / 1e6 / seconds,
+    }
 
 
 def _bytes_per_unit(seg: Segmenter, docs: Sequence[bytes]) -> float:

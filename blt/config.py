@@ -52,6 +52,7 @@ class DataConfig:
     split_seed: int = 0  # seed of the deterministic train/validation split
     text_field: str = "text"  # field holding the text in .jsonl/.json/.parquet files and HF datasets
     hf_split: str = "train"  # split name passed to datasets.load_dataset
+    hf_num_proc: int | None = None  # HF datasets: prepare with N processes into memory-mapped Arrow; None -> stream
     max_bytes: int | None = None  # stop reading sources after this many bytes (None: read everything)
     cache_dir: str | None = None  # where the byte memmaps live; None -> $BLT_CACHE or ~/.cache/blt
 
@@ -176,6 +177,8 @@ def _check_values(cfg: Config) -> list[str]:
         errors.append(f"model.dropout must be in [0, 1), got {m.dropout}")
     if not 0.0 <= d.val_fraction < 1.0:
         errors.append(f"data.val_fraction must be in [0, 1), got {d.val_fraction}")
+    if d.hf_num_proc is not None and d.hf_num_proc < 1:
+        errors.append(f"data.hf_num_proc must be ≥ 1 or null (stream), got {d.hf_num_proc}")
     if not d.sources:
         errors.append("data.sources is empty; give files, directories, globs, 'udhr', 'stdlib' or HF names")
     for name in ("batch_size", "max_steps", "val_every_steps", "val_batches", "ckpt_every_steps"):

@@ -1,16 +1,17 @@
-"""Corpus-scale scoring and patching through Lightning's predict loop: documents are streamed in groups, scored
-on whatever devices the Trainer has (`--devices N` shards the documents over GPUs), patched, and written batch by
-batch to Parquet, so memory stays flat however large the corpus is.
+"""Corpus-scale scoring and patching through Lightning's predict loop: documents go in groups to whatever devices
+the Trainer has (`--devices N` shards them over GPUs), and results are written to disk as they arrive.
 
-Output directory: `patches-<rank>.parquet` (one row per document: name, label, bytes, patches, bytes_per_patch,
-patch_lengths) and `summary.json` (totals and the threshold used).
+- `segment_corpus`: patch every document of a corpus into `patches-<rank>.parquet` (one row per document: name,
+  label, bytes, patches, bytes_per_patch, patch_lengths) and `summary.json`, streaming, so memory stays flat.
+- `score_corpus`: per-byte entropy and surprisal of a list of documents (what `blt compare` and `blt experiment`
+  measure), cached on disk by model weights and corpus content (`blt.cache`), so no corpus is scored twice.
 """
 
 from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,9 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, RichProgressBar
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from blt.cache import cache_dir, cache_key, documents_hash, load_scores, model_hash, save_scores
 from blt.config import DataConfig
-from blt.entropy import LN2
+from blt.entropy import LN2, ByteScores, score
 from blt.errors import BltError
 from blt.report import write_atomic
 from blt.segmenters import Patcher
@@ -188,3 +190,131 @@ def segment_corpus(
     if trainer.is_global_zero and trainer.world_size == 1:
         write_atomic(out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
     return summary
+
+
+class IndexedGroups(IterableDataset):
+    """Groups of (index, document) of about `group_bytes`; with several ranks, group k goes to rank k % world_size
+    (the rank is read when iterating, inside the worker process, so spawned strategies shard correctly too)."""
+
+    def __init__(self, docs: Sequence[bytes], group_bytes: int) -> None:
+        self.docs, self.group_bytes = docs, group_bytes
+
+    def __iter__(self) -> Iterator[list[tuple[int, bytes]]]:
+        dist = torch.distributed
+        rank, world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        groups, group, size = [], [], 0
+        for i, d in enumerate(self.docs):
+            group.append(i)
+            size += len(d)
+            if size >= self.group_bytes:
+                groups.append(group)
+                group, size = [], 0
+        if group:
+            groups.append(group)
+        for g in groups[rank::world_size]:
+            yield [(i, self.docs[i]) for i in g]
+
+
+class ScoringModule(L.LightningModule):
+    """`predict_step([(index, document)]) -> [(index, ByteScores)]` with `blt.entropy.score` on the Trainer's device."""
+
+    def __init__(self, model: torch.nn.Module, precision: str, batch_size: int) -> None:
+        super().__init__()
+        self.model, self.precision, self.batch_size = model, precision, batch_size
+
+    def transfer_batch_to_device(self, batch: Any, device: Any, dataloader_idx: int) -> Any:
+        return batch  # bytes stay bytes; `score` builds the ids on the model's device
+
+    def predict_step(self, batch: list[tuple[int, bytes]], batch_idx: int) -> list[tuple[int, ByteScores]]:
+        scores = score(self.model, [d for _, d in batch], precision=self.precision, batch_size=self.batch_size)
+        return [(i, s) for (i, _), s in zip(batch, scores, strict=True)]
+
+
+class ShardWriter(BasePredictionWriter):
+    """Collects this rank's scores; at the end writes them as one shard `<stem>.rank<r>.npz` (indices + scores)."""
+
+    def __init__(self, stem: Path) -> None:
+        super().__init__(write_interval="batch")
+        self.stem = stem
+        self.rows: list[tuple[int, ByteScores]] = []
+
+    def write_on_batch_end(self, trainer: L.Trainer, pl_module: Any, prediction: Any, *args: Any) -> None:
+        self.rows.extend(prediction)
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        path = self.stem.with_name(f"{self.stem.name}.rank{trainer.global_rank}.npz")
+        save_scores(path, [s for _, s in self.rows])
+        np.save(path.with_suffix(".idx.npy"), np.array([i for i, _ in self.rows], dtype=np.int64))
+
+
+def scores_path(
+    model: torch.nn.Module,
+    docs: Sequence[bytes],
+    *,
+    precision: str = "32",
+    batch_size: int = 16,
+    cache_root: str | Path | None = None,
+) -> Path:
+    """Where `score_corpus` caches these scores: `<cache>/scores/<key>.npz`."""
+    key = cache_key(
+        "scores", model=model_hash(model), docs=documents_hash(docs), precision=precision, batch_size=batch_size
+    )
+    return cache_dir("scores", cache_root) / f"{key}.npz"
+
+
+def score_corpus(
+    model: torch.nn.Module,
+    docs: Sequence[bytes],
+    *,
+    precision: str = "32",
+    batch_size: int = 16,
+    accelerator: str = "auto",
+    devices: int | str = 1,
+    strategy: str = "auto",
+    group_bytes: int = 1 << 18,
+    cache: bool = True,
+    cache_root: str | Path | None = None,
+    progress: bool = False,
+) -> list[ByteScores] | None:
+    """Per-byte entropy and surprisal (nats) of every document, through Lightning's predict loop.
+
+    Cached under `<cache>/scores/<key>.npz`, the key made of the model's weights, the documents' bytes, precision
+    and batch size; a hit returns without touching the model. With several devices every rank scores its share
+    of the groups and writes a shard; rank 0 merges them and returns the scores, other ranks return None."""
+    path = scores_path(model, docs, precision=precision, batch_size=batch_size, cache_root=cache_root)
+    if cache and (hit := load_scores(path, docs)) is not None:
+        return hit
+    if isinstance(devices, int) and devices > 1 and accelerator != "cpu" and torch.cuda.device_count() < devices:
+        raise BltError(f"--devices {devices} but {torch.cuda.device_count()} GPU(s) are visible; use --devices 1")
+    trainer = L.Trainer(
+        accelerator=accelerator,
+        devices=devices,
+        strategy=strategy,
+        precision="32-true",  # `score` applies its own autocast from `precision`
+        logger=False,
+        callbacks=[ShardWriter(stem := path.with_suffix("")), *([RichProgressBar()] if progress else [])],
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+    )
+    data = IndexedGroups(docs, group_bytes)
+    trainer.predict(
+        ScoringModule(model, precision, batch_size), DataLoader(data, batch_size=None), return_predictions=False
+    )
+    trainer.strategy.barrier()  # every rank's shard is on disk
+    if trainer.global_rank != 0:
+        return None
+    merged: list[ByteScores | None] = [None] * len(docs)
+    for rank in range(trainer.world_size):
+        shard = stem.with_name(f"{stem.name}.rank{rank}.npz")
+        index = np.load(shard.with_suffix(".idx.npy"))
+        parts = load_scores(shard, [docs[i] for i in index]) or []
+        for i, s in zip(index.tolist(), parts, strict=True):
+            merged[i] = s
+        shard.unlink()
+        shard.with_suffix(".idx.npy").unlink()
+    assert all(s is not None for s in merged), "a document was scored by no rank"
+    scores = [s for s in merged if s is not None]
+    if cache:
+        save_scores(path, scores)
+    return scores

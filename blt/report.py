@@ -314,10 +314,11 @@ def write_compare_report(results: dict, out: str | Path, command: str, versions:
     if model:
         before = model.get("bits_per_byte_before_adapt")
         adapted = f" (before adaptation: {before:.3f})" if before is not None else ""
+        speed = model.get("scoring_mb_per_s")
+        scored = f"scored at {speed:.3f} MB/s" if speed is not None else "scores reused from the cache"
         lines.append(
             f"Byte model {model['model']} ({model['params']:,} params): {model['bits_per_byte']:.3f} bits/byte on "
-            f"the held-out text{adapted}, scored at {model['scoring_mb_per_s']:.3f} MB/s (the entropy segmenters' "
-            f"encode speed excludes this scoring)."
+            f"the held-out text{adapted}, {scored} (the entropy segmenters' encode speed excludes this scoring)."
         )
     lines += [
         "",

@@ -29,6 +29,7 @@ from conftest import make_spiky_model
 
 import blt.checkpoint
 import blt.compare
+import blt.corpus
 import blt.sources
 import blt.train
 from blt.checkpoint import load_model, save_model_dir
@@ -111,7 +112,7 @@ class Run:
     eval_docs: list[bytes]
     labels: list[str | None]
     segmenters: dict[str, Segmenter]  # as run_compare built them, by row name
-    score_calls: list[list[bytes]]  # the texts of every blt.compare.score call
+    score_calls: list[list[bytes]]  # the texts of every blt.corpus.score call (scoring, cache misses)
     scores: list[ByteScores]  # the eval docs scored again, directly, outside run_compare
     model_dir: Path
     hf_dir: Path | None
@@ -140,7 +141,7 @@ def compare_with_probes(cfg: CompareConfig, mp: pytest.MonkeyPatch, docs: list[D
         return measure(segmenters, *args)
 
     mp.setattr(blt.sources, "udhr_documents", lambda: iter(docs))
-    mp.setattr(blt.compare, "score", counting_score)
+    mp.setattr(blt.corpus, "score", counting_score)
     mp.setattr(blt.compare, "split_corpus", recording_split)
     mp.setattr(blt.compare, "measure", recording_measure)
     probe["results"] = run_compare(cfg, warn=probe["warnings"].append)
@@ -628,6 +629,32 @@ def test_validation_reports_every_problem_at_once() -> None:
     with pytest.raises(BltError, match="not an entropy one"):
         validate(CompareConfig(segmenters=["bpe", "entropy-global"], match="entropy-global"))
     validate(CompareConfig(segmenters=["bpe", "hf:gpt2", "entropy-global"]))  # hf:NAME is valid
+    with pytest.raises(BltError, match="--adapt runs on one device"):
+        validate(CompareConfig(adapt_steps=5, devices=2))
+
+
+def test_a_second_run_reuses_the_cached_scores(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The same model on the same held-out text: the second comparison reads the scores from $BLT_CACHE (no
+    score call), says so instead of a scoring speed, and gives identical results; `cache=False` scores again."""
+    cfg = CompareConfig(
+        sources=["udhr"],
+        segmenters=["space", "entropy-global"],
+        model=str(save_spiky(tmp_path / "spiky")),
+        match=None,
+        threshold=0.3,
+        eval_fraction=EVAL_FRACTION,
+    )
+    first, second = compare_with_probes(cfg, monkeypatch), compare_with_probes(cfg, monkeypatch)
+    assert len(first["score_calls"]) == 1 and second["score_calls"] == []
+    a, b = first["results"], second["results"]
+    assert a["byte_model"]["scores_cached"] is False and a["byte_model"]["scoring_mb_per_s"] > 0
+    assert b["byte_model"]["scores_cached"] is True and b["byte_model"]["scoring_mb_per_s"] is None
+    assert a["byte_model"]["bits_per_byte"] == b["byte_model"]["bits_per_byte"]
+    drop = ("encode_mb_per_s", "train_seconds")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in a["segmenters"]] == [
+        {k: v for k, v in r.items() if k not in drop} for r in b["segmenters"]
+    ]
+    assert len(compare_with_probes(replace_cfg(cfg, cache=False), monkeypatch)["score_calls"]) == 1
 
 
 def test_run_compare_validates_before_reading_anything(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -113,6 +113,7 @@ def test_config_error_is_a_blt_error() -> None:
         ("train", "lr", True),
         ("train", "max_time", 5),
         ("data", "sources", {"a": 1}),
+        ("data", "hf_num_proc", 0),  # ≥ 1, or null to stream
     ],
 )
 def test_type_errors_name_the_field_and_the_value(section: str, key: str, value: object) -> None:

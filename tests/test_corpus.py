@@ -1,5 +1,6 @@
 """Corpus patching through Lightning's predict loop into Parquet: one row per document, equal to `Patcher.patch` on
-that document, totals in summary.json, one fixed threshold when calibrating to a target, and no overwriting."""
+that document, totals in summary.json, one fixed threshold when calibrating to a target, and no overwriting; and
+`score_corpus`, the same loop for scores: equal to `score`, cached by content, sharded over ranks."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import lightning  # noqa: F401  imported first so its log handler binds to the r
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_spiky_model
+from conftest import make_model, make_spiky_model
 
 from blt.config import DataConfig
-from blt.corpus import segment_corpus
+from blt.corpus import score_corpus, scores_path, segment_corpus
+from blt.entropy import score
 from blt.errors import BltError
 from blt.segmenters import Patcher
 
@@ -136,3 +138,53 @@ def test_rule_based_patching_needs_no_model(tmp_path: Path) -> None:
     expected = Patcher(rule="space").patch(list(docs.values()))
     assert [r["patch_lengths"] for r in rows] == [p.lengths.tolist() for p in expected]
     assert summary["threshold_nats"] is None and summary["rule"] == "space"
+
+
+# --------------------------------------------------------------------------------------------- score_corpus
+SCORE_DOCS = [b"the cat sat on the mat. " * 12, b"", "naïve café 日本語 ".encode() * 9 + b"\xff\xfe", b"x"] * 3
+
+
+def _same(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(
+        x.data == y.data
+        and np.allclose(x.entropy_nats, y.entropy_nats, atol=1e-5)
+        and np.allclose(x.surprisal_nats, y.surprisal_nats, atol=1e-5)
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+def test_score_corpus_equals_score_and_is_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several predict batches (group_bytes 300) give what one direct `score` call gives; the second run reads the
+    cache without calling the model, and changing one byte of one document misses it."""
+    import blt.corpus
+
+    model = make_model()
+    direct = score(model, SCORE_DOCS)
+    calls: list[int] = []
+
+    def counting(m: Any, texts: Any, **kw: Any) -> Any:
+        calls.append(len(texts))
+        return score(m, texts, **kw)
+
+    monkeypatch.setattr(blt.corpus, "score", counting)
+    first = score_corpus(model, SCORE_DOCS, accelerator="cpu", group_bytes=300)
+    assert _same(first, direct) and len(calls) > 1 and sum(calls) == len(SCORE_DOCS)
+    calls.clear()
+    again = score_corpus(model, SCORE_DOCS, accelerator="cpu", group_bytes=300)
+    assert calls == [] and _same(again, direct)
+    assert scores_path(model, SCORE_DOCS).exists()
+    changed = [SCORE_DOCS[0][:-1] + b"!", *SCORE_DOCS[1:]]
+    score_corpus(model, changed, accelerator="cpu")
+    assert sum(calls) == len(changed)
+    calls.clear()
+    score_corpus(model, SCORE_DOCS, accelerator="cpu", cache=False)  # --no-cache: scored again
+    assert sum(calls) == len(SCORE_DOCS)
+
+
+def test_score_corpus_shards_over_two_processes() -> None:
+    """Two CPU ranks (gloo, spawned) each score half of the groups; rank 0 merges them in document order."""
+    model = make_model()
+    got = score_corpus(
+        model, SCORE_DOCS, accelerator="cpu", devices=2, strategy="ddp_spawn", group_bytes=300, cache=False
+    )
+    assert got is not None and _same(got, score(model, SCORE_DOCS))

@@ -191,3 +191,26 @@ def test_hf_name_while_offline_is_one_clear_error_and_fast() -> None:
     msg = str(info.value)
     assert "some-org/no-such-dataset" in msg and "offline" in msg and "local files" in msg
     assert "\n" not in msg
+
+
+@pytest.mark.parametrize("num_proc", [None, 3])
+def test_hf_dataset_streams_or_prepares_with_num_proc(monkeypatch: pytest.MonkeyPatch, num_proc: int | None) -> None:
+    """`org/name:config` → load_dataset(name, config, split=hf_split): streamed by default; with data.hf_num_proc,
+    prepared by that many processes (not streamed). Rows become documents in order; empty texts are skipped."""
+    datasets = pytest.importorskip("datasets")
+    rows = {"text": ["première ligne", "", "second"], "id": [1, 2, 3]}
+    calls: list[tuple[tuple, dict]] = []
+
+    def fake_load(*args: object, **kw: object) -> object:
+        calls.append((args, kw))
+        ds = datasets.Dataset.from_dict(rows)
+        return ds.to_iterable_dataset() if kw.get("streaming") else ds
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    docs = docs_of("org/corpus:en", hf_split="validation", hf_num_proc=num_proc)
+    assert [(d.name, d.data) for d in docs] == [
+        ("hf:org/corpus:en#0", "première ligne".encode()),
+        ("hf:org/corpus:en#2", b"second"),
+    ]
+    expected = {"split": "validation", "num_proc": num_proc} if num_proc else {"split": "validation", "streaming": True}
+    assert calls == [(("org/corpus", "en"), expected)]
