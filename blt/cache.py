@@ -43,9 +43,9 @@ def model_hash(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def cache_key(kind: str, **parts: Any) -> str:
-    """A short stable key for `parts` (JSON-serialisable), namespaced by `kind`."""
-    blob = json.dumps({"kind": kind, "format": FORMAT, **parts}, sort_keys=True, default=str)
+def cache_key(namespace: str, **parts: Any) -> str:
+    """A short stable key for `parts` (JSON-serialisable), namespaced (scores, tokenizer, ...)."""
+    blob = json.dumps({"namespace": namespace, "format": FORMAT, "parts": parts}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from blt.cli_experiment import experiment
 from blt.cli_llm import llm_app
 from blt.cli_shared import err_console, out_console, print_json, read_input, user_errors
 from blt.errors import BltError
@@ -27,6 +28,7 @@ app = typer.Typer(
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="'default' (bundled), a model/run directory or .ckpt")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a config value: section.key=value")]
 app.add_typer(llm_app, name="llm", help="Entropy of full LLMs' next-token distributions (HF, GGUF, API logprobs).")
+app.command()(experiment)
 
 
 class Precision(str, Enum):
@@ -337,11 +339,10 @@ def compare(
     cache: Annotated[bool, typer.Option(help="reuse byte-model scores cached in $BLT_CACHE")] = True,
 ) -> None:
     """Entropy patches vs BPE, SentencePiece, tiktoken and rule-based segmenters on one corpus."""
-    import importlib.metadata as md
     import shlex
 
     from blt.compare import DEFAULT_SEGMENTERS, CompareConfig, run_compare
-    from blt.report import print_compare, write_compare_report
+    from blt.report import package_versions, print_compare, write_compare_report
 
     names = [n.strip() for n in segmenters.split(",") if n.strip()] if segmenters else list(DEFAULT_SEGMENTERS)
     if match is None:  # default: match bpe when it runs, unless thresholds are given
@@ -373,26 +374,8 @@ def compare(
     if results is None:
         return  # a non-zero rank of a multi-device run: rank 0 reports
     print_compare(results, out_console)
-    import torch
-
-    versions = {
-        p: md.version(p) for p in ("blt-patcher", "torch", "tokenizers", "sentencepiece", "tiktoken") if _has(p)
-    }
-    versions["threads"] = (
-        f"torch {torch.get_num_threads()}, RAYON_NUM_THREADS={os.environ.get('RAYON_NUM_THREADS', 'unset')}"
-    )
-    report = write_compare_report(results, out, "blt " + shlex.join(sys.argv[1:]), versions)
+    report = write_compare_report(results, out, "blt " + shlex.join(sys.argv[1:]), package_versions())
     out_console.print(f"report: {report}")
-
-
-def _has(dist: str) -> bool:
-    import importlib.metadata as md
-
-    try:
-        md.version(dist)
-    except md.PackageNotFoundError:
-        return False
-    return True
 
 
 @app.command()

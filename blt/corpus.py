@@ -10,8 +10,10 @@ the Trainer has (`--devices N` shards them over GPUs), and results are written t
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,20 @@ from blt.sources import Document, iter_documents
 
 # Documents are batched by bytes, not by index; Lightning cannot (and need not) infer batch indices.
 warnings.filterwarnings("ignore", message=r".*Couldn't infer the batch indices.*")
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")  # inside Lightning itself
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Scoring is one step of a command: Lightning's banner (devices found, tips) would be noise there."""
+    logger = logging.getLogger("lightning.pytorch")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
 
 SCHEMA = pa.schema(
     [
@@ -286,21 +302,22 @@ def score_corpus(
         return hit
     if isinstance(devices, int) and devices > 1 and accelerator != "cpu" and torch.cuda.device_count() < devices:
         raise BltError(f"--devices {devices} but {torch.cuda.device_count()} GPU(s) are visible; use --devices 1")
-    trainer = L.Trainer(
-        accelerator=accelerator,
-        devices=devices,
-        strategy=strategy,
-        precision="32-true",  # `score` applies its own autocast from `precision`
-        logger=False,
-        callbacks=[ShardWriter(stem := path.with_suffix("")), *([RichProgressBar()] if progress else [])],
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-    )
-    data = IndexedGroups(docs, group_bytes)
-    trainer.predict(
-        ScoringModule(model, precision, batch_size), DataLoader(data, batch_size=None), return_predictions=False
-    )
+    with quiet_lightning():
+        trainer = L.Trainer(
+            accelerator=accelerator,
+            devices=devices,
+            strategy=strategy,
+            precision="32-true",  # `score` applies its own autocast from `precision`
+            logger=False,
+            callbacks=[ShardWriter(stem := path.with_suffix("")), *([RichProgressBar()] if progress else [])],
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            use_distributed_sampler=False,
+        )
+        data = IndexedGroups(docs, group_bytes)
+        trainer.predict(
+            ScoringModule(model, precision, batch_size), DataLoader(data, batch_size=None), return_predictions=False
+        )
     trainer.strategy.barrier()  # every rank's shard is on disk
     if trainer.global_rank != 0:
         return None

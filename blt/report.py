@@ -41,6 +41,24 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that decide a report's numbers (those installed), and the thread counts."""
+    import importlib.metadata as md
+
+    import torch
+
+    versions = {}
+    for dist in ("blt-patcher", "torch", "tokenizers", "sentencepiece", "tiktoken"):
+        try:
+            versions[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            continue
+    versions["threads"] = (
+        f"torch {torch.get_num_threads()}, RAYON_NUM_THREADS={os.environ.get('RAYON_NUM_THREADS', 'unset')}"
+    )
+    return versions
+
+
 def render_terminal(patches: Patches, console: Console) -> None:
     """The text with patches in alternating background colours (│ between patches where the output has no
     colours), then a one-line summary. A character cut by a patch boundary is shown whole, in the colour of the

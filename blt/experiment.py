@@ -1,0 +1,299 @@
+"""Experiment configs and their grids (`blt experiment`): an experiment is corpora × byte models × segmenters ×
+parameter grids, read from YAML (configs/experiments/*.yaml), validated like every other config (every unknown key
+and bad value reported in one error), and expanded into cells — one measurement each.
+
+A segmenter entry names a `kind` (as in `blt compare`) and lists values for the parameters that kind takes; the
+cells of an entry are the product of its lists. Parameters: trained tokenisers `vocab_size`; `fixed` `patch_size`;
+entropy patchers `target_bytes_per_patch` (calibrated on the corpus) or `threshold` (nats; for `entropy-monotonic`
+the relative threshold), and `max_patch_length`. Execution lives in `blt.experiment_run`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from blt.compare import ENTROPY, PRETRAINED, RULE_BASED, SEGMENTERS, TRAINED
+from blt.config import ConfigError, _coerce, _type_name
+
+# Which parameters each kind takes (hf:NAME takes none, like the pretrained tokenisers).
+PARAMS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(TRAINED, ("vocab_size",)),
+    **dict.fromkeys(PRETRAINED, ()),
+    **dict.fromkeys(RULE_BASED, ()),
+    "fixed": ("patch_size",),
+    **dict.fromkeys(ENTROPY, ("target_bytes_per_patch", "threshold", "max_patch_length")),
+}
+PARAM_TYPES = {"vocab_size": int, "patch_size": int, "target_bytes_per_patch": float, "threshold": float}
+PARAM_TYPES["max_patch_length"] = int | None  # type: ignore[assignment]
+# Every metric a cell can report (SegmentationStats.summary, the model's bits/byte, timings).
+METRICS = (
+    *("documents", "bytes", "units", "words", "types", "bytes_per_unit", "fertility", "continued_word_rate"),
+    *("shannon_efficiency", "renyi_efficiency", "vocabulary_use"),
+    *("length_mean", "length_median", "length_p90", "length_max"),
+    *("word_boundary_precision", "word_boundary_recall", "word_boundary_f1"),
+    *("bits_per_unit_mean", "bits_per_unit_std", "bits_per_unit_cv", "bits_per_unit_p90"),
+    *("model_bits_per_byte", "encode_mb_per_s", "train_seconds"),
+)
+TIMINGS = ("encode_mb_per_s", "train_seconds")  # the only columns allowed to differ between identical runs
+
+
+@dataclass
+class CorpusSpec:
+    name: str  # the corpus's label in the results
+    sources: list[str]  # as for `blt train --data`: files, dirs, globs, udhr, stdlib, HF names
+    eval_sources: list[str] | None = None  # measure on these documents; None -> hold out eval_fraction of sources
+    max_bytes: int | None = None  # read at most this many bytes of `sources`
+
+
+@dataclass
+class SegmenterSpec:
+    kind: str  # a `blt compare` segmenter name, or hf:NAME_OR_PATH
+    params: dict[str, list[Any]] = field(default_factory=dict)  # parameter -> values; cells are their product
+
+
+@dataclass
+class ExperimentConfig:
+    name: str  # short name, used in the report
+    corpora: list[CorpusSpec]
+    segmenters: list[SegmenterSpec]
+    description: str = ""  # the question the experiment answers
+    models: list[str] = field(default_factory=lambda: ["default"])  # byte models: names, directories, runs
+    metrics: list[str] | None = None  # report only these metrics (see METRICS); None -> all
+    eval_fraction: float = 0.1  # documents held out for measuring when a corpus has no eval_sources
+    max_eval_bytes: int | None = 1_000_000  # measure at most this many held-out bytes per corpus
+    split_seed: int = 0  # seed of the train/evaluation split
+    by_language: bool = True  # per-language rows for labelled corpora (udhr)
+    precision: str = "32"  # byte-model scoring precision: 32, bf16, auto
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        """SHA-256 of the resolved config: what decides whether an output directory holds this experiment."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measurement: a segmenter with one value per parameter, on one corpus, with one byte model (or None)."""
+
+    corpus: str
+    model: str | None
+    kind: str
+    params: tuple[tuple[str, Any], ...]  # sorted (name, value) pairs
+
+    @property
+    def param(self) -> dict[str, Any]:
+        return dict(self.params)
+
+    @property
+    def id(self) -> str:
+        blob = json.dumps([self.corpus, self.model, self.kind, self.params])
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        """`bpe-8192`, `fixed-4`, `entropy-global@4` (target), `entropy-monotonic θ0.5/max16`, `space`."""
+        p = self.param
+        if "vocab_size" in p:
+            return f"{self.kind}-{p['vocab_size']}"
+        if "patch_size" in p:
+            return f"{self.kind}-{p['patch_size']}"
+        label = self.kind
+        if p.get("target_bytes_per_patch") is not None:
+            label += f"@{p['target_bytes_per_patch']:g}"
+        elif p.get("threshold") is not None:
+            label += f" θ{p['threshold']:g}"
+        if p.get("max_patch_length") is not None:
+            label += f"/max{p['max_patch_length']}"
+        return label
+
+
+def _fields(cls: type, raw: dict[str, Any], where: str, errors: list[str], skip: tuple[str, ...] = ()) -> dict:
+    """Coerce `raw` to `cls`'s field types; unknown keys and type errors go to `errors`."""
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in dataclasses.fields(cls) if f.name not in skip]
+    out = {}
+    for key, value in raw.items():
+        if key not in valid:
+            errors.append(f"unknown key {where}{key} (valid: {', '.join(valid)})")
+            continue
+        try:
+            out[key] = _coerce(value, hints[key])
+        except TypeError:
+            errors.append(f"{where}{key} must be {_type_name(hints[key])}, got {value!r}")
+    return out
+
+
+def _corpus(raw: Any, i: int, errors: list[str]) -> CorpusSpec | None:
+    if isinstance(raw, str):  # shorthand: `- udhr`
+        raw = {"name": raw, "sources": [raw]}
+    if not isinstance(raw, dict):
+        errors.append(f"corpora[{i}] must be a name or a mapping with name and sources, got {raw!r}")
+        return None
+    kw = _fields(CorpusSpec, raw, f"corpora[{i}].", errors)
+    if "sources" not in kw or not kw["sources"]:
+        errors.append(f"corpora[{i}] needs sources (files, dirs, globs, udhr, stdlib, HF names)")
+        return None
+    kw.setdefault("name", kw["sources"][0])
+    return CorpusSpec(**kw)
+
+
+def _segmenter(raw: Any, i: int, errors: list[str]) -> SegmenterSpec | None:
+    if isinstance(raw, str):  # shorthand: `- space`
+        raw = {"kind": raw}
+    if not isinstance(raw, dict) or not isinstance(raw.get("kind"), str):
+        errors.append(f"segmenters[{i}] must be a kind or a mapping with kind and parameters, got {raw!r}")
+        return None
+    kind = raw["kind"]
+    if kind not in SEGMENTERS and not kind.startswith("hf:"):
+        errors.append(f"segmenters[{i}]: unknown segmenter {kind!r} (valid: {', '.join(SEGMENTERS)}, hf:NAME_OR_PATH)")
+        return None
+    takes = PARAMS.get(kind, ())
+    params: dict[str, list[Any]] = {}
+    for key, value in raw.items():
+        if key == "kind":
+            continue
+        if key not in takes:
+            valid = ", ".join(takes) or "no parameters"
+            errors.append(f"segmenters[{i}] ({kind}): unknown parameter {key!r} (it takes {valid})")
+            continue
+        values = value if isinstance(value, list) else [value]
+        try:
+            params[key] = [_coerce(v, PARAM_TYPES[key]) for v in values]
+        except TypeError:
+            errors.append(f"segmenters[{i}].{key} must be {_type_name(PARAM_TYPES[key])} or a list, got {value!r}")
+            continue
+        if not params[key]:
+            errors.append(f"empty grid: segmenters[{i}].{key} lists no values")
+        bad = [v for v in params[key] if v is not None and v <= (259 if key == "vocab_size" else 0)]
+        if bad:
+            floor = "≥ 260 (256 bytes + specials)" if key == "vocab_size" else "> 0"
+            errors.append(f"segmenters[{i}].{key} must be {floor}, got {bad[0]!r}")
+    if "target_bytes_per_patch" in params and "threshold" in params:
+        errors.append(
+            f"segmenters[{i}] ({kind}): threshold and target_bytes_per_patch conflict in one cell; give one "
+            f"(a target is calibrated to a threshold), or two entries"
+        )
+    if any(t is not None and t < 1 for t in params.get("target_bytes_per_patch", [])):
+        errors.append(f"segmenters[{i}].target_bytes_per_patch must be ≥ 1 byte")
+    return SegmenterSpec(kind, params)
+
+
+def experiment_from_dict(raw: Any, *, source: str = "experiment") -> ExperimentConfig:
+    """Build and validate an `ExperimentConfig`; every problem goes into one `ConfigError`."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping with name, corpora and segmenters, got {type(raw).__name__}")
+    errors: list[str] = []
+    kw = _fields(ExperimentConfig, {k: v for k, v in raw.items() if k not in ("corpora", "segmenters")}, "", errors)
+    corpora = [_corpus(c, i, errors) for i, c in enumerate(raw.get("corpora") or [])]
+    segmenters = [_segmenter(s, i, errors) for i, s in enumerate(raw.get("segmenters") or [])]
+    kw["corpora"] = [c for c in corpora if c is not None]
+    kw["segmenters"] = [s for s in segmenters if s is not None]
+    kw.setdefault("name", Path(source).stem)
+    cfg = ExperimentConfig(**kw)
+    if not raw.get("corpora"):
+        errors.append("empty grid: no corpora (add corpora: [udhr] or paths)")
+    if not raw.get("segmenters"):
+        errors.append("empty grid: no segmenters (add e.g. segmenters: [bpe, space, entropy-global])")
+    names = [c.name for c in cfg.corpora]
+    if len(set(names)) < len(names):
+        errors.append(f"corpus names must be unique, got {names}")
+    if cfg.metrics is not None:
+        unknown = [m for m in cfg.metrics if m not in METRICS]
+        if unknown:
+            errors.append(f"unknown metric {unknown[0]!r} (valid: {', '.join(METRICS)})")
+    if not 0 < cfg.eval_fraction < 1:
+        errors.append(f"eval_fraction must be in (0, 1), got {cfg.eval_fraction}")
+    if cfg.precision not in ("32", "bf16", "auto"):
+        errors.append(f"precision must be 32, bf16 or auto, got {cfg.precision!r}")
+    if not cfg.models and any(s.kind in ENTROPY for s in cfg.segmenters):
+        errors.append("entropy segmenters need a byte model: list one under models (e.g. [default])")
+    if errors:
+        raise ConfigError(f"{source}: " + "; ".join(errors))
+    return cfg
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`key=value` / `a.b.0.c=value` (values as YAML) into a copy of `raw`; list items by index."""
+    raw = json.loads(json.dumps(raw))  # a deep copy of plain YAML data
+    errors = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            errors.append(f"bad --set {item!r}: expected key=value, e.g. max_eval_bytes=200000")
+            continue
+        node: Any = raw
+        try:
+            for part in parts[:-1]:
+                node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+            last = parts[-1]
+            parsed = yaml.safe_load(value.strip()) if value.strip() else None
+            if isinstance(node, list):
+                node[int(last)] = parsed
+            else:
+                node[last] = parsed
+        except (ValueError, IndexError, TypeError, AttributeError, yaml.YAMLError):
+            errors.append(f"bad --set {item!r}: {key} does not address a value of this experiment")
+    if errors:
+        raise ConfigError("; ".join(errors))
+    return raw
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read an experiment YAML (a path, or the name of a shipped one: see `shipped_experiments`)."""
+    path = resolve_experiment(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if overrides:
+        raw = apply_overrides(raw if isinstance(raw, dict) else {}, overrides)
+    return experiment_from_dict(raw, source=str(path))
+
+
+def experiments_dir() -> Path:
+    """configs/experiments of this source tree (the package sits next to configs/ in a checkout)."""
+    return Path(__file__).resolve().parents[1] / "configs" / "experiments"
+
+
+def shipped_experiments() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(experiments_dir().glob("*.yaml"))}
+
+
+def resolve_experiment(spec: str | Path) -> Path:
+    path = Path(spec)
+    if path.is_file():
+        return path
+    shipped = shipped_experiments()
+    if str(spec) in shipped:
+        return shipped[str(spec)]
+    names = ", ".join(shipped) or "none found"
+    raise ConfigError(f"experiment config {spec} does not exist; pass a YAML path or a shipped name ({names})")
+
+
+def expand(cfg: ExperimentConfig) -> list[Cell]:
+    """Every cell, in a stable order: corpus, then model, then segmenter entry, then the parameter product."""
+    cells = []
+    for corpus in cfg.corpora:
+        for model in cfg.models or [None]:
+            for seg in cfg.segmenters:
+                names = sorted(seg.params)
+                for values in itertools.product(*(seg.params[n] for n in names)):
+                    cells.append(Cell(corpus.name, model, seg.kind, tuple(zip(names, values, strict=True))))
+    seen: dict[str, Cell] = {}
+    for c in cells:
+        if c.id in seen:
+            raise ConfigError(f"cell {c.label} on {c.corpus} appears twice in the grid; remove the duplicate")
+        seen[c.id] = c
+    return cells

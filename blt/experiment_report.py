@@ -1,0 +1,306 @@
+"""Showing a `blt experiment` sweep: one terminal table per (corpus, model), `report.md` with the run's provenance
+and one markdown table per (corpus, model), and the trade-off plots on which entropy patching is compared with
+tokenisers: information evenness and word-boundary F1 against compression (bytes/unit), overall and per script.
+
+Input is the runner's tidy table, one dict per cell (any value may be None or NaN; such points are left out of
+plots and shown as "–" in tables). Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from blt.compare import ENTROPY, PRETRAINED, RULE_BASED, TRAINED
+from blt.report import _savefig, markdown_table, write_atomic
+
+Row = dict[str, Any]  # one cell of the runner's table (or one language of a cell)
+KIND_ORDER = (*TRAINED, *PRETRAINED, "hf", *RULE_BASED, *ENTROPY)  # hf:NAME kinds sort after tiktoken
+
+HEADERS = {  # row key -> column header of the report tables; numbers to 3 decimals unless SPECS says otherwise
+    "bytes_per_unit": "bytes/unit",
+    "fertility": "units/word",
+    "continued_word_rate": "split words",
+    "renyi_efficiency": "Rényi eff.",
+    "vocabulary_use": "vocab use",
+    "length_p90": "len p90",
+    "word_boundary_f1": "word-boundary F1",
+    "bits_per_unit_mean": "bits/unit",
+    "bits_per_unit_cv": "CV bits/unit",
+    "encode_mb_per_s": "encode MB/s",
+    "train_seconds": "train s",
+}
+SPECS = {"length_p90": "{:.0f}", "train_seconds": "{:.1f}"}
+TERMINAL = ("bytes_per_unit", "bits_per_unit_cv", "word_boundary_f1", "renyi_efficiency", "encode_mb_per_s")
+MAX_SCRIPTS = 6
+SWEEP_LABELS = {"target_bytes_per_patch": "{:g}", "threshold_nats": "θ{:.2f}", "vocab_size": "{}", "patch_size": "{}"}
+PLOTS = (  # (y key, y label, title, file)
+    ("bits_per_unit_cv", "CV of bits per unit (lower = more even)", "evenness vs compression", "tradeoff-evenness.png"),
+    ("word_boundary_f1", "word-boundary F1", "word-boundary agreement vs compression", "tradeoff-boundary-f1.png"),
+)
+
+
+def number(value: Any) -> float | None:
+    """`value` as a float, or None when it is missing, NaN or infinite."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):  # numpy too
+        return None
+    return float(value)
+
+
+def fmt(value: Any, spec: str = "{:.3f}") -> str:
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return "–" if number(value) is None else spec.format(value)
+    return "–" if value is None else str(value)
+
+
+def _column(row: Row, key: str) -> str:
+    return fmt(row.get(key), SPECS.get(key, "{:.3f}"))
+
+
+def kind_rank(kind: str) -> tuple[int, str]:
+    base = "hf" if kind.startswith("hf:") else kind
+    return (KIND_ORDER.index(base) if base in KIND_ORDER else len(KIND_ORDER), kind)
+
+
+def sorted_rows(rows: Iterable[Row]) -> list[Row]:
+    """By kind (tokenisers, rule-based, entropy), then bytes/unit (missing last), then label."""
+
+    def key(r: Row) -> tuple:
+        bpu = number(r.get("bytes_per_unit"))
+        return (kind_rank(r.get("kind") or ""), bpu is None, bpu or 0.0, r.get("segmenter") or "")
+
+    return sorted(rows, key=key)
+
+
+def _groups(rows: Iterable[Row]) -> dict[tuple[str, str | None], list[Row]]:
+    """Rows per (corpus, model), in order of first appearance."""
+    out: dict[tuple[str, str | None], list[Row]] = {}
+    for r in rows:
+        out.setdefault((r.get("corpus") or "", r.get("model")), []).append(r)
+    return out
+
+
+def _title(corpus: str, model: str | None) -> str:
+    return corpus if model is None else f"{corpus} · {model}"
+
+
+def print_experiment(rows: list[Row], console: Console) -> None:
+    """One table per (corpus, model): the headline metrics of each cell, sorted by kind then bytes/unit."""
+    for (corpus, model), group in _groups(rows).items():
+        table = Table("segmenter", title=_title(corpus, model))
+        for k in TERMINAL:
+            table.add_column(HEADERS[k], justify="right")
+        for r in sorted_rows(group):
+            table.add_row(str(r.get("segmenter")), *(_column(r, k) for k in TERMINAL))
+        console.print(table)
+
+
+def script_summary(language_rows: list[Row]) -> list[Row]:
+    """Per (cell, script): bytes/unit = total bytes / total units over the script's languages (a long language
+    weighs by its size, not one vote per language), and the CV of bits/unit as a units-weighted mean over the
+    languages whose CV is known (None when none is). Languages missing bytes or units are left out.
+
+    Golden case: one cell, en (300 bytes, 100 units, CV 0.2), fr (100 bytes, 50 units, CV 0.5) in Latn and ru
+    (200 bytes, 40 units, CV NaN) in Cyrl give Latn 400 / 150 = 2.667 bytes/unit (not the mean 2.5) with CV
+    (100·0.2 + 50·0.5) / 150 = 0.3, and Cyrl 5.0 bytes/unit with CV None.
+    """
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in language_rows:
+        a = out.setdefault(
+            (r["cell"], r["script"]),
+            {k: r.get(k) for k in ("cell", "corpus", "model", "segmenter", "kind", "script")}
+            | {"languages": 0, "bytes": 0, "units": 0, "cv_units": 0, "cv_sum": 0.0},
+        )
+        n_bytes, units, cv = number(r.get("bytes")), number(r.get("units")), number(r.get("bits_per_unit_cv"))
+        if n_bytes is not None and units is not None:
+            a["languages"], a["bytes"], a["units"] = (
+                a["languages"] + 1,
+                a["bytes"] + int(n_bytes),
+                a["units"] + int(units),
+            )
+            if cv is not None:
+                a["cv_units"], a["cv_sum"] = a["cv_units"] + units, a["cv_sum"] + units * cv
+    for a in out.values():
+        cv_units, cv_sum = a.pop("cv_units"), a.pop("cv_sum")
+        a["bytes_per_unit"] = a["bytes"] / a["units"] if a["units"] else None
+        a["bits_per_unit_cv"] = cv_sum / cv_units if cv_units else None
+    return list(out.values())
+
+
+def _colours(kinds: Iterable[str]) -> dict[str, Any]:
+    """One colour per kind, the same in every panel and plot."""
+    import matplotlib.pyplot as plt
+
+    ordered = sorted(set(kinds), key=kind_rank)
+    cmap = plt.get_cmap("tab10" if len(ordered) <= 10 else "tab20")
+    return {k: cmap(i % cmap.N) for i, k in enumerate(ordered)}
+
+
+def _sweep_value(r: Row) -> str:
+    """The swept parameter of a cell, to label its point on a curve."""
+    for key, spec in SWEEP_LABELS.items():
+        if r.get(key) is not None:
+            return spec.format(r[key])
+    return ""
+
+
+def _point(row: Row, y_key: str) -> tuple[float, float] | None:
+    x, y = number(row.get("bytes_per_unit")), number(row.get(y_key))
+    return None if x is None or y is None else (x, y)
+
+
+def _draw_panel(ax: Any, points: list[Row], y_key: str, colours: dict[str, Any]) -> None:
+    """Each kind's points sorted by bytes/unit and joined (an entropy sweep at several max patch lengths gives one
+    curve per length); a kind with a single point is a labelled marker."""
+    series: dict[tuple[str, Any], list[tuple[float, float, Row]]] = {}
+    for p in points:
+        if xy := _point(p, y_key):
+            kind = p.get("kind") or "?"
+            split = p.get("max_patch_length") if kind in ENTROPY else None
+            series.setdefault((kind, split), []).append((*xy, p))
+    splits = {k: sorted((s for kk, s in series if kk == k), key=lambda s: (s is None, s or 0)) for k, _ in series}
+    for kind, split in ((k, s) for k in sorted(splits, key=kind_rank) for s in splits[k]):
+        pts = sorted(series[kind, split], key=lambda t: t[0])
+        xs, ys = [t[0] for t in pts], [t[1] for t in pts]
+        label = kind if len(splits[kind]) == 1 else f"{kind} max {'–' if split is None else split}"
+        if len(pts) == 1:
+            ax.plot(xs, ys, "D", color=colours[kind], markersize=6, label=label)
+            ax.annotate(
+                str(pts[0][2].get("segmenter")), (xs[0], ys[0]), xytext=(4, 4), textcoords="offset points", fontsize=7
+            )
+            continue
+        style = ("-", "--", ":", "-.")[splits[kind].index(split) % 4]
+        ax.plot(xs, ys, style, marker="o", markersize=4, linewidth=1.2, color=colours[kind], label=label)
+        for x, y, p in pts:
+            ax.annotate(_sweep_value(p), (x, y), xytext=(3, -9), textcoords="offset points", fontsize=6, alpha=0.8)
+    if not series:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="grey")
+    ax.margins(x=0.12, y=0.08)  # room for the point labels
+    ax.grid(alpha=0.3)
+
+
+def _figure(panels: list[tuple[str, list[Row]]], ncols: int, plot: tuple[str, ...], colours: dict, out: Path) -> str:
+    """Panels in a grid sharing one legend; "" (nothing written) when no panel has a point to show."""
+    import matplotlib.pyplot as plt
+
+    y_key, y_label, title, name = plot
+    if not any(_point(p, y_key) for _, pts in panels for p in pts):
+        return ""
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), squeeze=False, layout="constrained")
+    for ax, (panel_title, pts) in zip(axes.flat, panels, strict=False):
+        _draw_panel(ax, pts, y_key, colours)
+        ax.set_title(panel_title, fontsize=9)
+        ax.set_xlabel("bytes per unit (higher = more compression)", fontsize=8)
+        ax.set_ylabel(y_label, fontsize=8)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    legend: dict[str, Any] = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    if legend:
+        fig.legend(legend.values(), legend.keys(), loc="outside right upper", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    _savefig(fig, out / name)
+    return name
+
+
+def _script_panels(rows: list[Row], language_rows: list[Row]) -> tuple[list[tuple[str, list[Row]]], int]:
+    """Panels of `script_summary` points: one row of panels per (corpus, model), one column per script (the
+    `MAX_SCRIPTS` with most bytes, each (corpus, language) counted once however many cells measured it)."""
+    params = {r.get("cell"): r for r in rows}  # the sweep parameters, to label the points
+    summary = [params.get(s["cell"], {}) | s for s in script_summary(language_rows)]
+    size: dict[str, float] = {}
+    languages = {(r.get("corpus"), r.get("language")): r for r in language_rows}
+    for r in languages.values():
+        size[r["script"]] = size.get(r["script"], 0.0) + (number(r.get("bytes")) or 0.0)
+    scripts = sorted(size, key=lambda s: -size[s])[:MAX_SCRIPTS]
+    panels = []
+    for (corpus, model), group in _groups(summary).items():
+        for script in scripts:
+            n = sum(1 for (c, _), r in languages.items() if c == corpus and r["script"] == script)
+            label = f"{script} ({n} language{'s' * (n != 1)}) · {_title(corpus, model)}"
+            panels.append((label, [s for s in group if s["script"] == script]))
+    return panels, len(scripts)
+
+
+def experiment_plots(rows: list[Row], language_rows: list[Row], out: Path) -> list[str]:
+    """The trade-off plots as PNGs in `out`; returns the names written (a plot with nothing to show is skipped)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+    out = Path(out)
+    colours = _colours([r.get("kind") or "?" for r in [*rows, *language_rows]])
+    panels = [(_title(c, m), g) for (c, m), g in _groups(rows).items()]
+    ncols = min(3, len(panels)) or 1
+    written = [_figure(panels, ncols, plot, colours, out) for plot in PLOTS] if panels else []
+    if language_rows:
+        panels, n_scripts = _script_panels(rows, language_rows)
+        title = f"per script (top {n_scripts} by bytes): evenness vs compression"
+        written.append(_figure(panels, n_scripts, (*PLOTS[0][:2], title, "by-language.png"), colours, out))
+    return [name for name in written if name]
+
+
+def _provenance(meta: dict[str, Any]) -> str:
+    seconds = number(meta.get("seconds"))
+    parts = [f"{meta.get('cells', '?')} cells in {fmt(seconds, '{:.1f}')} s.", ""]
+    for name, c in (meta.get("corpora") or {}).items():
+        parts.append(
+            f"- Corpus `{name}` (sha256 `{str(c.get('sha256') or '')[:12]}`): {fmt(c.get('train_bytes'), '{:,}')} "
+            f"training bytes, {fmt(c.get('eval_bytes'), '{:,}')} evaluation bytes in "
+            f"{fmt(c.get('eval_documents'), '{:,}')} documents."
+        )
+    for name, m in (meta.get("models") or {}).items():
+        bpb = ", ".join(f"{fmt(v)} on {c}" for c, v in (m.get("bits_per_byte") or {}).items())
+        parts.append(
+            f"- Byte model `{name}` (sha256 `{str(m.get('sha256') or '')[:12]}`, {fmt(m.get('params'), '{:,}')} "
+            f"params): bits/byte {bpb or '–'}."
+        )
+    return "\n".join(parts)
+
+
+def write_experiment_report(rows: list[Row], language_rows: list[Row], meta: dict[str, Any], out: str | Path) -> Path:
+    """`report.md` in `out`: what was run, one table per (corpus, model), the trade-off plots and versions."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = experiment_plots(rows, language_rows, out)
+    lines = [f"# {meta.get('name') or 'blt experiment'}", ""]
+    if meta.get("description"):
+        lines += [str(meta["description"]).strip(), ""]
+    lines += [f"```\n{meta.get('command', '')}\n```", "", "## What was run", "", _provenance(meta), ""]
+    headers = ["segmenter", "vocab", *HEADERS.values()]
+    for (corpus, model), group in _groups(rows).items():
+        table = [
+            [
+                str(r.get("segmenter")).replace("|", "\\|"),
+                fmt(r.get("vocab_size"), "{}") if r.get("vocab_size") else "open",
+                *(_column(r, k) for k in HEADERS),
+            ]
+            for r in sorted_rows(group)
+        ]
+        lines += [f"## {_title(corpus, model)}", "", markdown_table(headers, table), ""]
+    if plots:
+        lines += [
+            "## Trade-offs",
+            "",
+            "Lower CV of bits per unit means each unit carries a more even share of the "
+            "byte model's information; further right means fewer, longer units. Points of a sweep are joined and "
+            "labelled with the swept value (target bytes/patch, vocabulary size, patch size).",
+            "",
+        ]
+        lines += [line for p in plots for line in (f"![{p}]({p})", "")]
+    if meta.get("config") is not None:
+        config = json.dumps(meta["config"], indent=2, default=str)
+        lines += ["<details><summary>resolved config</summary>", "", f"```json\n{config}\n```", "", "</details>", ""]
+    versions = meta.get("versions") or {}
+    lines.append("Versions: " + (", ".join(f"{k} {v}" for k, v in versions.items()) or "–"))
+    return write_atomic(out / "report.md", lambda p: p.write_text("\n".join(lines) + "\n"))

@@ -1,0 +1,401 @@
+"""Running an experiment (`blt experiment`): prepare every input once, then measure every cell, resumably.
+
+1. Corpora are split (or read with their own evaluation sources); each corpus is scored once per byte model through
+   `blt.corpus.score_corpus` (Lightning predict loop, cached by model weights and corpus bytes), and each trained
+   tokeniser is trained once per corpus and vocabulary size (cached likewise, in `$BLT_CACHE/tokenizers`).
+2. Cells run inline or in `workers` processes; each finished cell is written to `OUT/cells/<id>.json` atomically,
+   so an interrupted run (kill -9 included) resumes with `resume=True` and computes only the missing cells.
+3. The tidy table (`results.parquet`, `results.csv`: a row per cell, every parameter and metric), per-language rows,
+   `experiment.json` (resolved config, versions, model and corpus hashes) and the report are written last.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from blt.cache import cache_dir, cache_key, documents_hash, load_scores, model_hash
+from blt.compare import (
+    ENTROPY,
+    TRAINED,
+    CompareConfig,
+    StreamDocuments,
+    check_lossless,
+    choose_vocab_size,
+    split_corpus,
+)
+from blt.compare import _rule_segmenter as rule_segmenter
+from blt.config import DataConfig
+from blt.data import build_cache
+from blt.entropy import corpus_bits_per_byte
+from blt.errors import BltError
+from blt.experiment import METRICS, Cell, CorpusSpec, ExperimentConfig, expand
+from blt.metrics import SegmentationStats
+from blt.patching import calibrate_threshold, patch_starts
+from blt.report import package_versions, write_atomic
+from blt.sources import iter_documents
+
+PARAM_COLUMNS = ("vocab_size", "target_bytes_per_patch", "threshold_nats", "max_patch_length", "patch_size")
+
+
+@dataclass
+class Context:
+    """Everything a cell needs, picklable (sent once to each worker): documents, and paths of cached inputs."""
+
+    eval_docs: dict[str, list[bytes]]  # corpus -> held-out documents
+    labels: dict[str, list[str | None]]  # corpus -> their language labels
+    scores: dict[tuple[str, str], Path]  # (corpus, model) -> cached scores
+    model_bpb: dict[tuple[str, str], float]  # (corpus, model) -> bits/byte on the held-out documents
+    card_thresholds: dict[str, dict[str, float]]  # model -> its card's thresholds (nats)
+    tokenizers: dict[tuple[str, str, int | None], tuple[Path, int, float]]  # -> (file, vocab size, train seconds)
+    metrics: list[str] | None
+    by_language: bool
+    _memo: dict[Any, Any] = field(default_factory=dict)
+
+    def cell_scores(self, corpus: str, model: str) -> list[Any]:
+        key = ("scores", corpus, model)
+        if key not in self._memo:
+            self._memo[key] = load_scores(self.scores[corpus, model], self.eval_docs[corpus])
+            if self._memo[key] is None:
+                raise BltError(f"the cached scores of {model} on {corpus} are missing; run again")
+        return self._memo[key]
+
+
+# ------------------------------------------------------------------------------------------- preparing inputs
+def _corpus(spec: CorpusSpec, cfg: ExperimentConfig) -> tuple[Sequence[bytes], list[bytes], list[str | None]]:
+    """(training documents, held-out documents, their labels) of one corpus."""
+    if spec.eval_sources is None:
+        return split_corpus(
+            CompareConfig(
+                sources=spec.sources,
+                eval_fraction=cfg.eval_fraction,
+                max_eval_bytes=cfg.max_eval_bytes,
+                split_seed=cfg.split_seed,
+                max_bytes=spec.max_bytes,
+            )
+        )
+    train = StreamDocuments(
+        build_cache(DataConfig(sources=spec.sources, val_fraction=0, max_bytes=spec.max_bytes)).train
+    )
+    docs, labels, size = [], [], 0
+    for doc in iter_documents(DataConfig(sources=spec.eval_sources)):
+        if docs and cfg.max_eval_bytes is not None and size + len(doc.data) > cfg.max_eval_bytes:
+            break
+        docs.append(doc.data)
+        labels.append(doc.label)
+        size += len(doc.data)
+    if not docs:
+        raise BltError(f"corpus {spec.name}: eval_sources {spec.eval_sources} hold no text")
+    return train, docs, labels
+
+
+def train_tokenizer(kind: str, vocab: int, train_docs: Sequence[bytes], train_sha: str) -> tuple[Path, float]:
+    """The tokeniser file for (kind, vocab, training documents): trained once, then read from the cache."""
+    from blt import tokenizers as tk
+
+    key = cache_key("tokenizer", kind=kind, vocab=vocab, train=train_sha)
+    path = cache_dir("tokenizers") / f"{key}.tok"
+    meta = path.with_suffix(".json")
+    if path.is_file() and meta.is_file():
+        return path, json.loads(meta.read_text())["train_seconds"]
+    t = time.perf_counter()
+    if kind == "bpe":
+        seg: Any = tk.ByteBPE.train(train_docs, vocab)
+    else:
+        seg = tk.SentencePieceSegmenter.train(train_docs, vocab, model_type=kind.removeprefix("sp-"))
+    seconds = time.perf_counter() - t
+    write_atomic(path, seg.save)
+    write_atomic(meta, lambda p: p.write_text(json.dumps({"train_seconds": seconds, "kind": kind, "vocab": vocab})))
+    return path, seconds
+
+
+def prepare(
+    cfg: ExperimentConfig,
+    cells: list[Cell],
+    *,
+    devices: int | str = 1,
+    warn: Callable[[str], None] = print,
+    stage: Callable[[str], None] = lambda _: None,
+) -> tuple[Context, dict[str, Any], list[Cell]] | None:
+    """Split, score and train everything the cells need; returns the context, the input facts for
+    experiment.json and the cells that can run (unavailable pretrained tokenisers are skipped with a warning).
+    A rank other than 0 of a multi-device scoring run returns None once its share is scored."""
+    from blt.checkpoint import load_model
+    from blt.corpus import score_corpus, scores_path
+
+    ctx = Context({}, {}, {}, {}, {}, {}, cfg.metrics, cfg.by_language)
+    facts: dict[str, Any] = {"corpora": {}, "models": {}}
+    train_docs: dict[str, Sequence[bytes]] = {}
+    for spec in cfg.corpora:
+        stage(f"reading corpus {spec.name}")
+        train, docs, labels = _corpus(spec, cfg)
+        train_docs[spec.name], ctx.eval_docs[spec.name], ctx.labels[spec.name] = train, docs, labels
+        facts["corpora"][spec.name] = {
+            "sha256": documents_hash([*train, b"\0eval\0", *docs]),
+            "train_sha256": documents_hash(train),
+            "train_bytes": sum(map(len, train)),
+            "eval_bytes": sum(map(len, docs)),
+            "eval_documents": len(docs),
+        }
+    for name in cfg.models:
+        lm = load_model(name, device="auto")
+        facts["models"][name] = {"sha256": model_hash(lm), "params": lm.num_params(), "bits_per_byte": {}}
+        ctx.card_thresholds[name] = dict(lm.card.get("patch_thresholds_nats", {}))
+        for spec in cfg.corpora:
+            stage(f"scoring {spec.name} with {name}")
+            docs = ctx.eval_docs[spec.name]
+            scores = score_corpus(lm, docs, precision=cfg.precision, devices=devices)
+            if scores is None:
+                return None
+            ctx.scores[spec.name, name] = scores_path(lm, docs, precision=cfg.precision)
+            ctx.model_bpb[spec.name, name] = facts["models"][name]["bits_per_byte"][spec.name] = corpus_bits_per_byte(
+                scores
+            )
+    for cell in cells:
+        if cell.kind not in TRAINED:
+            continue
+        vocab = cell.param.get("vocab_size")
+        key = (cell.corpus, cell.kind, vocab)
+        if key in ctx.tokenizers:
+            continue
+        stage(f"training {cell.label} on {cell.corpus}")
+        docs = train_docs[cell.corpus]
+        size = vocab or choose_vocab_size(CompareConfig(segmenters=[cell.kind]), docs)
+        try:
+            path, seconds = train_tokenizer(cell.kind, size, docs, facts["corpora"][cell.corpus]["train_sha256"])
+        except BltError as exc:
+            raise BltError(f"cell {cell.label} on corpus {cell.corpus}: {exc}") from None
+        ctx.tokenizers[key] = (path, size, seconds)
+    runnable = []
+    for cell in cells:
+        try:
+            if cell.kind.startswith(("tiktoken-", "hf:")):
+                _segmenter(cell, ctx)  # load once here: an unavailable one is skipped with a warning
+        except BltError as exc:
+            warn(f"{cell.label} skipped: {exc}")
+            continue
+        runnable.append(cell)
+    return ctx, facts, runnable
+
+
+# ------------------------------------------------------------------------------------------- one cell
+def _segmenter(cell: Cell, ctx: Context) -> tuple[Callable[[bytes], np.ndarray], int | None, dict[str, Any]]:
+    """(bytes -> starts, vocabulary size, parameter columns) of a cell."""
+    from blt import tokenizers as tk
+
+    p, kind = cell.param, cell.kind
+    cols: dict[str, Any] = dict.fromkeys(PARAM_COLUMNS)
+    cols.update(max_patch_length=p.get("max_patch_length"), target_bytes_per_patch=p.get("target_bytes_per_patch"))
+    if kind in TRAINED:
+        path, size, seconds = ctx.tokenizers[cell.corpus, kind, p.get("vocab_size")]
+        cls = tk.ByteBPE if kind == "bpe" else tk.SentencePieceSegmenter
+        seg: Any = ctx._memo.setdefault(("tok", path), cls.load(path))
+        return seg.starts, size, {**cols, "vocab_size": size, "train_seconds": seconds}
+    if kind.startswith(("tiktoken-", "hf:")):
+        if ("pre", kind) not in ctx._memo:
+            if kind.startswith("hf:"):
+                spec, _, gguf = kind.removeprefix("hf:").partition("#")
+                ctx._memo["pre", kind] = tk.HFTokenizerSegmenter(spec, gguf_file=gguf or None)
+            else:
+                ctx._memo["pre", kind] = tk.TiktokenSegmenter(kind.removeprefix("tiktoken-") + "_base", name=kind)
+        seg = ctx._memo["pre", kind]
+        return seg.starts, seg.vocab_size, {**cols, "vocab_size": seg.vocab_size}
+    if kind in ("space", "byte", "fixed"):
+        size = p.get("patch_size", 4)
+        return rule_segmenter(kind, size).starts, None, {**cols, "patch_size": size if kind == "fixed" else None}
+    assert kind in ENTROPY and cell.model is not None
+    rule = kind.removeprefix("entropy-")
+    ents = {s.data: s.entropy_nats for s in ctx.cell_scores(cell.corpus, cell.model)}
+    limit = p.get("max_patch_length")
+    if p.get("target_bytes_per_patch") is not None:
+        rows = [e for e in ents.values() if len(e)]
+        theta = calibrate_threshold(rows, p["target_bytes_per_patch"], rule=rule, max_patch_length=limit)
+    elif p.get("threshold") is not None:
+        theta = p["threshold"]
+    elif (theta := ctx.card_thresholds[cell.model].get(rule)) is None:
+        raise BltError(f"cell {cell.label}: model {cell.model} has no {rule} threshold; give threshold or a target")
+    key = "threshold" if rule == "global" else "relative_threshold"
+
+    def starts(data: bytes) -> np.ndarray:
+        return patch_starts(ents[data], rule=rule, max_patch_length=limit, **{key: theta})
+
+    return starts, None, {**cols, "threshold_nats": float(theta)}
+
+
+def evaluate_cell(cell: Cell, ctx: Context) -> dict[str, Any]:
+    """Every metric of one cell over its corpus's held-out documents; `_languages` holds the per-label rows."""
+    starts_of, vocab, cols = _segmenter(cell, ctx)
+    docs, labels = ctx.eval_docs[cell.corpus], ctx.labels[cell.corpus]
+    scores = ctx.cell_scores(cell.corpus, cell.model) if cell.model is not None else None
+    total, per_label, seconds = SegmentationStats(), {}, 0.0
+    for i, data in enumerate(docs):
+        t = time.perf_counter()
+        starts = np.asarray(starts_of(data), dtype=np.int64)
+        seconds += time.perf_counter() - t
+        check_lossless(cell.label, data, starts)
+        surprisal = scores[i].surprisal_nats if scores is not None else None
+        total.add(data, starts, surprisal)
+        if ctx.by_language and labels[i] is not None:
+            per_label.setdefault(labels[i], SegmentationStats()).add(data, starts, surprisal)
+    summary = total.summary(vocab_size=vocab)
+    metrics = {m: summary.get(m) for m in METRICS}
+    metrics["model_bits_per_byte"] = ctx.model_bpb.get((cell.corpus, cell.model)) if cell.model else None
+    metrics["encode_mb_per_s"] = summary["bytes"] / 1e6 / max(seconds, 1e-9)
+    metrics["train_seconds"] = cols.pop("train_seconds", None)
+    keep = ctx.metrics or list(METRICS)
+    head = {"cell": cell.id, "corpus": cell.corpus, "model": cell.model, "segmenter": cell.label, "kind": cell.kind}
+    row = {**head, **cols, **{m: metrics[m] for m in keep}}
+    row["_languages"] = [
+        {
+            **head,
+            "language": lab,
+            "script": lab.split("_")[1] if lab.count("_") else None,
+            "bytes": (s := st.summary())["bytes"],
+            "units": s["units"],
+            "bytes_per_unit": s["bytes_per_unit"],
+            "bits_per_unit_cv": s["bits_per_unit_cv"],
+        }
+        for lab, st in sorted(per_label.items())
+    ]
+    return row
+
+
+_WORKER: dict[str, Context] = {}
+
+
+def _init_worker(ctx: Context) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # cells are numpy work; one thread per process keeps N workers on N cores
+    _WORKER["ctx"] = ctx
+
+
+def _run_in_worker(cell: Cell) -> dict[str, Any]:
+    return evaluate_cell(cell, _WORKER["ctx"])
+
+
+# ------------------------------------------------------------------------------------------- the run
+def _plain(x: Any) -> Any:
+    """numpy scalars -> Python; NaN/inf -> None (strict JSON, and the same value after a round trip)."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    text = json.dumps(_plain(obj), indent=1, default=str, allow_nan=False) + "\n"
+    write_atomic(path, lambda p: p.write_text(text))
+
+
+def check_out_dir(out: Path, cfg: ExperimentConfig, *, resume: bool, force: bool) -> None:
+    """An output directory is reused only for the same config with `resume`, or wiped with `force`."""
+    meta = out / "experiment.json"
+    if not meta.is_file():
+        if out.is_dir() and any(out.iterdir()) and not force:
+            raise BltError(f"{out} is not empty and holds no experiment; choose another --out or pass --force")
+        return
+    previous = json.loads(meta.read_text()).get("config_sha256")
+    if force:
+        for name in ("cells", "results.parquet", "results.csv", "by_language.csv", "report.md"):
+            shutil.rmtree(out / name) if (out / name).is_dir() else (out / name).unlink(missing_ok=True)
+        return
+    if previous != cfg.digest():
+        raise BltError(f"{out} holds results of a different experiment config; choose another --out or pass --force")
+    if not resume:
+        raise BltError(f"{out} already holds this experiment; pass --resume to finish it or --force to start over")
+
+
+def run_experiment(
+    cfg: ExperimentConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    workers: int = 1,
+    devices: int | str = 1,
+    command: str = "",
+    warn: Callable[[str], None] = print,
+    stage: Callable[[str], None] = lambda _: None,
+    on_cell: Callable[[int, int], None] = lambda done, total: None,
+) -> dict[str, Any] | None:
+    """Run every cell of `cfg` into `out`; returns {rows, language_rows, meta}. None on non-zero ranks."""
+    out = Path(out)
+    if workers < 1:
+        raise BltError(f"--workers must be ≥ 1, got {workers}")
+    check_out_dir(out, cfg, resume=resume, force=force)
+    cells = expand(cfg)
+    t0 = time.perf_counter()
+    prepared = prepare(cfg, cells, devices=devices, warn=warn, stage=stage)
+    if prepared is None:
+        return None
+    ctx, facts, runnable = prepared
+    versions = {k: v for k, v in package_versions().items() if k != "threads"}  # threads differ between machines
+    meta = {"name": cfg.name, "description": cfg.description, "command": command, "config": cfg.to_dict()}
+    meta.update(config_sha256=cfg.digest(), versions=versions, **facts)
+    previous = out / "experiment.json"
+    if resume and previous.is_file():
+        old = json.loads(previous.read_text())
+        changed = [k for k in ("corpora", "models") if old.get(k) != json.loads(json.dumps(facts[k]))]
+        if changed:
+            raise BltError(f"the {' and '.join(changed)} changed since {out} was started; pass --force to start over")
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    _write_json(previous, {**meta, "cells": len(cells), "complete": False})
+    todo = [c for c in runnable if not (out / "cells" / f"{c.id}.json").is_file()]
+    done = len(runnable) - len(todo)
+    on_cell(done, len(runnable))
+
+    def finish(cell: Cell, row: dict[str, Any]) -> None:
+        nonlocal done
+        _write_json(out / "cells" / f"{cell.id}.json", row)
+        done += 1
+        on_cell(done, len(runnable))
+
+    if workers == 1 or len(todo) < 2:
+        for cell in todo:
+            finish(cell, evaluate_cell(cell, ctx))
+    else:
+        ctx._memo.clear()
+        with ProcessPoolExecutor(
+            workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(ctx,)
+        ) as pool:
+            futures = {pool.submit(_run_in_worker, c): c for c in todo}
+            for fut in as_completed(futures):
+                finish(futures[fut], fut.result())
+    rows = [json.loads((out / "cells" / f"{c.id}.json").read_text()) for c in runnable]
+    language_rows = [lang for r in rows for lang in r.pop("_languages")]
+    meta.update(cells=len(runnable), seconds=time.perf_counter() - t0, complete=True)
+    write_tables(out, rows, language_rows)
+    from blt.experiment_report import write_experiment_report
+
+    write_experiment_report(rows, language_rows, meta, out)
+    _write_json(previous, meta)
+    return {"rows": rows, "language_rows": language_rows, "meta": meta}
+
+
+def write_tables(out: Path, rows: list[dict[str, Any]], language_rows: list[dict[str, Any]]) -> None:
+    """results.parquet + results.csv (a row per cell); by_language.csv when there are labelled rows."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist(rows)
+    write_atomic(out / "results.parquet", lambda p: pq.write_table(table, p))
+    write_atomic(out / "results.csv", lambda p: pcsv.write_csv(table, p))
+    if language_rows:
+        langs = pa.Table.from_pylist(language_rows)
+        write_atomic(out / "by_language.csv", lambda p: pcsv.write_csv(langs, p))

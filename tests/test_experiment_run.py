@@ -1,0 +1,286 @@
+"""Running experiments end to end with the tiny model: one tidy row per cell with every parameter, values equal to
+a direct computation, scoring and tokeniser training once per key (counted), resume after an interruption (a real
+SIGKILL included) giving the same table, workers giving the same table, and the output-directory guards."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from conftest import assert_user_error, run_cli
+from test_compare import save_spiky, zipf_documents
+
+import blt.corpus
+import blt.experiment_run
+import blt.sources
+import blt.tokenizers
+from blt.errors import BltError
+from blt.experiment import METRICS, TIMINGS, expand, experiment_from_dict
+from blt.experiment_run import PARAM_COLUMNS, run_experiment
+from blt.metrics import SegmentationStats
+
+DOCS = zipf_documents(per_language=12)
+
+
+def grid(model: Path, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": "tiny",
+        "corpora": ["udhr"],
+        "models": [str(model)],
+        "segmenters": [
+            {"kind": "bpe", "vocab_size": [300, 320]},
+            {"kind": "sp-unigram", "vocab_size": [400]},
+            "space",
+            {"kind": "fixed", "patch_size": [3, 5]},
+            {"kind": "entropy-global", "target_bytes_per_patch": [3, 5]},
+            {"kind": "entropy-monotonic", "threshold": [0.1], "max_patch_length": [None, 4]},
+        ],
+        "eval_fraction": 0.25,
+        **extra,
+    }
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    return save_spiky(tmp_path / "spiky")
+
+
+@pytest.fixture
+def counts(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """The bundled corpus replaced by labelled Zipf documents; byte-model score and tokeniser train calls counted."""
+    counted = {"score": 0, "bpe": 0, "sp": 0}
+    real_score, real_bpe, real_sp = (
+        blt.corpus.score,
+        blt.tokenizers.ByteBPE.train,
+        blt.tokenizers.SentencePieceSegmenter.train,
+    )
+
+    def score(*a: Any, **k: Any) -> Any:
+        counted["score"] += 1
+        return real_score(*a, **k)
+
+    def bpe(*a: Any, **k: Any) -> Any:
+        counted["bpe"] += 1
+        return real_bpe(*a, **k)
+
+    def sp(*a: Any, **k: Any) -> Any:
+        counted["sp"] += 1
+        return real_sp(*a, **k)
+
+    monkeypatch.setattr(blt.sources, "udhr_documents", lambda: iter(DOCS))
+    monkeypatch.setattr(blt.corpus, "score", score)
+    monkeypatch.setattr(blt.tokenizers.ByteBPE, "train", bpe)
+    monkeypatch.setattr(blt.tokenizers.SentencePieceSegmenter, "train", sp)
+    return counted
+
+
+def table(out: Path) -> list[dict[str, Any]]:
+    """results.parquet without the timing columns (the only ones allowed to differ between runs)."""
+    return [
+        {k: v for k, v in r.items() if k not in TIMINGS} for r in pq.read_table(out / "results.parquet").to_pylist()
+    ]
+
+
+def test_one_row_per_cell_with_every_parameter_and_metric(tmp_path: Path, model: Path, counts: dict) -> None:
+    cfg = experiment_from_dict(grid(model))
+    result = run_experiment(cfg, tmp_path / "out", warn=pytest.fail)
+    assert result is not None
+    rows = pq.read_table(tmp_path / "out" / "results.parquet").to_pylist()
+    cells = expand(cfg)
+    assert [r["cell"] for r in rows] == [c.id for c in cells] and len(rows) == 10
+    for r in rows:
+        assert set(r) == {"cell", "corpus", "model", "segmenter", "kind", *PARAM_COLUMNS, *METRICS}
+    by = {r["segmenter"]: r for r in rows}
+    assert by["bpe-300"]["vocab_size"] == 300 and by["fixed-5"]["patch_size"] == 5
+    assert by["entropy-monotonic θ0.1/max4"]["max_patch_length"] == 4
+    assert by["entropy-monotonic θ0.1"]["threshold_nats"] == pytest.approx(0.1)
+    for target in (3, 5):  # calibrated thresholds land on the target bytes/patch (≈: the count is a step function)
+        row = by[f"entropy-global@{target}"]
+        assert row["target_bytes_per_patch"] == target and row["bytes_per_unit"] == pytest.approx(target, rel=0.05)
+    assert by["entropy-monotonic θ0.1/max4"]["length_max"] <= 4
+    assert counts == {"score": 1, "bpe": 2, "sp": 1}  # one corpus × one model; one training per (kind, vocab)
+    docs = _held_out()
+    meta = json.loads((tmp_path / "out" / "experiment.json").read_text())
+    assert meta["complete"] and meta["config_sha256"] == cfg.digest() and meta["cells"] == 10
+    assert len(meta["models"][str(model)]["sha256"]) == 64 and meta["corpora"]["udhr"]["eval_documents"] == len(docs)
+    assert (tmp_path / "out" / "results.csv").read_text().count("\n") == 11
+    assert (tmp_path / "out" / "report.md").is_file() and (tmp_path / "out" / "by_language.csv").is_file()
+
+
+def _held_out() -> list[bytes]:
+    """The held-out documents of the grid's split of the udhr stand-in."""
+    from blt.compare import CompareConfig, split_corpus
+
+    return split_corpus(CompareConfig(sources=["udhr"], eval_fraction=0.25, max_eval_bytes=1_000_000))[1]
+
+
+def test_a_row_equals_a_direct_computation(tmp_path: Path, model: Path, counts: dict) -> None:
+    """space and fixed-3: bytes/unit, F1 and the CV of bits per unit equal SegmentationStats fed by hand."""
+    from blt.checkpoint import load_model
+    from blt.entropy import score
+    from blt.patching import patch_starts
+
+    run_experiment(experiment_from_dict(grid(model)), tmp_path / "out")
+    docs = _held_out()
+    labels = {d.label for d in DOCS if d.data in set(docs)}
+    scores = score(load_model(model), docs)
+    rows = {r["segmenter"]: r for r in table(tmp_path / "out")}
+    for name, size in (("space", 1), ("fixed", 3)):
+        stats = SegmentationStats()
+        for data, s in zip(docs, scores, strict=True):
+            arr = np.frombuffer(data, np.uint8)
+            stats.add(
+                data,
+                patch_starts(np.zeros(len(data), np.float32), rule=name, patch_size=size, data=arr),
+                s.surprisal_nats,
+            )
+        want = stats.summary()
+        got = rows["space" if name == "space" else "fixed-3"]
+        for key in ("bytes_per_unit", "word_boundary_f1", "bits_per_unit_cv", "units", "bytes"):
+            assert got[key] == pytest.approx(want[key], rel=1e-9), key
+    by_lang = (tmp_path / "out" / "by_language.csv").read_text().splitlines()
+    assert len(by_lang) == 1 + 10 * len(labels) and len(labels) == 4  # a row per cell and language
+
+
+def test_second_run_uses_the_caches_and_gives_the_same_table(tmp_path: Path, model: Path, counts: dict) -> None:
+    cfg = experiment_from_dict(grid(model))
+    run_experiment(cfg, tmp_path / "a")
+    first = dict(counts)
+    run_experiment(cfg, tmp_path / "b")
+    assert counts == first  # no scoring, no tokeniser training: every input came from $BLT_CACHE
+    assert table(tmp_path / "a") == table(tmp_path / "b")
+
+
+def test_resume_after_an_interruption_computes_only_missing_cells(
+    tmp_path: Path, model: Path, counts: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = experiment_from_dict(grid(model))
+    run_experiment(cfg, tmp_path / "whole")
+    real = blt.experiment_run.evaluate_cell
+    evaluated: list[str] = []
+
+    def interrupted(cell: Any, ctx: Any) -> Any:
+        if len(evaluated) == 4:
+            raise KeyboardInterrupt
+        evaluated.append(cell.id)
+        return real(cell, ctx)
+
+    monkeypatch.setattr(blt.experiment_run, "evaluate_cell", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, tmp_path / "out")
+    assert len(list((tmp_path / "out" / "cells").glob("*.json"))) == 4
+    assert not (tmp_path / "out" / "results.parquet").exists()
+    with pytest.raises(BltError, match="pass --resume to finish it or --force"):
+        run_experiment(cfg, tmp_path / "out")
+    evaluated.clear()
+
+    def counting(cell: Any, ctx: Any) -> Any:
+        evaluated.append(cell.id)
+        return real(cell, ctx)
+
+    monkeypatch.setattr(blt.experiment_run, "evaluate_cell", counting)
+    run_experiment(cfg, tmp_path / "out", resume=True)
+    assert len(evaluated) == 6  # only the missing cells
+    assert table(tmp_path / "out") == table(tmp_path / "whole")
+
+
+def test_resume_after_kill_9(tmp_path: Path, model: Path) -> None:
+    """A child process runs the experiment and SIGKILLs itself right after its third cell is written; --resume in
+    the CLI then finishes the run, and the table equals an uninterrupted run's."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i, d in enumerate(DOCS):
+        (corpus / f"{i:03d}.txt").write_bytes(d.data)
+    spec = grid(model, corpora=[{"name": "c", "sources": [str(corpus)]}])
+    (tmp_path / "exp.yaml").write_text(json.dumps(spec))
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from blt.experiment import load_experiment
+        from blt.experiment_run import run_experiment
+        def on_cell(done, total):
+            if done == 3:
+                os.kill(os.getpid(), signal.SIGKILL)
+        run_experiment(load_experiment({str(tmp_path / "exp.yaml")!r}), {str(tmp_path / "out")!r}, on_cell=on_cell)
+        """
+    )
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, env=os.environ.copy(), timeout=300)
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
+    assert len(list((tmp_path / "out" / "cells").glob("*.json"))) == 3
+    assert not list((tmp_path / "out" / "cells").glob(".*"))  # no half-written cell file
+    code, out, err = run_cli("experiment", str(tmp_path / "exp.yaml"), "--out", str(tmp_path / "out"), "--resume")
+    assert code == 0, err
+    code, out, err = run_cli("experiment", str(tmp_path / "exp.yaml"), "--out", str(tmp_path / "whole"))
+    assert code == 0, err
+    assert table(tmp_path / "out") == table(tmp_path / "whole")
+
+
+def test_workers_give_the_same_table(tmp_path: Path, model: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i, d in enumerate(DOCS[::2]):
+        (corpus / f"{i:03d}.txt").write_bytes(d.data)
+    cfg = experiment_from_dict(grid(model, corpora=[{"name": "c", "sources": [str(corpus)]}]))
+    run_experiment(cfg, tmp_path / "one")
+    run_experiment(cfg, tmp_path / "two", workers=2)
+    assert table(tmp_path / "one") == table(tmp_path / "two")
+
+
+def test_output_directory_guards(tmp_path: Path, model: Path, counts: dict) -> None:
+    cfg = experiment_from_dict(grid(model, segmenters=["space", {"kind": "fixed", "patch_size": [2]}]))
+    run_experiment(cfg, tmp_path / "out")
+    other = experiment_from_dict(grid(model, segmenters=["space"]))
+    with pytest.raises(BltError, match="holds results of a different experiment config"):
+        run_experiment(other, tmp_path / "out", resume=True)
+    run_experiment(other, tmp_path / "out", force=True)
+    assert [r["segmenter"] for r in table(tmp_path / "out")] == ["space"]
+    assert len(list((tmp_path / "out" / "cells").glob("*.json"))) == 1
+    (tmp_path / "stuff").mkdir()
+    (tmp_path / "stuff" / "notes.txt").write_text("mine")
+    with pytest.raises(BltError, match="is not empty and holds no experiment"):
+        run_experiment(cfg, tmp_path / "stuff")
+    assert (tmp_path / "stuff" / "notes.txt").read_text() == "mine"
+
+
+def test_a_vocabulary_the_corpus_cannot_support_names_the_cell(tmp_path: Path, model: Path, counts: dict) -> None:
+    cfg = experiment_from_dict(grid(model, segmenters=[{"kind": "bpe", "vocab_size": [300, 60000]}]))
+    with pytest.raises(BltError) as info:
+        run_experiment(cfg, tmp_path / "out")
+    msg = str(info.value)
+    assert msg.startswith("cell bpe-60000 on corpus udhr: vocab_size 60000 is too large") and "vocab_size ≤ " in msg
+
+
+def test_unavailable_pretrained_tokeniser_is_skipped_with_a_warning(
+    tmp_path: Path, model: Path, counts: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unavailable(*a: Any, **k: Any) -> Any:
+        raise BltError("tiktoken is not installed; pip install 'blt-patcher[tiktoken]'")
+
+    monkeypatch.setattr(blt.tokenizers, "TiktokenSegmenter", unavailable)
+    warnings: list[str] = []
+    cfg = experiment_from_dict(grid(model, segmenters=["space", "tiktoken-cl100k"]))
+    run_experiment(cfg, tmp_path / "out", warn=warnings.append)
+    assert [r["segmenter"] for r in table(tmp_path / "out")] == ["space"]
+    assert warnings == ["tiktoken-cl100k skipped: tiktoken is not installed; pip install 'blt-patcher[tiktoken]'"]
+
+
+def test_cli_list_and_bad_input(tmp_path: Path) -> None:
+    code, out, err = run_cli("experiment", "--list", columns=200)
+    assert code == 0 and all(n in out for n in ("patch-size-sweep", "multilingual", "code-vs-prose"))
+    assert_user_error(["experiment", str(tmp_path / "none.yaml")], "does not exist; pass a YAML path")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("corpora: []\nsegmenters: [space]\n")
+    assert_user_error(["experiment", str(bad)], "empty grid: no corpora")
+    assert_user_error(["experiment"], "pass an experiment config")
+    good = tmp_path / "good.yaml"
+    good.write_text("corpora: [udhr]\nsegmenters: [{kind: space}]\nmodels: []\n")
+    assert_user_error(["experiment", str(good), "--set", "segmenters.0.vocab_size=1"], "unknown parameter 'vocab_size'")
