@@ -94,7 +94,8 @@ def _title(corpus: str, model: str | None) -> str:
 def print_experiment(rows: list[Row], console: Console) -> None:
     """One table per (corpus, model): the headline metrics of each cell, sorted by kind then bytes/unit."""
     for (corpus, model), group in _groups(rows).items():
-        table = Table("segmenter", title=_title(corpus, model))
+        table = Table(title=_title(corpus, model))
+        table.add_column("segmenter", no_wrap=True)  # the label is the row's identity: never cut it
         for k in TERMINAL:
             table.add_column(HEADERS[k], justify="right")
         for r in sorted_rows(group):
