@@ -208,7 +208,9 @@ def _figure(panels: list[tuple[str, list[Row]]], ncols: int, plot: tuple[str, ..
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             legend.setdefault(label, handle)
     if legend:
-        fig.legend(legend.values(), legend.keys(), loc="outside right upper", fontsize=8)
+        fig.legend(
+            legend.values(), legend.keys(), loc="outside lower center", ncols=min(len(legend), 3 * ncols), fontsize=8
+        )
     fig.suptitle(title, fontsize=10)
     _savefig(fig, out / name)
     return name
@@ -266,6 +268,8 @@ def _provenance(meta: dict[str, Any]) -> str:
             f"- Byte model `{name}` (sha256 `{str(m.get('sha256') or '')[:12]}`, {fmt(m.get('params'), '{:,}')} "
             f"params): bits/byte {bpb or '–'}."
         )
+    if meta.get("models"):
+        parts += ["", "Entropy cells' encode MB/s excludes the byte model's scoring (done once per corpus and model)."]
     return "\n".join(parts)
 
 

@@ -55,7 +55,7 @@ class Context:
     labels: dict[str, list[str | None]]  # corpus -> their language labels
     scores: dict[tuple[str, str], Path]  # (corpus, model) -> cached scores
     model_bpb: dict[tuple[str, str], float]  # (corpus, model) -> bits/byte on the held-out documents
-    card_thresholds: dict[str, dict[str, float]]  # model -> its card's thresholds (nats)
+    thresholds: dict[str, float]  # entropy cell id -> the threshold it cuts at (nats; calibrated or given)
     tokenizers: dict[tuple[str, str, int | None], tuple[Path, int, float]]  # -> (file, vocab size, train seconds)
     metrics: list[str] | None
     by_language: bool
@@ -133,6 +133,7 @@ def prepare(
     from blt.corpus import score_corpus, scores_path
 
     ctx = Context({}, {}, {}, {}, {}, {}, cfg.metrics, cfg.by_language)
+    cards: dict[str, dict[str, float]] = {}
     facts: dict[str, Any] = {"corpora": {}, "models": {}}
     train_docs: dict[str, Sequence[bytes]] = {}
     for spec in cfg.corpora:
@@ -149,7 +150,7 @@ def prepare(
     for name in cfg.models:
         lm = load_model(name, device="auto")
         facts["models"][name] = {"sha256": model_hash(lm), "params": lm.num_params(), "bits_per_byte": {}}
-        ctx.card_thresholds[name] = dict(lm.card.get("patch_thresholds_nats", {}))
+        cards[name] = dict(lm.card.get("patch_thresholds_nats", {}))
         for spec in cfg.corpora:
             stage(f"scoring {spec.name} with {name}")
             docs = ctx.eval_docs[spec.name]
@@ -160,6 +161,9 @@ def prepare(
             ctx.model_bpb[spec.name, name] = facts["models"][name]["bits_per_byte"][spec.name] = corpus_bits_per_byte(
                 scores
             )
+    for cell in cells:  # before any tokeniser trains: an unreachable target fails the run in seconds
+        if cell.kind in ENTROPY:
+            ctx.thresholds[cell.id] = cell_threshold(cell, ctx, cards[str(cell.model)])
     for cell in cells:
         if cell.kind not in TRAINED:
             continue
@@ -198,7 +202,9 @@ def _segmenter(cell: Cell, ctx: Context) -> tuple[Callable[[bytes], np.ndarray],
     if kind in TRAINED:
         path, size, seconds = ctx.tokenizers[cell.corpus, kind, p.get("vocab_size")]
         cls = tk.ByteBPE if kind == "bpe" else tk.SentencePieceSegmenter
-        seg: Any = ctx._memo.setdefault(("tok", path), cls.load(path))
+        if ("tok", path) not in ctx._memo:
+            ctx._memo["tok", path] = cls.load(path)
+        seg: Any = ctx._memo["tok", path]
         return seg.starts, size, {**cols, "vocab_size": size, "train_seconds": seconds}
     if kind.startswith(("tiktoken-", "hf:")):
         if ("pre", kind) not in ctx._memo:
@@ -213,22 +219,32 @@ def _segmenter(cell: Cell, ctx: Context) -> tuple[Callable[[bytes], np.ndarray],
         size = p.get("patch_size", 4)
         return rule_segmenter(kind, size).starts, None, {**cols, "patch_size": size if kind == "fixed" else None}
     assert kind in ENTROPY and cell.model is not None
-    rule = kind.removeprefix("entropy-")
+    rule, limit, theta = kind.removeprefix("entropy-"), p.get("max_patch_length"), ctx.thresholds[cell.id]
     ents = {s.data: s.entropy_nats for s in ctx.cell_scores(cell.corpus, cell.model)}
-    limit = p.get("max_patch_length")
-    if p.get("target_bytes_per_patch") is not None:
-        rows = [e for e in ents.values() if len(e)]
-        theta = calibrate_threshold(rows, p["target_bytes_per_patch"], rule=rule, max_patch_length=limit)
-    elif p.get("threshold") is not None:
-        theta = p["threshold"]
-    elif (theta := ctx.card_thresholds[cell.model].get(rule)) is None:
-        raise BltError(f"cell {cell.label}: model {cell.model} has no {rule} threshold; give threshold or a target")
     key = "threshold" if rule == "global" else "relative_threshold"
 
     def starts(data: bytes) -> np.ndarray:
         return patch_starts(ents[data], rule=rule, max_patch_length=limit, **{key: theta})
 
     return starts, None, {**cols, "threshold_nats": float(theta)}
+
+
+def cell_threshold(cell: Cell, ctx: Context, card: dict[str, float]) -> float:
+    """An entropy cell's threshold (nats): its own, or calibrated so its corpus's held-out documents average the
+    target bytes/patch (as `blt compare` calibrates), or the model card's."""
+    p, rule = cell.param, cell.kind.removeprefix("entropy-")
+    if p.get("threshold") is not None:
+        return float(p["threshold"])
+    if p.get("target_bytes_per_patch") is None:
+        if rule not in card:
+            raise BltError(f"cell {cell.label}: model {cell.model} has no {rule} threshold; give threshold or a target")
+        return float(card[rule])
+    rows = [s.entropy_nats for s in ctx.cell_scores(cell.corpus, str(cell.model)) if len(s)]
+    try:
+        limit = p.get("max_patch_length")
+        return calibrate_threshold(rows, p["target_bytes_per_patch"], rule=rule, max_patch_length=limit)
+    except BltError as exc:
+        raise BltError(f"cell {cell.label} on corpus {cell.corpus}: {exc}; remove that target from the grid") from None
 
 
 def evaluate_cell(cell: Cell, ctx: Context) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import gflanguages
 import lightning  # noqa: F401  imported first so its log handler binds to the real stderr, not a runner buffer
 import numpy as np
 import pytest
+import torch
 from conftest import assert_user_error, make_spiky_model, run_cli
 
 import blt.tokenizers
@@ -236,6 +237,11 @@ def test_bad_inputs_give_one_clear_line(model_dir: Path, corpus: Path, tmp_path:
     assert_user_error([*base, "--segmenters", "bpe,space", "--match", "sp-bpe"], "--match sp-bpe is not in this run")
     assert_user_error([*base, "--segmenters", "bpe,entropy-global", "--match", "entropy-global"], "not an entropy one")
     assert_user_error([*base, "--vocab-size", "100"], "--vocab-size must be ≥ 260")
+    assert_user_error([*base, "--adapt", "5", "--devices", "2"], "--adapt runs on one device")
+    if not torch.cuda.is_available():  # more devices than there are: one line, not a DDP launch
+        assert_user_error(
+            [*base, "--segmenters", "space,entropy-global", "--devices", "4"], "4 but 0 GPU(s) are visible"
+        )
     err = assert_user_error([*base, "--segmenters", "bpe,space", "--vocab-size", "50000"], "too large for this corpus")
     assert "--vocab-size " in err
     missing = ["compare", "--data", str(tmp_path / "missing.txt"), "--segmenters", "space", "--match", "none"]

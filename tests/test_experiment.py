@@ -165,4 +165,4 @@ def test_every_shipped_experiment_loads_and_expands() -> None:
     targets = {c.param["target_bytes_per_patch"] for c in sweep if c.kind == "entropy-global"}
     assert targets == {2, 3, 4, 5, 6, 8}  # the BLT paper's range of patch sizes
     assert {c.param["vocab_size"] for c in sweep if c.kind == "bpe"} == {2048, 4096, 8192, 16384}
-    assert len(sweep) == 27
+    assert len(sweep) == 26

@@ -284,3 +284,15 @@ def test_cli_list_and_bad_input(tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
     good.write_text("corpora: [udhr]\nsegmenters: [{kind: space}]\nmodels: []\n")
     assert_user_error(["experiment", str(good), "--set", "segmenters.0.vocab_size=1"], "unknown parameter 'vocab_size'")
+
+
+def test_an_unreachable_target_fails_before_any_training(tmp_path: Path, model: Path, counts: dict) -> None:
+    """The monotonic rule cuts only where entropy rises, so ~1 byte/patch is out of its reach: the run stops with
+    the cell and the reachable range, before a tokeniser trains or a cell runs."""
+    segs = [{"kind": "bpe", "vocab_size": [300]}, {"kind": "entropy-monotonic", "target_bytes_per_patch": [1.01]}]
+    with pytest.raises(BltError) as info:
+        run_experiment(experiment_from_dict(grid(model, segmenters=segs)), tmp_path / "out")
+    msg = str(info.value)
+    assert msg.startswith("cell entropy-monotonic@1.01 on corpus udhr: target_bytes_per_patch=1.01 is out of reach")
+    assert "remove that target from the grid" in msg and counts["bpe"] == 0
+    assert not list((tmp_path / "out").glob("cells/*.json"))
