@@ -157,8 +157,10 @@ def hf_documents(name: str, split: str, text_field: str, num_proc: int | None = 
 
 
 def _looks_like_path(source: str) -> bool:
-    """HF names look like `name`, `org/name` or `name:config`; local paths are explicit or have a file suffix."""
-    return source.startswith(("/", "./", "../", "~")) or Path(source).suffix in TEXT_SUFFIXES + RECORD_SUFFIXES
+    """HF names look like `name`, `org/name` or `name:config`; local paths are explicit, have a file suffix, or
+    more than one `/` (corpora/train/kjv)."""
+    explicit = source.startswith(("/", "./", "../", "~")) or source.partition(":")[0].count("/") > 1
+    return explicit or Path(source).suffix in TEXT_SUFFIXES + RECORD_SUFFIXES
 
 
 def resolve_source(source: str) -> list[Path] | str:

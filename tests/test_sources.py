@@ -214,3 +214,12 @@ def test_hf_dataset_streams_or_prepares_with_num_proc(monkeypatch: pytest.Monkey
     ]
     expected = {"split": "validation", "num_proc": num_proc} if num_proc else {"split": "validation", "streaming": True}
     assert calls == [(("org/corpus", "en"), expected)]
+
+
+def test_a_missing_relative_path_is_not_taken_for_an_hf_name(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`corpora/train/kjv` (two slashes) cannot be an HF id (`org/name`): a missing one is a missing path."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(BltError, match="file corpora/train/kjv does not exist"):
+        docs_of("corpora/train/kjv")
+    with pytest.raises(BltError, match="cannot load HF dataset 'org/name'"):
+        docs_of("org/name")  # one slash: an HF name, offline here
