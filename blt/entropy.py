@@ -57,6 +57,53 @@ def varentropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     return varentropy_from_logp(torch.log_softmax(logits.float(), dim=-1))
 
 
+def _moments(x: torch.Tensor) -> torch.Tensor:
+    """logits [n, v] (float32 ones are overwritten) -> float64 [4, n]: the row max m and, with z = x - m, Σ eᶻ,
+    Σ eᶻ·z, Σ eᶻ·z²: a few passes over a block small enough (of `head_stats`' block_elements) to stay in cache."""
+    m = x.amax(-1, keepdim=True)  # [n, 1]
+    z = x.float().sub_(m).clamp_(min=-1e4)  # -inf (masked) -> finite: eᶻ is 0 either way, and 0 * finite = 0
+    e = z.exp()
+    s, a = e.sum(-1), torch.linalg.vecdot(e, z)  # vecdot: accurate sums, no product buffer
+    return torch.stack((m[:, 0].float(), s, a, torch.linalg.vecdot(e.mul_(z), z))).double()
+
+
+def _finish(blocks: list[torch.Tensor], picked: torch.Tensor) -> np.ndarray:
+    """`_moments` of K vocabulary blocks and the targets' logits [n] -> float64 [4, n]: entropy, surprisal (nats),
+    varentropy (nats²), top-1 mass. Re-based to the overall max m (block k's z shifts by d = m_k - m ≤ 0) with
+    p = eᶻ / S: H = log S - E[z], varentropy = Var[z], surprisal = m + log S - x_target, top-1 = 1 / S."""
+    mk, sk, ak, bk = torch.stack(blocks).unbind(1)  # each [K, n]
+    m = mk.amax(0)
+    d = mk - m
+    w = d.exp()
+    s, a, b = (w * sk).sum(0), (w * (ak + d * sk)).sum(0), (w * (bk + 2 * d * ak + d * d * sk)).sum(0)
+    mean = a / s
+    return torch.stack((s.log() - mean, m + s.log() - picked.double(), b / s - mean * mean, 1 / s)).cpu().numpy()
+
+
+def position_stats(logits: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
+    """logits [n, V] (any float dtype; float32 ones are overwritten), targets [n] int -> float64 [4, n]: entropy
+    (nats), surprisal (nats), varentropy (nats²), top-1 mass; sums in float32, combined in float64."""
+    picked = logits.gather(-1, targets[:, None])[:, 0]  # before `_moments` overwrites the logits
+    return _finish([_moments(logits)], picked)
+
+
+def head_stats(
+    hidden: torch.Tensor, targets: torch.Tensor, head: torch.nn.Linear, softcap: float | None, block_elements: int
+) -> np.ndarray:
+    """`position_stats` of `head(hidden)`, then cap·tanh(logits / cap) if `softcap`; hidden [n, d] -> [4, n]. The
+    logits come in blocks of all n positions × b = block_elements // n vocabulary entries: the output layer's
+    weight is read once, and each block is reduced while in cache (2²¹ elements, 8 MiB of float32, suits CPUs)."""
+    block, picked, blocks = max(1, block_elements // len(hidden)), torch.empty_like(targets, dtype=hidden.dtype), []
+    for v in range(0, head.weight.shape[0], block):
+        x = hidden @ head.weight[v : v + block].T  # [n, b]
+        x = x if head.bias is None else x.add_(head.bias[v : v + block])
+        x = x if softcap is None else x.div_(softcap).tanh_().mul_(softcap)
+        hit = (targets >= v) & (targets < v + block)
+        picked[hit] = x[hit, targets[hit] - v]
+        blocks.append(_moments(x))
+    return _finish(blocks, picked)
+
+
 @dataclass
 class ByteScores:
     """Scores of one byte string: `entropy_nats[t]` and `surprisal_nats[t]` are about byte t (float32 [n])."""

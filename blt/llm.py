@@ -4,8 +4,8 @@ tokens); plus `concat_scores` and `aggregate`, the corpus figures that compare t
 `blt.logprobs` as the same `TokenScores`).
 
 Entry t is about token t given tokens < t (as in `blt.entropy`). Exact sources take entropy, surprisal, varentropy
-and top-1 mass in float32 from `log_softmax`; bounded sources (`blt.logprobs`) know only the top k, so their entropy
-is an interval `[entropy_lower_nats, entropy_upper_nats]`. Nats inside, bits in reports.
+and top-1 mass from the logits (sums in float32, combined in float64); bounded sources (`blt.logprobs`) know only
+the top k, so their entropy is an interval `[entropy_lower_nats, entropy_upper_nats]`. Nats inside, bits in reports.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from blt.entropy import LN2, as_bytes, plan_windows, surprisal_from_logp
+from blt.entropy import LN2, as_bytes, head_stats, plan_windows, position_stats
 from blt.entropy import score as score_bytes
 from blt.errors import BltError
 from blt.tokenizers import exact_lengths
@@ -33,7 +33,7 @@ from blt.tokenizers import exact_lengths
 LLM_EXTRA = "pip install 'blt-patcher[llm]'"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MAX_DEFAULT_CONTEXT = 2048  # default context: the model's max positions capped here (CPU time grows with it)
-LOGIT_ELEMENTS = 1 << 24  # positions × V of one float32 vocabulary-sized buffer (64 MiB): sets the position chunk
+LOGIT_ELEMENTS = 1 << 21  # elements of one block of logits (8 MiB of float32: fits in cache while it is reduced)
 RAW_NOTE = "metrics from the raw next-token distribution, before temperature/top-p"
 
 
@@ -106,21 +106,6 @@ def concat_scores(parts: Sequence[TokenScores]) -> TokenScores:
     return replace(parts[0], **joined)
 
 
-def position_stats(logits: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
-    """logits [n, V] (any float dtype), targets [n] int -> float64 [4, n]: entropy (nats), surprisal (nats),
-    varentropy (nats²), top-1 mass; in float32 from `log_softmax`. One exp and in-place updates keep this to
-    ≈ 3 float32 [n, V] buffers and few passes: with a 262k vocabulary it costs about as much as the output layer."""
-    logp = torch.log_softmax(logits.float(), dim=-1)  # [n, V]
-    surprisal = surprisal_from_logp(logp, targets)  # before clamping: a masked target stays at +inf
-    top1 = logp.amax(-1).exp()
-    logp.clamp_(min=-1e4)  # -inf (masked) -> finite; exp() is 0 either way, and 0 * finite = 0 (not NaN)
-    p = logp.exp()
-    h = -(p * logp).sum(-1)  # entropy, nats
-    d = logp.add_(h.unsqueeze(-1))  # log p + H = -(-log p - H)
-    v = (p * d).mul_(d).sum(-1)  # varentropy: E[(-log p - H)^2]
-    return torch.stack((h, surprisal, v, top1)).double().cpu().numpy()
-
-
 # ----------------------------------------------------------------------------------------- Hugging Face models
 @dataclass
 class HFModel:
@@ -153,6 +138,20 @@ class HFModel:
             kw["cache" if "cache" in self._params else "past_key_values"] = cache
         out = self.model(input_ids=torch.tensor([ids], device=self.model.device), use_cache=True, **kw)
         return out.logits[0], out["cache"] if "cache" in out else out.get("past_key_values")
+
+    @cached_property
+    def split(self) -> tuple[Any, torch.nn.Linear, float | None] | None:
+        """(decoder, output layer, final logit softcap) if the decoder's hidden states through the output layer,
+        then cap·tanh(logits / cap), give the model's logits (checked once on 4 tokens); else None."""
+        body, head, ids = self.model.get_decoder(), self.model.get_output_embeddings(), torch.arange(4)[None]
+        cap = getattr(self.model.config, "final_logit_softcapping", None)
+        if not isinstance(head, torch.nn.Linear):
+            return None
+        with torch.inference_mode():
+            want = self.model(input_ids=ids.to(self.model.device), use_cache=False).logits[0].float()
+            got = head(body(input_ids=ids.to(self.model.device), use_cache=False)[0][0])
+            got = (got if cap is None else got.div_(cap).tanh_().mul_(cap)).float()  # as `head_stats` does
+        return (body, head, cap) if torch.allclose(got, want, 1e-4, 1e-4 * float(want.abs().max())) else None
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -230,8 +229,9 @@ def token_pieces(tokenizer: Any, ids: list[int], text: str | None, offsets: list
 def _score_ids(hf: HFModel, seq: list[int], first: int, context: int, stride: int) -> np.ndarray:
     """float64 [4, len(seq) - first]: `position_stats` of the tokens seq[first:] (first ≥ 1). Windows of ≤ `context`
     tokens come from `plan_windows`; a window after the first starts with BOS (if the tokenizer has one: models
-    such as Gemma are lost without it). Each window is fed in chunks of c = LOGIT_ELEMENTS // V positions through
-    the KV cache, asking for the logits of the emitted positions only, so at most c rows of logits exist at once."""
+    such as Gemma are lost without it). Each window goes once through the decoder; its hidden states [n, d] go
+    through the output layer in blocks (`head_stats`). A model whose logits are not its output layer's (`split`
+    None) is fed in chunks of c = LOGIT_ELEMENTS // V positions through the KV cache instead."""
     bos, chunk = hf.tokenizer.bos_token_id, max(1, LOGIT_ELEMENTS // hf.vocab_size)
     out = np.full((4, len(seq) - first), np.nan)
     for start, emit_from, end in plan_windows(len(seq) - 1, context - (bos is not None), stride):
@@ -240,6 +240,13 @@ def _score_ids(hf: HFModel, seq: list[int], first: int, context: int, stride: in
         inputs = ([bos] if start > 0 and bos is not None else []) + seq[start:end]
         emit = max(emit_from, first - 1)
         need, cache = len(inputs) - (end - emit), None  # inputs[need:] are the positions emit..end-1
+        if hf.split:  # hidden states [n, d] of the emitted positions
+            hidden = hf.split[0](input_ids=torch.tensor([inputs], device=hf.model.device), use_cache=False)[0]
+            targets = torch.tensor(seq[emit + 1 : end + 1], device=hf.model.device)
+            out[:, emit + 1 - first : end + 1 - first] = head_stats(
+                hidden[0, need:], targets, *hf.split[1:], LOGIT_ELEMENTS
+            )
+            continue
         for a in range(0, len(inputs), chunk):
             b = min(a + chunk, len(inputs))
             logits, cache = hf.forward(inputs[a:b], cache, keep=max(1, b - max(a, need)))
@@ -272,9 +279,8 @@ def score_hf(
     model emits them after the template's assistant header). `context` (default: the model's max positions capped
     at 2048) is the most tokens the model sees at once; a longer text goes through windows advancing by `stride`
     (default context // 2), and every position after the first window has ≥ context - stride tokens of context.
-    Memory: the [T, V] logits are never held: the model returns ≤ c = max(1, 2²⁴ // V) rows of logits at a time,
-    reduced at once, so the extra peak is ≈ 5 float32 [c, V] buffers (≈ 320 MiB for any V) plus one window's KV
-    cache."""
+    Memory: the [T, V] logits are never held, only blocks of ≤ 2²¹ logits (8 MiB of float32), reduced at once:
+    the extra peak is about one window's forward activations."""
     load_kw = dict(gguf_file=gguf_file, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
     hf = model_name_or_path if isinstance(model_name_or_path, HFModel) else load_hf(model_name_or_path, **load_kw)
     texts = [text] if isinstance(text, str) else list(text)

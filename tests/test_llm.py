@@ -1,6 +1,7 @@
-"""Scoring full LLMs: a tiny Llama built locally (no download) against float64 definitions; windows and position
-chunks; chat templates; on-policy sampling; the byte model through the same interface; aggregates; the SmolLM2
-GGUF. Top-k logprobs from APIs are tested in test_logprobs.py."""
+"""Scoring full LLMs: a tiny Llama built locally (no download) against float64 definitions; windows and logit
+blocks; the decoder + output layer path (tiny Gemmas with final logit softcapping) and the KV-cache path; chat
+templates; on-policy sampling; the byte model through the same interface; aggregates; the SmolLM2 GGUF. Top-k
+logprobs from APIs are tested in test_logprobs.py."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 import torch
 from conftest import save_tiny_hf
 
+import blt.entropy
 import blt.llm as llm
 from blt.config import BOS_ID
 from blt.entropy import LN2, score
@@ -110,21 +112,61 @@ def test_windowed_positions_match_a_forward_on_their_window(tiny: HFModel) -> No
     assert np.abs(as_array(sc) - full).max() > 1e-3  # the windows really cut the context
 
 
-def test_logits_come_in_position_chunks(tiny: HFModel, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With LOGIT_ELEMENTS = 4·V, neither the model's output layer nor the reduction sees more than 4 positions,
-    and the scores do not change."""
+def test_logits_come_in_blocks(tiny: HFModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With LOGIT_ELEMENTS = 4·V, no block of logits holds more than 4·V elements: the output layer's blocks
+    (`head_stats`, vocabulary split across blocks) and, for a model scored through the KV cache (`split` None),
+    the model's own output layer (≤ 4 positions a forward); and the scores do not change."""
     whole = as_array(score_hf(tiny, TEXT, context=32, stride=10))
-    rows: list[int] = []
-    real_stats = llm.position_stats
+    blocks: list[tuple[int, int]] = []
+    real_moments = blt.entropy._moments
     monkeypatch.setattr(llm, "LOGIT_ELEMENTS", 4 * tiny.vocab_size)
-    monkeypatch.setattr(llm, "position_stats", lambda lg, t: rows.append(lg.shape[0]) or real_stats(lg, t))
+    monkeypatch.setattr(blt.entropy, "_moments", lambda x: blocks.append(tuple(x.shape)) or real_moments(x))
+    np.testing.assert_allclose(as_array(score_hf(tiny, TEXT, context=32, stride=10)), whole, atol=2e-5)
+    assert max(r * b for r, b in blocks) <= 4 * tiny.vocab_size and min(b for _, b in blocks) < tiny.vocab_size
+    kv, rows = HFModel(tiny.model, tiny.tokenizer, tiny.name), []
+    kv.__dict__["split"] = None  # the KV-cache path, as for a model whose logits are not its output layer's
     hook = tiny.model.lm_head.register_forward_hook(lambda m, i, out: rows.append(out.shape[-2]))
     try:
-        chunked = as_array(score_hf(tiny, TEXT, context=32, stride=10))
+        chunked = as_array(score_hf(kv, TEXT, context=32, stride=10))
     finally:
         hook.remove()
     assert max(rows) == 4 and len(rows) > 10
     np.testing.assert_allclose(chunked, whole, atol=2e-5)
+
+
+@pytest.mark.parametrize("family", ["gemma2", "gemma3_text"])
+def test_decoder_and_output_layer_apply_the_final_logit_softcapping(tiny: HFModel, family: str) -> None:
+    """A tiny Gemma 2 / Gemma 3 with final logit softcapping 2 (uncapped logits pass ±4, so the cap matters): the
+    decoder + output-layer blocks + cap give the scores of the model's own logits, and so does the KV path."""
+    cfg_cls = transformers.Gemma2Config if family == "gemma2" else transformers.Gemma3TextConfig
+    model_cls = transformers.Gemma2ForCausalLM if family == "gemma2" else transformers.Gemma3ForCausalLM
+    shape = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, head_dim=16)
+    cfg = cfg_cls(vocab_size=len(tiny.tokenizer), num_key_value_heads=1, max_position_embeddings=128, **shape)
+    cfg.final_logit_softcapping, cfg.bos_token_id = 2.0, tiny.tokenizer.bos_token_id
+    torch.manual_seed(0)
+    gemma = HFModel(model_cls(cfg).eval(), tiny.tokenizer, family)
+    with torch.no_grad():
+        gemma.model.lm_head.weight.mul_(20)
+    assert gemma.split is not None and gemma.split[2] == 2.0
+    want = reference(gemma.model, [tiny.tokenizer.bos_token_id, *tiny.encode(TEXT)])
+    np.testing.assert_allclose(as_array(score_hf(gemma, TEXT)), want, atol=2e-5, rtol=1e-5)
+    kv = HFModel(gemma.model, gemma.tokenizer, family)
+    kv.__dict__["split"] = None
+    np.testing.assert_allclose(as_array(score_hf(kv, TEXT)), want, atol=2e-5, rtol=1e-5)
+    with torch.no_grad():
+        ids = torch.tensor([[tiny.tokenizer.bos_token_id, *tiny.encode(TEXT)]])
+        raw = gemma.model.lm_head(gemma.model.model(ids).last_hidden_state)  # before the cap
+        assert raw.abs().max() > 4 and gemma.model(ids).logits.abs().max() <= 2
+
+
+def test_split_is_refused_when_it_misses_the_logits(dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config softcap that the model's forward does not apply (Llama ignores it) fails the 4-token check: the
+    model is scored through the KV cache, with its own logits."""
+    hf = load_hf(dirs["tiny"])
+    monkeypatch.setattr(hf.model.config, "final_logit_softcapping", 1.0, raising=False)
+    assert hf.split is None
+    want = reference(hf.model, [hf.tokenizer.bos_token_id, *hf.encode(TEXT)])
+    np.testing.assert_allclose(as_array(score_hf(hf, TEXT)), want, atol=2e-5)
 
 
 def test_chat_template_scores_only_the_assistant_turn(tiny: HFModel) -> None:
@@ -268,5 +310,8 @@ def test_smollm2_gguf_scores_a_sentence(monkeypatch: pytest.MonkeyPatch) -> None
     assert b"".join(sc.token_bytes) == text.encode() and aggregate(sc)["bits_per_byte"] < 3
     direct = reference(hf.model, [hf.tokenizer.bos_token_id, *hf.encode(text)])
     np.testing.assert_allclose(as_array(sc), direct, atol=1e-3, rtol=1e-4)
-    monkeypatch.setattr(llm, "LOGIT_ELEMENTS", 3 * hf.vocab_size)  # 3 positions per forward, through the KV cache
+    assert hf.split is not None  # decoder once, then the output layer in vocabulary blocks
+    monkeypatch.setattr(llm, "LOGIT_ELEMENTS", 3 * hf.vocab_size)  # 4 blocks; or 3 positions a forward (KV cache)
+    np.testing.assert_allclose(as_array(score_hf(hf, text)), direct, atol=1e-3, rtol=1e-4)
+    hf.__dict__["split"] = None
     np.testing.assert_allclose(as_array(score_hf(hf, text)), direct, atol=1e-3, rtol=1e-4)
