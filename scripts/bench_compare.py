@@ -3,8 +3,9 @@
 
     python scripts/bench_compare.py [--corpora /tmp/blt-corpora] [--out /tmp/blt-bench-compare] [--only default]
 
-Each run is a separate `blt compare` process under `/usr/bin/time -v`; its report lands in OUT/<run>/report.md and
-this script prints the tables plus a markdown line per run with wall time and peak RSS.
+Each run is a separate `blt compare --no-cache` process (the byte model scores the held-out text every time, as on a
+first run) under `/usr/bin/time -v`; its report lands in OUT/<run>/report.md and this script prints the tables plus
+a markdown line per run with wall time and peak RSS.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 
 def run(name: str, args: list[str], out: Path) -> str:
-    cmd = ["/usr/bin/time", "-v", "blt", "compare", *args, "--out", str(out / name)]
+    cmd = ["/usr/bin/time", "-v", "blt", "compare", *args, "--no-cache", "--out", str(out / name)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed:\n{proc.stderr[-2000:]}")
     wall = re.search(r"Elapsed \(wall clock\) time.*: (\S+)", proc.stderr).group(1)  # type: ignore[union-attr]
     rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))  # type: ignore[union-attr]
-    return f"| {name} | `blt compare {' '.join(args)}` | {wall} | {rss_kb / 1024:.0f} MiB |"
+    return f"| {name} | `blt compare {' '.join(args)} --no-cache` | {wall} | {rss_kb / 1024:.0f} MiB |"
 
 
 def main() -> None:
