@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -82,3 +83,31 @@ def load_scores(path: Path, docs: Sequence[bytes]) -> list[ByteScores] | None:
         return None
     bounds = np.concatenate(([0], np.cumsum(lengths)))
     return [ByteScores(d, ent[a:b], sur[a:b]) for d, a, b in zip(docs, bounds[:-1], bounds[1:], strict=True)]
+
+
+def cached_tokenizer(
+    kind: str, vocab: int, train_docs: Sequence[bytes], *, train_sha: str | None = None, cache: bool = True
+) -> tuple[Any, Path | None, float]:
+    """A trained tokeniser — `bpe` (byte-level BPE), `sp-unigram` or `sp-bpe` (SentencePiece) — of `vocab` on
+    `train_docs`, trained once per (kind, vocab, training bytes) and then loaded from `<cache>/tokenizers/<key>.tok`.
+    Returns (tokeniser, its file or None when `cache` is off, training seconds of the run that trained it)."""
+    from blt import tokenizers as tk
+    from blt.report import write_atomic
+
+    cls = tk.ByteBPE if kind == "bpe" else tk.SentencePieceSegmenter
+    key = cache_key("tokenizer", kind=kind, vocab=vocab, train=train_sha or documents_hash(train_docs))
+    path = cache_dir("tokenizers") / f"{key}.tok"
+    meta = path.with_suffix(".json")
+    if cache and path.is_file() and meta.is_file():
+        return cls.load(path), path, json.loads(meta.read_text())["train_seconds"]
+    t = time.perf_counter()
+    if kind == "bpe":
+        seg: Any = tk.ByteBPE.train(train_docs, vocab)
+    else:
+        seg = tk.SentencePieceSegmenter.train(train_docs, vocab, model_type=kind.removeprefix("sp-"))
+    seconds = time.perf_counter() - t
+    if not cache:
+        return seg, None, seconds
+    write_atomic(path, seg.save)  # the tokeniser first: an entry counts only once its .json exists
+    write_atomic(meta, lambda p: p.write_text(json.dumps({"train_seconds": seconds, "kind": kind, "vocab": vocab})))
+    return seg, path, seconds

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from blt.cache import cached_tokenizer, documents_hash
 from blt.config import DataConfig
 from blt.data import ByteStream, build_cache
 from blt.entropy import LN2, ByteScores, corpus_bits_per_byte
@@ -63,7 +64,7 @@ class CompareConfig:
     adapt_minutes: float | None = None  # ... or for this long (with steps too: whichever ends first)
     precision: str = "32"  # byte-model scoring precision: 32, bf16, auto
     devices: int | str = 1  # devices for byte-model scoring (Lightning predict loop); >1 shards over GPUs
-    cache: bool = True  # reuse byte-model scores cached on disk (keyed by model weights and corpus bytes)
+    cache: bool = True  # reuse scores and trained tokenisers cached on disk (keyed by model weights, corpus bytes)
 
 
 def validate(cfg: CompareConfig) -> None:
@@ -122,13 +123,12 @@ def build_tokenisers(
 
     vocab = cfg.vocab_size or choose_vocab_size(cfg, train_docs)
     out, failures = [], []
+    train_sha = documents_hash(train_docs) if any(n in TRAINED for n in cfg.segmenters) else None
     for name in cfg.segmenters:
-        t = time.perf_counter()
+        t, seconds = time.perf_counter(), None
         try:
-            if name == "bpe":
-                seg: Any = tk.ByteBPE.train(train_docs, vocab)
-            elif name in ("sp-unigram", "sp-bpe"):
-                seg = tk.SentencePieceSegmenter.train(train_docs, vocab, model_type=name.removeprefix("sp-"))
+            if name in TRAINED:  # trained once per (kind, vocab, training bytes); later runs load it
+                seg, _, seconds = cached_tokenizer(name, vocab, train_docs, train_sha=train_sha, cache=cfg.cache)
             elif name in PRETRAINED:
                 seg = tk.TiktokenSegmenter(name.removeprefix("tiktoken-") + "_base", name=name)
             elif name.startswith("hf:"):
@@ -142,7 +142,8 @@ def build_tokenisers(
             else:
                 warn(f"{name} skipped: {exc}")
             continue
-        out.append(Segmenter(name, seg.vocab_size, seg.starts, time.perf_counter() - t))
+        seconds = seconds if seconds is not None else time.perf_counter() - t
+        out.append(Segmenter(name, seg.vocab_size, seg.starts, seconds))
     if failures:
         sizes = [int(x) for f in failures for x in re.findall(r"--vocab-size (\d+)", f)]
         if sizes and all("too large" in f for f in failures):  # one size that every trainer accepts

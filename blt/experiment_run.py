@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from blt.cache import cache_dir, cache_key, documents_hash, load_scores, model_hash
+from blt.cache import cached_tokenizer, documents_hash, load_scores, model_hash
 from blt.compare import (
     ENTROPY,
     TRAINED,
@@ -98,26 +98,6 @@ def _corpus(spec: CorpusSpec, cfg: ExperimentConfig) -> tuple[Sequence[bytes], l
     return train, docs, labels
 
 
-def train_tokenizer(kind: str, vocab: int, train_docs: Sequence[bytes], train_sha: str) -> tuple[Path, float]:
-    """The tokeniser file for (kind, vocab, training documents): trained once, then read from the cache."""
-    from blt import tokenizers as tk
-
-    key = cache_key("tokenizer", kind=kind, vocab=vocab, train=train_sha)
-    path = cache_dir("tokenizers") / f"{key}.tok"
-    meta = path.with_suffix(".json")
-    if path.is_file() and meta.is_file():
-        return path, json.loads(meta.read_text())["train_seconds"]
-    t = time.perf_counter()
-    if kind == "bpe":
-        seg: Any = tk.ByteBPE.train(train_docs, vocab)
-    else:
-        seg = tk.SentencePieceSegmenter.train(train_docs, vocab, model_type=kind.removeprefix("sp-"))
-    seconds = time.perf_counter() - t
-    write_atomic(path, seg.save)
-    write_atomic(meta, lambda p: p.write_text(json.dumps({"train_seconds": seconds, "kind": kind, "vocab": vocab})))
-    return path, seconds
-
-
 def prepare(
     cfg: ExperimentConfig,
     cells: list[Cell],
@@ -175,7 +155,8 @@ def prepare(
         docs = train_docs[cell.corpus]
         size = vocab or choose_vocab_size(CompareConfig(segmenters=[cell.kind]), docs)
         try:
-            path, seconds = train_tokenizer(cell.kind, size, docs, facts["corpora"][cell.corpus]["train_sha256"])
+            sha = facts["corpora"][cell.corpus]["train_sha256"]
+            _, path, seconds = cached_tokenizer(cell.kind, size, docs, train_sha=sha)
         except BltError as exc:
             raise BltError(f"cell {cell.label} on corpus {cell.corpus}: {exc}") from None
         ctx.tokenizers[key] = (path, size, seconds)

@@ -1,13 +1,17 @@
-"""Content keys and the score store: a key changes with any byte or weight and with nothing else; stored scores
-come back bit-identical, and an entry that does not fit the documents is a miss, never wrong scores."""
+"""Content keys, the score store and the tokeniser cache: a key changes with any byte or weight and with nothing
+else; stored scores come back bit-identical, and an entry that does not fit the documents is a miss, never wrong
+scores; a tokeniser trains once per (kind, vocabulary size, training bytes)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 from conftest import make_model
 
-from blt.cache import cache_key, documents_hash, load_scores, model_hash, save_scores
+from blt.cache import cache_key, cached_tokenizer, documents_hash, load_scores, model_hash, save_scores
 from blt.entropy import score
 
 
@@ -52,3 +56,28 @@ def test_scores_round_trip_and_mismatch_is_a_miss(tmp_path, tiny_model) -> None:
     (tmp_path / "broken.npz").write_bytes(b"not a zip")
     assert load_scores(tmp_path / "broken.npz", docs) is None
     assert not list(tmp_path.glob(".*tmp"))  # written through a temp file, renamed
+
+
+@pytest.mark.parametrize("kind", ["bpe", "sp-unigram"])
+def test_a_tokeniser_trains_once_per_kind_vocab_and_training_bytes(
+    kind: str, monkeypatch: pytest.MonkeyPatch, isolated_env: Path
+) -> None:
+    """First call trains and stores; the second loads the same tokeniser (same units) without training; other
+    training bytes or another size is another entry; cache=False trains and writes nothing."""
+    import blt.tokenizers as tk
+
+    docs = [f"document {i}: the cat sat on the mat, naïve café {i * 7}".encode() for i in range(60)]
+    cls = tk.ByteBPE if kind == "bpe" else tk.SentencePieceSegmenter
+    trained: list[int] = []
+    real = cls.train.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(cls, "train", classmethod(lambda c, *a, **k: trained.append(1) or real(c, *a, **k)))
+    first, path, seconds = cached_tokenizer(kind, 300, docs)
+    again, path2, seconds2 = cached_tokenizer(kind, 300, docs)
+    assert len(trained) == 1 and path == path2 and seconds == seconds2 and path.parent == isolated_env / "tokenizers"
+    probe = "the naïve cat, unseen \U0001f600".encode()
+    assert np.array_equal(first.starts(probe), again.starts(probe)) and again.vocab_size == 300
+    cached_tokenizer(kind, 300, docs[:-1])
+    cached_tokenizer(kind, 320, docs)
+    assert len(trained) == 3 and len(list((isolated_env / "tokenizers").glob("*.tok"))) == 3
+    _, none, _ = cached_tokenizer(kind, 300, docs, cache=False)
+    assert none is None and len(trained) == 4 and len(list((isolated_env / "tokenizers").glob("*.tok"))) == 3

@@ -633,19 +633,24 @@ def test_validation_reports_every_problem_at_once() -> None:
         validate(CompareConfig(adapt_steps=5, devices=2))
 
 
-def test_a_second_run_reuses_the_cached_scores(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The same model on the same held-out text: the second comparison reads the scores from $BLT_CACHE (no
-    score call), says so instead of a scoring speed, and gives identical results; `cache=False` scores again."""
+def test_a_second_run_reuses_the_cached_scores_and_tokenisers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The same model on the same held-out text: the second comparison reads the scores and the BPE from $BLT_CACHE
+    (no score call, no training), says so instead of a scoring speed, and gives identical results; `cache=False`
+    scores and trains again."""
+    trained: list[int] = []
+    real = ByteBPE.train.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(ByteBPE, "train", classmethod(lambda c, *a, **k: trained.append(1) or real(c, *a, **k)))
     cfg = CompareConfig(
         sources=["udhr"],
-        segmenters=["space", "entropy-global"],
+        segmenters=["bpe", "space", "entropy-global"],
+        vocab_size=VOCAB,
         model=str(save_spiky(tmp_path / "spiky")),
         match=None,
         threshold=0.3,
         eval_fraction=EVAL_FRACTION,
     )
     first, second = compare_with_probes(cfg, monkeypatch), compare_with_probes(cfg, monkeypatch)
-    assert len(first["score_calls"]) == 1 and second["score_calls"] == []
+    assert len(first["score_calls"]) == 1 and second["score_calls"] == [] and len(trained) == 1
     a, b = first["results"], second["results"]
     assert a["byte_model"]["scores_cached"] is False and a["byte_model"]["scoring_mb_per_s"] > 0
     assert b["byte_model"]["scores_cached"] is True and b["byte_model"]["scoring_mb_per_s"] is None
@@ -655,6 +660,7 @@ def test_a_second_run_reuses_the_cached_scores(monkeypatch: pytest.MonkeyPatch, 
         {k: v for k, v in r.items() if k not in drop} for r in b["segmenters"]
     ]
     assert len(compare_with_probes(replace_cfg(cfg, cache=False), monkeypatch)["score_calls"]) == 1
+    assert len(trained) == 2
 
 
 def test_run_compare_validates_before_reading_anything(monkeypatch: pytest.MonkeyPatch) -> None:
