@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -110,7 +111,6 @@ def prepare(
     experiment.json and the cells that can run (unavailable pretrained tokenisers are skipped with a warning).
     A rank other than 0 of a multi-device scoring run returns None once its share is scored."""
     from blt.checkpoint import load_model
-    from blt.corpus import score_corpus, scores_path
 
     ctx = Context({}, {}, {}, {}, {}, {}, cfg.metrics, cfg.by_language)
     cards: dict[str, dict[str, float]] = {}
@@ -120,27 +120,26 @@ def prepare(
         stage(f"reading corpus {spec.name}")
         train, docs, labels = _corpus(spec, cfg)
         train_docs[spec.name], ctx.eval_docs[spec.name], ctx.labels[spec.name] = train, docs, labels
+        train_sha, eval_sha = documents_hash(train), documents_hash(docs)
         facts["corpora"][spec.name] = {
-            "sha256": documents_hash([*train, b"\0eval\0", *docs]),
-            "train_sha256": documents_hash(train),
+            "sha256": hashlib.sha256(f"{train_sha}:{eval_sha}".encode()).hexdigest(),
+            "train_sha256": train_sha,
+            "eval_sha256": eval_sha,
             "train_bytes": sum(map(len, train)),
             "eval_bytes": sum(map(len, docs)),
             "eval_documents": len(docs),
         }
     for name in cfg.models:
+        stage(f"scoring with {name}")
         lm = load_model(name, device="auto")
         facts["models"][name] = {"sha256": model_hash(lm), "params": lm.num_params(), "bits_per_byte": {}}
         cards[name] = dict(lm.card.get("patch_thresholds_nats", {}))
-        for spec in cfg.corpora:
-            stage(f"scoring {spec.name} with {name}")
-            docs = ctx.eval_docs[spec.name]
-            scores = score_corpus(lm, docs, precision=cfg.precision, devices=devices)
-            if scores is None:
-                return None
-            ctx.scores[spec.name, name] = scores_path(lm, docs, precision=cfg.precision)
-            ctx.model_bpb[spec.name, name] = facts["models"][name]["bits_per_byte"][spec.name] = corpus_bits_per_byte(
-                scores
-            )
+        per_corpus = _score_corpora(lm, ctx.eval_docs, cfg.precision, devices)
+        if per_corpus is None:
+            return None  # a rank other than 0 of a multi-device run: its share is on disk for rank 0
+        for corpus, (path, scores) in per_corpus.items():
+            ctx.scores[corpus, name] = path
+            ctx.model_bpb[corpus, name] = facts["models"][name]["bits_per_byte"][corpus] = corpus_bits_per_byte(scores)
     for cell in cells:  # before any tokeniser trains: an unreachable target fails the run in seconds
         if cell.kind in ENTROPY:
             ctx.thresholds[cell.id] = cell_threshold(cell, ctx, cards[str(cell.model)])
@@ -170,6 +169,29 @@ def prepare(
             continue
         runnable.append(cell)
     return ctx, facts, runnable
+
+
+def _score_corpora(
+    lm: Any, eval_docs: dict[str, list[bytes]], precision: str, devices: int | str
+) -> dict[str, tuple[Path, list[Any]]] | None:
+    """Every corpus's held-out documents scored by `lm`, each cached under its own key (`scores_path`). What is not
+    cached yet is scored in one Lightning predict run over all corpora together, so a multi-device run launches
+    its processes once per model. None on ranks other than 0."""
+    from blt.cache import save_scores
+    from blt.corpus import score_corpus, scores_path
+
+    paths = {c: scores_path(lm, docs, precision=precision) for c, docs in eval_docs.items()}
+    hits = {c: load_scores(paths[c], docs) for c, docs in eval_docs.items()}
+    todo = [c for c, hit in hits.items() if hit is None]
+    if todo:
+        joined = [d for c in todo for d in eval_docs[c]]
+        scores = score_corpus(lm, joined, precision=precision, devices=devices, cache=False)
+        if scores is None:
+            return None
+        for c in todo:
+            hits[c], scores = scores[: len(eval_docs[c])], scores[len(eval_docs[c]) :]
+            save_scores(paths[c], hits[c])
+    return {c: (paths[c], hits[c]) for c in eval_docs}  # type: ignore[misc]
 
 
 # ------------------------------------------------------------------------------------------- one cell
@@ -334,6 +356,11 @@ def run_experiment(
     out = Path(out)
     if workers < 1:
         raise BltError(f"--workers must be ≥ 1, got {workers}")
+    if devices not in (1, "1") and len(cfg.models) > 1:  # a multi-device run launches its processes once
+        raise BltError(
+            f"--devices {devices} scores one byte model per run; run once per model with --set 'models=[M]' (the "
+            f"scores are cached), then the whole experiment on one device"
+        )
     check_out_dir(out, cfg, resume=resume, force=force)
     cells = expand(cfg)
     t0 = time.perf_counter()

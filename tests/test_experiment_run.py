@@ -296,3 +296,34 @@ def test_an_unreachable_target_fails_before_any_training(tmp_path: Path, model: 
     assert msg.startswith("cell entropy-monotonic@1.01 on corpus udhr: target_bytes_per_patch=1.01 is out of reach")
     assert "remove that target from the grid" in msg and counts["bpe"] == 0
     assert not list((tmp_path / "out").glob("cells/*.json"))
+
+
+def test_several_models_score_corpora_once_each_and_devices_need_one_model(
+    tmp_path: Path, model: Path, counts: dict
+) -> None:
+    """Two corpora, two models: each model scores both corpora in one predict run (one Trainer, so a multi-device
+    run launches once per model) and the per-corpus caches serve the next run; --devices > 1 with two models is
+    refused before anything runs."""
+    other = save_spiky(tmp_path / "other")  # same weights: a separate directory, the same content hash
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i, d in enumerate(DOCS[::3]):
+        (corpus / f"{i:03d}.txt").write_bytes(d.data)
+    spec = grid(
+        model,
+        corpora=["udhr", {"name": "files", "sources": [str(corpus)]}],
+        models=[str(model), str(other)],
+        segmenters=["space", {"kind": "entropy-global", "target_bytes_per_patch": [3]}],
+    )
+    cfg = experiment_from_dict(spec)
+    with pytest.raises(BltError, match="--devices 2 scores one byte model per run"):
+        run_experiment(cfg, tmp_path / "out", devices=2)
+    run_experiment(cfg, tmp_path / "out")
+    assert counts["score"] == 1  # one predict batch over both corpora; the second model (same weights) hits the cache
+    rows = table(tmp_path / "out")
+    assert len(rows) == 8 and {r["model"] for r in rows} == {str(model), str(other)}
+    first = {(r["corpus"], r["segmenter"]): r for r in rows if r["model"] == str(model)}
+    for r in rows:  # equal weights, equal numbers
+        assert {k: v for k, v in r.items() if k not in ("cell", "model")} == {
+            k: v for k, v in first[r["corpus"], r["segmenter"]].items() if k not in ("cell", "model")
+        }
