@@ -154,7 +154,7 @@ def build_tokenisers(
     return out, vocab
 
 
-def _rule_segmenter(name: str, size: int) -> Segmenter:
+def rule_segmenter(name: str, size: int) -> Segmenter:
     def starts(data: bytes) -> np.ndarray:
         arr = np.frombuffer(data, dtype=np.uint8)
         return patch_starts(np.zeros(len(data), np.float32), rule=name, patch_size=size, data=arr)
@@ -234,12 +234,12 @@ def run_compare(
     segmenters, vocab = build_tokenisers(cfg, train_docs, warn)
     # Compression matching: the entropy thresholds (and the fixed size) follow the matched segmenter's bytes/unit.
     by_name = {s.name: s for s in segmenters}
-    by_name.update({n: _rule_segmenter(n, 1) for n in ("space", "byte") if n in cfg.segmenters})
+    by_name.update({n: rule_segmenter(n, 1) for n in ("space", "byte") if n in cfg.segmenters})
     match_bpu = _bytes_per_unit(by_name[cfg.match], eval_docs) if cfg.match in by_name else None
     if cfg.match is not None and match_bpu is None:
         raise BltError(f"--match {cfg.match} is unavailable in this run (skipped above); choose another")
     size = cfg.fixed_size or max(1, round(match_bpu or 4))  # fixed patches as long as the matched units
-    segmenters += [_rule_segmenter(n, size) if n == "fixed" else by_name[n] for n in RULE_BASED if n in cfg.segmenters]
+    segmenters += [rule_segmenter(n, size) if n == "fixed" else by_name[n] for n in RULE_BASED if n in cfg.segmenters]
     for name in ENTROPY:
         if name in cfg.segmenters:
             assert scores is not None
@@ -421,11 +421,14 @@ def adapt(lm: Any, train_docs: Sequence[bytes], steps: int, *, minutes: float | 
 
 
 def finite(x: Any) -> Any:
-    """NaN/inf -> None, recursively, so results.json is strict JSON."""
+    """NaN/inf -> None and numpy scalars -> Python, recursively, so results are strict JSON (and the same values
+    after a round trip through it)."""
+    if isinstance(x, np.generic):
+        x = x.item()
     if isinstance(x, float) and not math.isfinite(x):
         return None
     if isinstance(x, dict):
         return {k: finite(v) for k, v in x.items()}
-    if isinstance(x, list):
+    if isinstance(x, (list, tuple)):
         return [finite(v) for v in x]
     return x

@@ -309,3 +309,17 @@ def write_experiment_report(rows: list[Row], language_rows: list[Row], meta: dic
     versions = meta.get("versions") or {}
     lines.append("Versions: " + (", ".join(f"{k} {v}" for k, v in versions.items()) or "–"))
     return write_atomic(out / "report.md", lambda p: p.write_text("\n".join(lines) + "\n"))
+
+
+def write_tables(out: Path, rows: list[dict[str, Any]], language_rows: list[dict[str, Any]]) -> None:
+    """results.parquet + results.csv (a row per cell); by_language.csv when there are labelled rows."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist(rows)
+    write_atomic(out / "results.parquet", lambda p: pq.write_table(table, p))
+    write_atomic(out / "results.csv", lambda p: pcsv.write_csv(table, p))
+    if language_rows:
+        langs = pa.Table.from_pylist(language_rows)
+        write_atomic(out / "by_language.csv", lambda p: pcsv.write_csv(langs, p))

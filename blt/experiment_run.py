@@ -32,9 +32,10 @@ from blt.compare import (
     StreamDocuments,
     check_lossless,
     choose_vocab_size,
+    finite,
+    rule_segmenter,
     split_corpus,
 )
-from blt.compare import _rule_segmenter as rule_segmenter
 from blt.config import DataConfig
 from blt.data import build_cache
 from blt.entropy import corpus_bits_per_byte
@@ -303,21 +304,8 @@ def _run_in_worker(cell: Cell) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- the run
-def _plain(x: Any) -> Any:
-    """numpy scalars -> Python; NaN/inf -> None (strict JSON, and the same value after a round trip)."""
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not np.isfinite(x):
-        return None
-    return x
-
-
 def _write_json(path: Path, obj: Any) -> None:
-    text = json.dumps(_plain(obj), indent=1, default=str, allow_nan=False) + "\n"
+    text = json.dumps(finite(obj), indent=1, default=str, allow_nan=False) + "\n"
     write_atomic(path, lambda p: p.write_text(text))
 
 
@@ -403,23 +391,10 @@ def run_experiment(
     rows = [json.loads((out / "cells" / f"{c.id}.json").read_text()) for c in runnable]
     language_rows = [lang for r in rows for lang in r.pop("_languages")]
     meta.update(cells=len(runnable), seconds=time.perf_counter() - t0, complete=True)
+    from blt.experiment_report import write_experiment_report, write_tables
+
     write_tables(out, rows, language_rows)
-    from blt.experiment_report import write_experiment_report
 
     write_experiment_report(rows, language_rows, meta, out)
     _write_json(previous, meta)
     return {"rows": rows, "language_rows": language_rows, "meta": meta}
-
-
-def write_tables(out: Path, rows: list[dict[str, Any]], language_rows: list[dict[str, Any]]) -> None:
-    """results.parquet + results.csv (a row per cell); by_language.csv when there are labelled rows."""
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pylist(rows)
-    write_atomic(out / "results.parquet", lambda p: pq.write_table(table, p))
-    write_atomic(out / "results.csv", lambda p: pcsv.write_csv(table, p))
-    if language_rows:
-        langs = pa.Table.from_pylist(language_rows)
-        write_atomic(out / "by_language.csv", lambda p: pcsv.write_csv(langs, p))
