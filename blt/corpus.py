@@ -63,11 +63,17 @@ SCHEMA = pa.schema(
 )
 
 
+def _rank() -> tuple[int, int]:
+    """(rank, world size) of this process, read inside the predict loop so spawned strategies shard correctly."""
+    dist = torch.distributed
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+
+
 class DocumentGroups(IterableDataset):
     """Groups of up to `group_bytes` of documents; with several ranks, group k goes to rank k % world_size."""
 
-    def __init__(self, cfg: DataConfig, group_bytes: int, rank: int = 0, world_size: int = 1) -> None:
-        self.cfg, self.group_bytes, self.rank, self.world_size = cfg, group_bytes, rank, world_size
+    def __init__(self, cfg: DataConfig, group_bytes: int) -> None:
+        self.cfg, self.group_bytes = cfg, group_bytes
 
     def _groups(self) -> Iterator[list[Document]]:
         group: list[Document] = []
@@ -82,9 +88,10 @@ class DocumentGroups(IterableDataset):
             yield group
 
     def __iter__(self) -> Iterator[list[Document]]:
+        rank, world_size = _rank()
         info = get_worker_info()
-        shards = self.world_size * (info.num_workers if info else 1)
-        shard = self.rank * (info.num_workers if info else 1) + (info.id if info else 0)
+        shards = world_size * (info.num_workers if info else 1)
+        shard = rank * (info.num_workers if info else 1) + (info.id if info else 0)
         return islice(self._groups(), shard, None, shards)
 
 
@@ -139,6 +146,8 @@ class ParquetWriter(BasePredictionWriter):
         if self.writer is not None and self.tmp is not None:
             self.writer.close()
             self.tmp.replace(self.out / f"patches-{trainer.global_rank}.parquet")
+        totals = json.dumps(self.totals)  # this rank's share, summed by rank 0 into summary.json
+        write_atomic(self.out / f".totals-{trainer.global_rank}.json", lambda p: p.write_text(totals))
 
     def on_exception(self, trainer: L.Trainer, pl_module: Any, exception: BaseException) -> None:
         if self.writer is not None and self.tmp is not None:  # never leave a half-written file behind
@@ -153,6 +162,7 @@ def segment_corpus(
     *,
     devices: int | str = "auto",
     accelerator: str = "auto",
+    strategy: str = "auto",
     group_bytes: int = 1 << 18,
     calibration_bytes: int = 1 << 20,
     progress: bool = True,
@@ -178,33 +188,43 @@ def segment_corpus(
         if not sample:
             raise BltError(f"data sources {cfg.sources} contain no text")
         patcher.fit(sample)
-    trainer = L.Trainer(
-        accelerator=accelerator,
-        devices=devices,
-        precision="32-true",
-        logger=False,
-        callbacks=[writer := ParquetWriter(out), *([RichProgressBar()] if progress else [])],
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-    )
-    data = DocumentGroups(cfg, group_bytes, trainer.global_rank, trainer.world_size)
-    trainer.predict(PatchingModule(patcher), DataLoader(data, batch_size=None), return_predictions=False)
-    if writer.totals["documents"] == 0 and trainer.world_size == 1:
+    with quiet_lightning():
+        trainer = L.Trainer(
+            accelerator=accelerator,
+            devices=devices,
+            strategy=strategy,
+            precision="32-true",
+            logger=False,
+            callbacks=[writer := ParquetWriter(out), *([RichProgressBar()] if progress else [])],
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            use_distributed_sampler=False,
+        )
+        data = DocumentGroups(cfg, group_bytes)
+        trainer.predict(PatchingModule(patcher), DataLoader(data, batch_size=None), return_predictions=False)
+    trainer.strategy.barrier()  # every rank's totals are on disk
+    if trainer.global_rank != 0:
+        return writer.totals  # rank 0 writes the summary of all ranks
+    totals = dict.fromkeys(writer.totals, 0)
+    for rank in range(trainer.world_size):
+        part = out / f".totals-{rank}.json"
+        for key, value in json.loads(part.read_text()).items():
+            totals[key] += value
+        part.unlink()
+    if totals["documents"] == 0:
         raise BltError(f"data sources {cfg.sources} contain no text")
     threshold = patcher.rule_threshold
     summary = {
-        **writer.totals,
+        **totals,
         "rule": patcher.rule,
         "threshold_nats": threshold,
         "threshold_bits": threshold / LN2 if threshold is not None else None,
         "calibrated_on_bytes": calibrated_on or None,
-        "bytes_per_patch": writer.totals["bytes"] / max(writer.totals["patches"], 1),
+        "bytes_per_patch": totals["bytes"] / max(totals["patches"], 1),
         "max_patch_length": patcher.max_patch_length,
         "sources": cfg.sources,
     }
-    if trainer.is_global_zero and trainer.world_size == 1:
-        write_atomic(out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
+    write_atomic(out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
     return summary
 
 
@@ -216,8 +236,7 @@ class IndexedGroups(IterableDataset):
         self.docs, self.group_bytes = docs, group_bytes
 
     def __iter__(self) -> Iterator[list[tuple[int, bytes]]]:
-        dist = torch.distributed
-        rank, world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        rank, world_size = _rank()
         groups, group, size = [], [], 0
         for i, d in enumerate(self.docs):
             group.append(i)

@@ -93,6 +93,31 @@ def test_summary_holds_the_totals(fixed_corpus: tuple) -> None:
     assert summary["calibrated_on_bytes"] is None and summary["max_patch_length"] is None
 
 
+def test_two_processes_share_the_corpus_and_rank_0_sums_the_summary(fixed_corpus: tuple, tmp_path: Path) -> None:
+    """Two CPU ranks (gloo, spawned): groups alternate between them, each rank writes its own Parquet file, and
+    rank 0 sums both ranks' totals into summary.json — the same rows and totals as one process."""
+    docs, one_out, one = fixed_run(fixed_corpus)
+    summary = segment_corpus(
+        Patcher(spiky_model(), threshold=THRESHOLD),
+        DataConfig(sources=[str(fixed_corpus[1] / "corpus")]),
+        tmp_path / "two",
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        group_bytes=500,
+        progress=False,
+    )
+    files = sorted(p.name for p in (tmp_path / "two").iterdir())
+    assert files == ["patches-0.parquet", "patches-1.parquet", "summary.json"]
+    parts = [pq.read_table(tmp_path / "two" / f).to_pylist() for f in files[:2]]
+    assert parts[0] and parts[1]  # both ranks did work
+    rows = sorted(parts[0] + parts[1], key=lambda r: r["name"])
+    assert rows == sorted(pq.read_table(one_out / "patches-0.parquet").to_pylist(), key=lambda r: r["name"])
+    written = json.loads((tmp_path / "two" / "summary.json").read_text())
+    for key in ("documents", "bytes", "patches", "bytes_per_patch"):
+        assert written[key] == summary[key] == one[key]
+
+
 def test_refuses_to_overwrite_patches(tmp_path: Path) -> None:
     """Checked before anything is scored or written: the old patches stay as they were."""
     write_corpus(tmp_path / "corpus")
