@@ -328,6 +328,9 @@ def compare(
     relative_threshold: RelativeOpt = None,
     fixed_size: SizeOpt = None,
     eval_fraction: Annotated[float, typer.Option(help="share of documents held out for measuring")] = 0.1,
+    eval_data: Annotated[
+        list[str] | None, typer.Option("--eval-data", help="measure on these documents (train on all of --data)")
+    ] = None,
     max_eval_bytes: Annotated[int, typer.Option(help="measure at most this many held-out bytes (0: all)")] = 4_000_000,
     by_language: Annotated[bool, typer.Option(help="metrics per language label (udhr)")] = False,
     adapt_steps: Annotated[int, typer.Option("--adapt", help="fine-tune the byte model N steps on the corpus")] = 0,
@@ -363,6 +366,7 @@ def compare(
         relative_threshold=relative_threshold,
         fixed_size=fixed_size,
         eval_fraction=eval_fraction,
+        eval_sources=eval_data,
         max_eval_bytes=max_eval_bytes or None,
         devices=int(devices) if devices.isdigit() else devices,
         cache=cache,

@@ -26,6 +26,7 @@ from blt.entropy import LN2, ByteScores, corpus_bits_per_byte
 from blt.errors import BltError
 from blt.metrics import BoundaryCounts, SegmentationStats, boundary_counts, unit_information
 from blt.patching import calibrate_threshold, patch_starts
+from blt.sources import iter_documents
 
 TRAINED = ("bpe", "sp-unigram", "sp-bpe")
 PRETRAINED = ("tiktoken-cl100k", "tiktoken-o200k")
@@ -56,6 +57,7 @@ class CompareConfig:
     relative_threshold: float | None = None  # monotonic threshold (nats) when match is None
     fixed_size: int | None = None  # fixed patch size; None -> the matched segmenter's bytes/unit, rounded
     eval_fraction: float = 0.1  # documents held out for evaluation (tokenisers train on the rest)
+    eval_sources: list[str] | None = None  # measure on these documents instead (tokenisers train on all `sources`)
     max_eval_bytes: int | None = 4_000_000  # measure at most this many held-out bytes (flat memory); None: all
     split_seed: int = 0  # seed of the train/evaluation split
     max_bytes: int | None = None  # read at most this many bytes of the corpus
@@ -180,12 +182,25 @@ class StreamDocuments(Sequence[bytes]):
 
 def split_corpus(cfg: CompareConfig) -> tuple[Sequence[bytes], list[bytes], list[str | None]]:
     """Training documents (streamed from the cache) and the held-out documents to measure (at most
-    `max_eval_bytes` of them, in corpus order, so memory stays flat however large the corpus)."""
+    `max_eval_bytes` of them, in corpus order, so memory stays flat however large the corpus): a content-hash
+    split of `sources`, or, with `eval_sources`, all of `sources` to train on and those documents to measure."""
+    if cfg.eval_sources:
+        train = build_cache(DataConfig(sources=cfg.sources, val_fraction=0, max_bytes=cfg.max_bytes)).train
+        evaluation, labels, size = [], [], 0
+        for doc in iter_documents(DataConfig(sources=cfg.eval_sources)):
+            if evaluation and cfg.max_eval_bytes is not None and size + len(doc.data) > cfg.max_eval_bytes:
+                break
+            evaluation.append(doc.data)
+            labels.append(doc.label)
+            size += len(doc.data)
+        if not evaluation:
+            raise BltError(f"--eval-data {cfg.eval_sources} holds no text")
+        return StreamDocuments(train), evaluation, labels
     data_cfg = DataConfig(
         sources=cfg.sources, val_fraction=cfg.eval_fraction, split_seed=cfg.split_seed, max_bytes=cfg.max_bytes
     )
     cache = build_cache(data_cfg)
-    evaluation: list[bytes] = []
+    evaluation = []
     size = 0
     for i in range(cache.val.n_docs):
         if evaluation and cfg.max_eval_bytes is not None and size + cache.val.doc_length(i) > cfg.max_eval_bytes:

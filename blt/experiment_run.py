@@ -29,22 +29,18 @@ from blt.compare import (
     ENTROPY,
     TRAINED,
     CompareConfig,
-    StreamDocuments,
     check_lossless,
     choose_vocab_size,
     finite,
     rule_segmenter,
     split_corpus,
 )
-from blt.config import DataConfig
-from blt.data import build_cache
 from blt.entropy import corpus_bits_per_byte
 from blt.errors import BltError
 from blt.experiment import METRICS, Cell, CorpusSpec, ExperimentConfig, expand
 from blt.metrics import SegmentationStats
 from blt.patching import calibrate_threshold, patch_starts
 from blt.report import package_versions, write_atomic
-from blt.sources import iter_documents
 
 PARAM_COLUMNS = ("vocab_size", "target_bytes_per_patch", "threshold_nats", "max_patch_length", "patch_size")
 
@@ -74,30 +70,16 @@ class Context:
 
 # ------------------------------------------------------------------------------------------- preparing inputs
 def _corpus(spec: CorpusSpec, cfg: ExperimentConfig) -> tuple[Sequence[bytes], list[bytes], list[str | None]]:
-    """(training documents, held-out documents, their labels) of one corpus."""
-    if spec.eval_sources is None:
-        return split_corpus(
-            CompareConfig(
-                sources=spec.sources,
-                eval_fraction=cfg.eval_fraction,
-                max_eval_bytes=cfg.max_eval_bytes,
-                split_seed=cfg.split_seed,
-                max_bytes=spec.max_bytes,
-            )
-        )
-    train = StreamDocuments(
-        build_cache(DataConfig(sources=spec.sources, val_fraction=0, max_bytes=spec.max_bytes)).train
+    """(training documents, held-out documents, their labels) of one corpus, split as `blt compare` splits."""
+    split = CompareConfig(
+        sources=spec.sources,
+        eval_sources=spec.eval_sources,
+        eval_fraction=cfg.eval_fraction,
+        max_eval_bytes=cfg.max_eval_bytes,
+        split_seed=cfg.split_seed,
+        max_bytes=spec.max_bytes,
     )
-    docs, labels, size = [], [], 0
-    for doc in iter_documents(DataConfig(sources=spec.eval_sources)):
-        if docs and cfg.max_eval_bytes is not None and size + len(doc.data) > cfg.max_eval_bytes:
-            break
-        docs.append(doc.data)
-        labels.append(doc.label)
-        size += len(doc.data)
-    if not docs:
-        raise BltError(f"corpus {spec.name}: eval_sources {spec.eval_sources} hold no text")
-    return train, docs, labels
+    return split_corpus(split)
 
 
 def prepare(

@@ -315,7 +315,8 @@ def write_compare_report(results: dict, out: str | Path, command: str, versions:
         "",
         f"Corpus {', '.join(results['config']['sources'])}: {results['train_documents']} training documents, "
         f"{results['eval_documents']} held-out documents ({results['eval_bytes']:,} bytes; at most "
-        f"max_eval_bytes = {results['config']['max_eval_bytes']}) measured.",
+        f"max_eval_bytes = {results['config']['max_eval_bytes']}) measured"
+        + (f", from {', '.join(ev)}." if (ev := results["config"].get("eval_sources")) else " (a content-hash split)."),
         "",
         markdown_table(headers, rows),
         "",

@@ -251,3 +251,22 @@ def test_bad_inputs_give_one_clear_line(model_dir: Path, corpus: Path, tmp_path:
     tiny = ["compare", "--data", str(tmp_path / "one"), "--segmenters", "space", "--match", "none"]
     assert_user_error([*tiny, "--out", str(tmp_path / "o2")], "too small to hold out documents")
     assert not (tmp_path / "out").exists()
+
+
+def test_eval_data_is_measured_and_all_of_data_trains(model_dir: Path, corpus: Path, tmp_path: Path) -> None:
+    """--eval-data: tokenisers train on every document of --data, the metrics cover exactly the --eval-data
+    documents (a fixed test set), and the report says where they came from."""
+    held = tmp_path / "held"
+    held.mkdir()
+    texts = ["a fixed test set, never trained on. " * 5, "zweites Dokument über Entropie und Bytes. " * 4]
+    for i, t in enumerate(texts):
+        (held / f"{i}.txt").write_text(t)
+    out = tmp_path / "out"
+    args = ["compare", "--data", str(corpus), "--eval-data", str(held), "--model", str(model_dir)]
+    code, _, err = run_cli(*args, "--segmenters", "space,entropy-global", "--match", "space", "--out", str(out))
+    assert code == 0, err
+    res = results_of(out)
+    n_corpus = len([p for p in corpus.rglob("*.txt") if p.stat().st_size])
+    assert res["eval_documents"] == 2 and res["eval_bytes"] == sum(len(t.encode()) for t in texts)
+    assert res["train_documents"] == n_corpus and res["config"]["eval_sources"] == [str(held)]
+    assert f"from {held}." in (out / "report.md").read_text()
