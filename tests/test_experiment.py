@@ -166,3 +166,14 @@ def test_every_shipped_experiment_loads_and_expands() -> None:
     assert targets == {2, 3, 4, 5, 6, 8}  # the BLT paper's range of patch sizes
     assert {c.param["vocab_size"] for c in sweep if c.kind == "bpe"} == {2048, 4096, 8192, 16384}
     assert len(sweep) == 26
+
+
+def test_the_documented_example_is_a_valid_experiment() -> None:
+    """docs/experiments.md's YAML: 1 corpus × 2 models × (bpe 2 + global 3×2 + space + tiktoken) = 20 cells."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "experiments.md").read_text()
+    block = re.search(r"```yaml\n(.*?)```", text, re.S)
+    assert block is not None
+    cfg = experiment_from_dict(yaml.safe_load(block[1]))
+    assert len(expand(cfg)) == 20 and cfg.metrics == ["bytes_per_unit", "bits_per_unit_cv", "word_boundary_f1"]
