@@ -121,7 +121,7 @@ def build_tokenisers(
     cfg: CompareConfig, train_docs: Sequence[bytes], warn: Callable[[str], None]
 ) -> tuple[list[Segmenter], int]:
     """Train (or load) every tokeniser of the run; unavailable pretrained ones are skipped with a warning."""
-    from blt import tokenizers as tk
+    from blt import pretrained
 
     vocab = cfg.vocab_size or choose_vocab_size(cfg, train_docs)
     out, failures = [], []
@@ -132,10 +132,10 @@ def build_tokenisers(
             if name in TRAINED:  # trained once per (kind, vocab, training bytes); later runs load it
                 seg, _, seconds = cached_tokenizer(name, vocab, train_docs, train_sha=train_sha, cache=cfg.cache)
             elif name in PRETRAINED:
-                seg = tk.TiktokenSegmenter(name.removeprefix("tiktoken-") + "_base", name=name)
+                seg = pretrained.TiktokenSegmenter(name.removeprefix("tiktoken-") + "_base", name=name)
             elif name.startswith("hf:"):
                 spec, _, gguf = name.removeprefix("hf:").partition("#")
-                seg = tk.HFTokenizerSegmenter(spec, gguf_file=gguf or None)
+                seg = pretrained.HFTokenizerSegmenter(spec, gguf_file=gguf or None)
             else:
                 continue
         except BltError as exc:

@@ -180,6 +180,7 @@ def _score_corpora(
 # ------------------------------------------------------------------------------------------- one cell
 def _segmenter(cell: Cell, ctx: Context) -> tuple[Callable[[bytes], np.ndarray], int | None, dict[str, Any]]:
     """(bytes -> starts, vocabulary size, parameter columns) of a cell."""
+    from blt import pretrained
     from blt import tokenizers as tk
 
     p, kind = cell.param, cell.kind
@@ -196,9 +197,11 @@ def _segmenter(cell: Cell, ctx: Context) -> tuple[Callable[[bytes], np.ndarray],
         if ("pre", kind) not in ctx._memo:
             if kind.startswith("hf:"):
                 spec, _, gguf = kind.removeprefix("hf:").partition("#")
-                ctx._memo["pre", kind] = tk.HFTokenizerSegmenter(spec, gguf_file=gguf or None)
+                ctx._memo["pre", kind] = pretrained.HFTokenizerSegmenter(spec, gguf_file=gguf or None)
             else:
-                ctx._memo["pre", kind] = tk.TiktokenSegmenter(kind.removeprefix("tiktoken-") + "_base", name=kind)
+                ctx._memo["pre", kind] = pretrained.TiktokenSegmenter(
+                    kind.removeprefix("tiktoken-") + "_base", name=kind
+                )
         seg = ctx._memo["pre", kind]
         return seg.starts, seg.vocab_size, {**cols, "vocab_size": seg.vocab_size}
     if kind in ("space", "byte", "fixed"):

@@ -28,7 +28,7 @@ import torch
 from blt.entropy import LN2, as_bytes, head_stats, plan_windows, position_stats
 from blt.entropy import score as score_bytes
 from blt.errors import BltError
-from blt.tokenizers import exact_lengths
+from blt.pretrained import exact_lengths
 
 LLM_EXTRA = "pip install 'blt-patcher[llm]'"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

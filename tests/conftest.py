@@ -1,4 +1,5 @@
-"""Shared test setup: no network, a private blt cache per test, and a tiny seeded model.
+"""Shared test setup: no network, a private blt cache per test, a tiny seeded model, and the tokeniser segmenters
+that test_tokenizers.py and test_pretrained.py share.
 
 Torch runs on one thread (see below). The offline variables are also set at import time because `datasets` and
 `huggingface_hub` read them once, when first imported; the autouse fixture repeats them so a test that edits the
@@ -11,6 +12,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -21,7 +23,10 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 torch.set_num_threads(1)
 
 from blt.config import ModelConfig  # noqa: E402
+from blt.errors import BltError  # noqa: E402
 from blt.model import ByteLM  # noqa: E402
+from blt.pretrained import HFTokenizerSegmenter, TiktokenSegmenter  # noqa: E402
+from blt.tokenizers import ByteBPE, SentencePieceSegmenter  # noqa: E402
 
 # The tiny shape of configs/tiny.yaml: trains and scores in milliseconds on a CPU.
 TINY = ModelConfig(n_layers=1, d_model=32, n_heads=2, context=64)
@@ -131,3 +136,92 @@ def write_jsonl(path: Path, rows: list[object]) -> Path:
 
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+# ------------------------------------------------------------------------------------- tokeniser segmenters
+# Shared by test_tokenizers.py (trained ones, lossless for all) and test_pretrained.py (tiktoken, Hugging Face).
+LANGS = ["en_Latn", "zh_Hans", "ar_Arab", "hi_Deva", "ru_Cyrl", "ja_Jpan", "th_Thai", "ko_Kore", "el_Grek", "he_Hebr"]
+# lone bytes, an encoded surrogate, NUL, truncated characters, an overlong form, a code point above U+10FFFF
+INVALID = [b"\xff", b"\xc3", b"ab\xed\xa0\x80cd", b"\x00\x80\xfe\n", b"caf\xc3", b"\xc0\xaf x \xf4\x90\x80\x80"]
+VOCAB = 1100  # the corpus below has 755 distinct characters: SentencePiece needs ≥ 755 + 259 pieces
+
+
+@pytest.fixture(scope="session")
+def samples() -> dict[str, str]:
+    import gflanguages
+
+    languages = gflanguages.LoadLanguages()
+    return {lang: languages[lang].sample_text.specimen_16 for lang in LANGS}
+
+
+@pytest.fixture(scope="session")
+def corpus(samples: dict[str, str]) -> list[bytes]:
+    return [text.encode() for text in samples.values()]
+
+
+def _tiny_hf_dirs(root: Path, texts: list[str]) -> dict[str, Path]:
+    """Three local tokenizers, one per offsets path: byte-level BPE (with GPT-2's trimmed offsets), a lower-casing
+    WordPiece (offset mapping) and a Llama-style ▁/<0xNN> BPE with a dummy prefix."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    byte_level = Tokenizer.from_str(ByteBPE.train(texts, 600).tokenizer.to_str())
+    byte_level.post_processor = processors.ByteLevel(trim_offsets=True)
+    wordpiece = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
+    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    wordpiece.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=2000, special_tokens=["[UNK]"]))
+    meta = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
+    meta.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    meta.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    specials = ["<unk>"] + [f"<0x{b:02X}>" for b in range(256)]
+    meta.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=1400, special_tokens=specials, show_progress=False))
+    dirs = {}
+    for name, tok in (("byte_level", byte_level), ("wordpiece", wordpiece), ("metaspace", meta)):
+        PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>").save_pretrained(root / name)
+        dirs[name] = root / name
+    return dirs
+
+
+@pytest.fixture(scope="session")
+def segmenters(tmp_path_factory: pytest.TempPathFactory, corpus: list[bytes], samples: dict[str, str]) -> dict:
+    """Every segmenter once per session (test_tokenizers and test_pretrained share them); tiktoken (extra) and HF
+    (llm extra) ones when installed. tiktoken's files are seeded into a private cache, not ~/.cache."""
+    segs = {
+        "bpe": ByteBPE.train(corpus, 1000),
+        "sp-unigram": SentencePieceSegmenter.train(corpus, VOCAB),
+        "sp-bpe": SentencePieceSegmenter.train(corpus, VOCAB, model_type="bpe"),
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path_factory.mktemp("tiktoken")))
+        for encoding in ("cl100k_base", "o200k_base"):
+            try:
+                segs[encoding] = TiktokenSegmenter(encoding)
+            except BltError:  # the tiktoken extra is not installed
+                pass
+    try:
+        dirs = _tiny_hf_dirs(tmp_path_factory.mktemp("hf"), list(samples.values()))
+    except ImportError:  # the llm extra (transformers) is not installed
+        dirs = {}
+    segs.update({f"hf-{k}": HFTokenizerSegmenter(path) for k, path in dirs.items()})
+    return segs
+
+
+def get(segmenters: dict, name: str):
+    if name not in segmenters:
+        pytest.skip(f"{name} needs an extra: pip install 'blt-patcher[tiktoken,llm]'")
+    return segmenters[name]
+
+
+NAMES = ["bpe", "sp-unigram", "sp-bpe", "cl100k_base", "o200k_base", "hf-byte_level", "hf-wordpiece", "hf-metaspace"]
+
+
+def check_lossless(seg, data: bytes) -> np.ndarray:
+    starts = seg.starts(data)
+    assert starts.dtype == np.int64 and starts.ndim == 1
+    if not data:
+        assert len(starts) == 0
+        return starts
+    assert starts[0] == 0 and np.all(np.diff(starts) > 0) and starts[-1] < len(data)
+    assert b"".join(seg.segments(data)) == data
+    return starts

@@ -16,6 +16,7 @@ import pytest
 import torch
 from conftest import assert_user_error, make_spiky_model, run_cli
 
+import blt.pretrained
 import blt.tokenizers
 from blt.checkpoint import load_model, save_model_dir
 from blt.compare import CompareConfig, run_compare, split_corpus
@@ -208,7 +209,7 @@ def test_unavailable_tiktoken_is_a_warning(corpus: Path, tmp_path: Path, monkeyp
     def unavailable(*args: object, **kwargs: object) -> None:
         raise BltError("the tiktoken segmenters need the tiktoken extra: pip install 'blt-patcher[tiktoken]'")
 
-    monkeypatch.setattr(blt.tokenizers, "TiktokenSegmenter", unavailable)
+    monkeypatch.setattr(blt.pretrained, "TiktokenSegmenter", unavailable)
     out = tmp_path / "out"
     code, stdout, stderr = run_cli(
         "compare",

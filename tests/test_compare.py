@@ -30,6 +30,7 @@ from conftest import make_spiky_model
 import blt.checkpoint
 import blt.compare
 import blt.corpus
+import blt.pretrained
 import blt.sources
 import blt.train
 from blt.checkpoint import load_model, save_model_dir
@@ -295,7 +296,7 @@ def test_hf_tokenizer_directory_units_are_its_tokens(run: Run) -> None:
 
 def test_tiktoken_units_equal_encode_ordinary(run: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     tiktoken = pytest.importorskip("tiktoken")
-    from blt.tokenizers import seed_tiktoken_cache
+    from blt.pretrained import seed_tiktoken_cache
 
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
     for name, encoding in (("tiktoken-cl100k", "cl100k_base"), ("tiktoken-o200k", "o200k_base")):
@@ -497,7 +498,7 @@ def test_unavailable_tiktoken_warns_and_the_rest_runs(monkeypatch: pytest.Monkey
     def unavailable(*args: Any, **kwargs: Any) -> Any:
         raise BltError("the tiktoken segmenters need the tiktoken extra: pip install 'blt-patcher[tiktoken]'")
 
-    monkeypatch.setattr(blt.tokenizers, "TiktokenSegmenter", unavailable)
+    monkeypatch.setattr(blt.pretrained, "TiktokenSegmenter", unavailable)
     cfg = CompareConfig(
         sources=["udhr"],
         segmenters=["bpe", "tiktoken-cl100k", "space", "hf:/no/such/dir"],

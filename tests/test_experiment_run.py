@@ -21,6 +21,7 @@ from test_compare import save_spiky, zipf_documents
 
 import blt.corpus
 import blt.experiment_run
+import blt.pretrained
 import blt.sources
 import blt.tokenizers
 from blt.errors import BltError
@@ -265,7 +266,7 @@ def test_unavailable_pretrained_tokeniser_is_skipped_with_a_warning(
     def unavailable(*a: Any, **k: Any) -> Any:
         raise BltError("tiktoken is not installed; pip install 'blt-patcher[tiktoken]'")
 
-    monkeypatch.setattr(blt.tokenizers, "TiktokenSegmenter", unavailable)
+    monkeypatch.setattr(blt.pretrained, "TiktokenSegmenter", unavailable)
     warnings: list[str] = []
     cfg = experiment_from_dict(grid(model, segmenters=["space", "tiktoken-cl100k"]))
     run_experiment(cfg, tmp_path / "out", warn=warnings.append)
