@@ -13,8 +13,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -239,6 +238,8 @@ def run_compare(
             return None  # a rank other than 0 of a multi-device run: its share is on disk for rank 0
         if adapting:
             progress("adapting the byte model on the training split")
+            from blt.train import adapt
+
             lm = adapt(lm, train_docs, cfg.adapt_steps, minutes=cfg.adapt_minutes)
             scores, after = _score(lm, eval_docs, cfg)
             assert scores is not None
@@ -392,47 +393,6 @@ def check_lossless(name: str, data: bytes, starts: np.ndarray) -> None:
         ok = len(starts) > 0 and starts[0] == 0 and starts[-1] < n and bool(np.all(np.diff(starts) > 0))
     if not ok:
         raise BltError(f"segmenter {name} is not lossless on a {n}-byte document (starts {starts[:8].tolist()}...)")
-
-
-def adapt(lm: Any, train_docs: Sequence[bytes], steps: int, *, minutes: float | None = None) -> Any:
-    """Fine-tune the byte model on the corpus's training split with the same training code as `blt train`, for
-    `steps` (cosine schedule) and/or `minutes` of wall time (a time budget alone keeps the rate constant after
-    warmup, since the number of steps is not known in advance)."""
-    import tempfile
-
-    from blt.checkpoint import load_model
-    from blt.train import train
-
-    with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "corpus"
-        corpus.mkdir()
-        for i, d in enumerate(train_docs):
-            (corpus / f"{i:07d}.txt").write_bytes(d)
-        cfg = replace(
-            lm.full_config,
-            data=replace(lm.full_config.data, sources=[str(corpus)], cache_dir=tmp, val_fraction=0.02, max_bytes=None),
-        )
-        steps = steps or 10**9  # time budget only: the clock ends the run, the schedule stays flat
-        warm = min(steps // 10, 100)
-        max_time = None
-        if minutes is not None:
-            seconds = max(int(minutes * 60), 1)
-            max_time = f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-        cfg = replace(
-            cfg,
-            train=replace(
-                cfg.train,
-                max_steps=steps,
-                warmup_steps=warm,
-                max_time=max_time,
-                lr=cfg.train.lr * 0.3,
-                val_every_steps=steps,
-                ckpt_every_steps=steps,
-                progress_bar=False,
-            ),
-        )
-        model_dir = train(cfg, Path(tmp) / "run", init_model=lm)
-        return load_model(model_dir, device=next(lm.parameters()).device)
 
 
 def finite(x: Any) -> Any:

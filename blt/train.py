@@ -1,6 +1,6 @@
 """Training with Lightning: the `LightningModule` around `ByteLM`, Trainer construction (accelerator, devices,
-strategy and precision from the config), atomic checkpoints, exact resume, bits-per-byte validation, and the
-export of a model directory at the end of a run.
+strategy and precision from the config), atomic checkpoints, exact resume, bits-per-byte validation, the
+export of a model directory at the end of a run, and `adapt` (fine-tuning a model on a corpus, for `blt compare`).
 
 Run directory layout (`blt train --out DIR`):
     DIR/config.yaml            resolved config of the run
@@ -17,6 +17,8 @@ import math
 import os
 import tempfile
 import warnings
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -241,3 +243,41 @@ def train(
     if trainer.is_global_zero:
         save_model_dir(module.model, cfg, card, out / "model")
     return out / "model"
+
+
+def adapt(lm: Any, train_docs: Sequence[bytes], steps: int, *, minutes: float | None = None) -> Any:
+    """Fine-tune the byte model on the corpus's training split with the same training code as `blt train`, for
+    `steps` (cosine schedule) and/or `minutes` of wall time (a time budget alone keeps the rate constant after
+    warmup, since the number of steps is not known in advance)."""
+    from blt.checkpoint import load_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "corpus"
+        corpus.mkdir()
+        for i, d in enumerate(train_docs):
+            (corpus / f"{i:07d}.txt").write_bytes(d)
+        cfg = replace(
+            lm.full_config,
+            data=replace(lm.full_config.data, sources=[str(corpus)], cache_dir=tmp, val_fraction=0.02, max_bytes=None),
+        )
+        steps = steps or 10**9  # time budget only: the clock ends the run, the schedule stays flat
+        warm = min(steps // 10, 100)
+        max_time = None
+        if minutes is not None:
+            seconds = max(int(minutes * 60), 1)
+            max_time = f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+        cfg = replace(
+            cfg,
+            train=replace(
+                cfg.train,
+                max_steps=steps,
+                warmup_steps=warm,
+                max_time=max_time,
+                lr=cfg.train.lr * 0.3,
+                val_every_steps=steps,
+                ckpt_every_steps=steps,
+                progress_bar=False,
+            ),
+        )
+        model_dir = train(cfg, Path(tmp) / "run", init_model=lm)
+        return load_model(model_dir, device=next(lm.parameters()).device)

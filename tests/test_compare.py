@@ -38,7 +38,6 @@ from blt.compare import (
     SEGMENTERS,
     CompareConfig,
     Segmenter,
-    adapt,
     build_tokenisers,
     check_lossless,
     choose_vocab_size,
@@ -57,6 +56,7 @@ from blt.patching import patch_starts
 from blt.report import write_compare_report
 from blt.sources import Document
 from blt.tokenizers import ByteBPE, SentencePieceSegmenter
+from blt.train import adapt
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
