@@ -8,10 +8,12 @@ Files are written to a temporary name and renamed, so an interrupted run never l
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import time
+import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,8 +37,12 @@ def documents_hash(docs: Iterable[bytes]) -> str:
 
 
 def model_hash(model: torch.nn.Module) -> str:
-    """SHA-256 over every tensor of the state dict (name, dtype, shape, bytes): identical weights, identical hash."""
+    """SHA-256 over the model's config (context, sliding window, ...: they change its outputs, not its weights) and
+    every tensor of the state dict (name, dtype, shape, bytes): identical model, identical hash."""
     h = hashlib.sha256()
+    cfg = getattr(model, "cfg", None)
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        h.update(json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode())
     for name, t in sorted(model.state_dict().items()):
         t = t.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
@@ -77,7 +83,7 @@ def load_scores(path: Path, docs: Sequence[bytes]) -> list[ByteScores] | None:
     try:
         with np.load(path) as z:
             lengths, ent, sur = z["lengths"], z["entropy_nats"], z["surprisal_nats"]
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # missing, foreign or truncated
         return None
     if lengths.tolist() != [len(d) for d in docs]:
         return None

@@ -24,13 +24,15 @@ def test_documents_hash_sees_document_boundaries_and_order() -> None:
     assert documents_hash([]) != documents_hash([b""])
 
 
-def test_model_hash_follows_the_weights_only() -> None:
+def test_model_hash_follows_the_weights_and_the_config() -> None:
     a, b = make_model(seed=0), make_model(seed=0)
     assert model_hash(a) == model_hash(b)  # equal weights, separate objects
     with torch.no_grad():
         next(b.parameters()).view(-1)[0] += 1e-6
     assert model_hash(a) != model_hash(b)
     assert model_hash(a) != model_hash(make_model(seed=1))
+    windowed = make_model(seed=0, sliding_window=8)  # the same weights, other outputs
+    assert model_hash(windowed) != model_hash(a)
 
 
 def test_cache_key_is_stable_and_separates_kinds_and_settings() -> None:
@@ -55,6 +57,8 @@ def test_scores_round_trip_and_mismatch_is_a_miss(tmp_path, tiny_model) -> None:
     assert load_scores(tmp_path / "missing.npz", docs) is None
     (tmp_path / "broken.npz").write_bytes(b"not a zip")
     assert load_scores(tmp_path / "broken.npz", docs) is None
+    (tmp_path / "cut.npz").write_bytes(path.read_bytes()[:100])  # a truncated entry
+    assert load_scores(tmp_path / "cut.npz", docs) is None
     assert not list(tmp_path.glob(".*tmp"))  # written through a temp file, renamed
 
 
