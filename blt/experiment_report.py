@@ -45,6 +45,7 @@ PLOTS = (  # (y key, y label, title, file)
     ("bits_per_unit_cv", "CV of bits per unit (lower = more even)", "evenness vs compression", "tradeoff-evenness.png"),
     ("word_boundary_f1", "word-boundary F1", "word-boundary agreement vs compression", "tradeoff-boundary-f1.png"),
 )
+PLOT_FILES = (*(plot[3] for plot in PLOTS), "by-language.png")  # every PNG a report can hold
 
 
 def number(value: Any) -> float | None:
@@ -249,7 +250,7 @@ def experiment_plots(rows: list[Row], language_rows: list[Row], out: Path) -> li
     if language_rows:
         panels, n_scripts = _script_panels(rows, language_rows)
         title = f"per script (top {n_scripts} by bytes): evenness vs compression"
-        written.append(_figure(panels, n_scripts, (*PLOTS[0][:2], title, "by-language.png"), colours, out))
+        written.append(_figure(panels, n_scripts, (*PLOTS[0][:2], title, PLOT_FILES[-1]), colours, out))
     return [name for name in written if name]
 
 

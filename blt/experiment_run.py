@@ -38,6 +38,7 @@ from blt.compare import (
 from blt.entropy import corpus_bits_per_byte
 from blt.errors import BltError
 from blt.experiment import METRICS, Cell, CorpusSpec, ExperimentConfig, expand
+from blt.experiment_report import PLOT_FILES
 from blt.metrics import SegmentationStats
 from blt.patching import calibrate_threshold, patch_starts
 from blt.report import package_versions, write_atomic
@@ -302,8 +303,8 @@ def check_out_dir(out: Path, cfg: ExperimentConfig, *, resume: bool, force: bool
             raise BltError(f"{out} is not empty and holds no experiment; choose another --out or pass --force")
         return
     previous = json.loads(meta.read_text()).get("config_sha256")
-    if force:
-        for name in ("cells", "results.parquet", "results.csv", "by_language.csv", "report.md"):
+    if force:  # what this module and the report write; anything else in `out` is left alone
+        for name in ("cells", "results.parquet", "results.csv", "by_language.csv", "report.md", *PLOT_FILES):
             shutil.rmtree(out / name) if (out / name).is_dir() else (out / name).unlink(missing_ok=True)
         return
     if previous != cfg.digest():

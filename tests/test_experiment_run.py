@@ -242,8 +242,11 @@ def test_output_directory_guards(tmp_path: Path, model: Path, counts: dict) -> N
     other = experiment_from_dict(grid(model, segmenters=["space"]))
     with pytest.raises(BltError, match="holds results of a different experiment config"):
         run_experiment(other, tmp_path / "out", resume=True)
-    run_experiment(other, tmp_path / "out", force=True)
+    assert (tmp_path / "out" / "by-language.png").is_file()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    run_experiment(other, tmp_path / "out", force=True, on_cell=lambda d, t: None)
     assert [r["segmenter"] for r in table(tmp_path / "out")] == ["space"]
+    assert (tmp_path / "out" / "notes.txt").read_text() == "mine"  # --force removes only what a run writes
     assert len(list((tmp_path / "out" / "cells").glob("*.json"))) == 1
     (tmp_path / "stuff").mkdir()
     (tmp_path / "stuff" / "notes.txt").write_text("mine")
