@@ -270,11 +270,13 @@ def run_compare(
 
 def _score(lm: Any, docs: list[bytes], cfg: CompareConfig) -> tuple[list[ByteScores] | None, dict[str, Any]]:
     """The byte model's scores of `docs` (Lightning predict loop, disk cache) and what the report says of them."""
+    from blt.cache import model_hash
     from blt.corpus import score_corpus, scores_path
 
-    cached = cfg.cache and scores_path(lm, docs, precision=cfg.precision).exists()
+    sha = model_hash(lm)  # once, for the cache check and the scoring
+    cached = cfg.cache and scores_path(lm, docs, precision=cfg.precision, model_sha=sha).exists()
     t = time.perf_counter()
-    scores = score_corpus(lm, docs, precision=cfg.precision, devices=cfg.devices, cache=cfg.cache)
+    scores = score_corpus(lm, docs, precision=cfg.precision, devices=cfg.devices, cache=cfg.cache, model_sha=sha)
     if scores is None:
         return None, {}
     seconds = time.perf_counter() - t

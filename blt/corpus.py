@@ -289,11 +289,12 @@ def scores_path(
     precision: str = "32",
     batch_size: int = 16,
     cache_root: str | Path | None = None,
+    model_sha: str | None = None,
 ) -> Path:
-    """Where `score_corpus` caches these scores: `<cache>/scores/<key>.npz`."""
-    key = cache_key(
-        "scores", model=model_hash(model), docs=documents_hash(docs), precision=precision, batch_size=batch_size
-    )
+    """Where `score_corpus` caches these scores: `<cache>/scores/<key>.npz`. `model_sha`: the model's
+    `model_hash`, when the caller has it (hashing a large model's weights is not free)."""
+    model_sha = model_sha or model_hash(model)
+    key = cache_key("scores", model=model_sha, docs=documents_hash(docs), precision=precision, batch_size=batch_size)
     return cache_dir("scores", cache_root) / f"{key}.npz"
 
 
@@ -310,13 +311,16 @@ def score_corpus(
     cache: bool = True,
     cache_root: str | Path | None = None,
     progress: bool = False,
+    model_sha: str | None = None,
 ) -> list[ByteScores] | None:
     """Per-byte entropy and surprisal (nats) of every document, through Lightning's predict loop.
 
     Cached under `<cache>/scores/<key>.npz`, the key made of the model's weights, the documents' bytes, precision
     and batch size; a hit returns without touching the model. With several devices every rank scores its share
     of the groups and writes a shard; rank 0 merges them and returns the scores, other ranks return None."""
-    path = scores_path(model, docs, precision=precision, batch_size=batch_size, cache_root=cache_root)
+    path = scores_path(
+        model, docs, precision=precision, batch_size=batch_size, cache_root=cache_root, model_sha=model_sha
+    )
     if cache and (hit := load_scores(path, docs)) is not None:
         return hit
     if isinstance(devices, int) and devices > 1 and accelerator != "cpu" and torch.cuda.device_count() < devices:

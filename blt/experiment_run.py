@@ -118,7 +118,7 @@ def prepare(
         lm = load_model(name, device="auto")
         facts["models"][name] = {"sha256": model_hash(lm), "params": lm.num_params(), "bits_per_byte": {}}
         cards[name] = dict(lm.card.get("patch_thresholds_nats", {}))
-        per_corpus = _score_corpora(lm, ctx.eval_docs, cfg.precision, devices)
+        per_corpus = _score_corpora(lm, facts["models"][name]["sha256"], ctx.eval_docs, cfg.precision, devices)
         if per_corpus is None:
             return None  # a rank other than 0 of a multi-device run: its share is on disk for rank 0
         for corpus, (path, scores) in per_corpus.items():
@@ -156,7 +156,7 @@ def prepare(
 
 
 def _score_corpora(
-    lm: Any, eval_docs: dict[str, list[bytes]], precision: str, devices: int | str
+    lm: Any, model_sha: str, eval_docs: dict[str, list[bytes]], precision: str, devices: int | str
 ) -> dict[str, tuple[Path, list[Any]]] | None:
     """Every corpus's held-out documents scored by `lm`, each cached under its own key (`scores_path`). What is not
     cached yet is scored in one Lightning predict run over all corpora together, so a multi-device run launches
@@ -164,12 +164,12 @@ def _score_corpora(
     from blt.cache import save_scores
     from blt.corpus import score_corpus, scores_path
 
-    paths = {c: scores_path(lm, docs, precision=precision) for c, docs in eval_docs.items()}
+    paths = {c: scores_path(lm, docs, precision=precision, model_sha=model_sha) for c, docs in eval_docs.items()}
     hits = {c: load_scores(paths[c], docs) for c, docs in eval_docs.items()}
     todo = [c for c, hit in hits.items() if hit is None]
     if todo:
         joined = [d for c in todo for d in eval_docs[c]]
-        scores = score_corpus(lm, joined, precision=precision, devices=devices, cache=False)
+        scores = score_corpus(lm, joined, precision=precision, devices=devices, cache=False, model_sha=model_sha)
         if scores is None:
             return None
         for c in todo:
