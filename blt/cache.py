@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import time
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -66,16 +65,19 @@ def cache_dir(kind: str, root: str | Path | None = None) -> Path:
 
 def save_scores(path: Path, scores: Sequence[ByteScores]) -> None:
     """Entropy and surprisal of every document, concatenated, with the document lengths (float32, nats)."""
-    lengths = np.array([len(s) for s in scores], dtype=np.int64)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez(
-            f,
-            lengths=lengths,
-            entropy_nats=np.concatenate([s.entropy_nats for s in scores]) if scores else np.zeros(0, np.float32),
-            surprisal_nats=np.concatenate([s.surprisal_nats for s in scores]) if scores else np.zeros(0, np.float32),
-        )
-    tmp.replace(path)
+    from blt.report import write_atomic
+
+    arrays = {
+        "lengths": np.array([len(s) for s in scores], dtype=np.int64),
+        "entropy_nats": np.concatenate([s.entropy_nats for s in scores]) if scores else np.zeros(0, np.float32),
+        "surprisal_nats": np.concatenate([s.surprisal_nats for s in scores]) if scores else np.zeros(0, np.float32),
+    }
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a name
+            np.savez(f, **arrays)
+
+    write_atomic(path, write)
 
 
 def load_scores(path: Path, docs: Sequence[bytes]) -> list[ByteScores] | None:

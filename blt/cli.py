@@ -16,7 +16,7 @@ from rich.table import Table
 
 from blt.cli_experiment import experiment
 from blt.cli_llm import llm_app
-from blt.cli_shared import err_console, out_console, print_json, read_input, user_errors
+from blt.cli_shared import err_console, out_console, parse_devices, print_json, read_input, user_errors
 from blt.errors import BltError
 
 app = typer.Typer(
@@ -265,8 +265,7 @@ def segment_corpus_cli(patcher: Any, sources: list[str], out: Path, devices: str
     from blt.config import DataConfig
     from blt.corpus import segment_corpus
 
-    n_devices: int | str = int(devices) if devices.isdigit() else devices
-    return segment_corpus(patcher, DataConfig(sources=sources), out, devices=n_devices)
+    return segment_corpus(patcher, DataConfig(sources=sources), out, devices=parse_devices(devices))
 
 
 @app.command()
@@ -368,7 +367,7 @@ def compare(
         eval_fraction=eval_fraction,
         eval_sources=eval_data,
         max_eval_bytes=max_eval_bytes or None,
-        devices=int(devices) if devices.isdigit() else devices,
+        devices=parse_devices(devices),
         cache=cache,
     )
     with err_console.status("starting") as status:

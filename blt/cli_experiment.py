@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from blt.cli_shared import err_console, out_console, user_errors
+from blt.cli_shared import err_console, out_console, parse_devices, user_errors
 from blt.errors import BltError
 
 
@@ -49,7 +49,7 @@ def experiment(
             resume=resume,
             force=force,
             workers=workers,
-            devices=int(devices) if devices.isdigit() else devices,
+            devices=parse_devices(devices),
             command="blt " + shlex.join(sys.argv[1:]),
             warn=lambda m: err_console.print(f"[yellow]warning:[/yellow] {m}"),
             stage=lambda m: bar.update(task, description=m),

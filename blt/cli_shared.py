@@ -51,5 +51,10 @@ def read_input(text: str | None, file: Path | None) -> bytes:
     return file.read_bytes()
 
 
+def parse_devices(devices: str) -> int | str:
+    """`--devices` as typed: a count ("2" -> 2) or a Lightning keyword such as "auto"."""
+    return int(devices) if devices.isdigit() else devices
+
+
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
