@@ -322,7 +322,10 @@ def calibrate_threshold(
             f"target_bytes_per_patch={target:g} is out of reach: rule {rule!r} on these {total} bytes in {n_rows} "
             f"row(s) gives {total / k_max:.4g} to {total / k_min:.4g} bytes/patch (θ ≥ 0, max_patch_length={max_len})"
         )
-    want = total / target  # patches, real-valued, in [k_min, k_max]
+    want = total / target  # patches, real-valued, in [k_min, k_max] up to rounding:
+    if abs(want - round(want)) <= 1e-9 * want:  # 18 / (18 / 7) is 6.999…: snap, or floor() lands below k_min
+        want = float(round(want))
+    want = min(max(want, k_min), k_max)
     if max_len is None:
         p, q, m = math.floor(want) - n_rows, math.ceil(want) - n_rows, x.size  # 0 ≤ p ≤ q ≤ #(x > 0) ≤ m
         part = np.partition(x, sorted({i for i in (m - q, m - p - 1) if 0 <= i < m})) if m else x

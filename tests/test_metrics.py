@@ -91,8 +91,9 @@ def test_golden_the_cat_sat() -> None:
     assert boundary_prf(a, b, 11) == pytest.approx((1.0, 0.5, 2 / 3))
     assert boundary_prf(b, a, 11) == pytest.approx((0.5, 1.0, 2 / 3))
     assert unit_bytes(data, b) == [b"th", b"e ", b"ca", b"t ", b"sat"]
-    want = {"mean": 2.2, "median": 2.0, "p90": 2.6, "max": 3, "histogram": [0, 4, 1]}
-    assert length_stats(unit_lengths(b, 11)) == pytest.approx(want)
+    stats = length_stats(unit_lengths(b, 11))
+    assert stats.pop("histogram") == [0, 4, 1]  # pytest ≥ 9's approx refuses nested containers
+    assert stats == pytest.approx({"mean": 2.2, "median": 2.0, "p90": 2.6, "max": 3})
     assert shannon_efficiency(unit_bytes(data, b)) == 1.0  # five distinct units: uniform over the observed types
 
 

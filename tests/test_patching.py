@@ -429,6 +429,16 @@ def test_calibration_equals_loop(rows: list, where: float, rule: str, max_len: i
     assert theta == _calibrate_threshold_loop(rows, target, rule, max_len)
 
 
+def test_calibration_target_that_rounds_below_the_fewest_patches() -> None:
+    """Found by hypothesis (a bare `min()` ValueError before): rows of 11 and 7 bytes, M = 3. Every θ gives
+    ceil(11/3) = 4 patches in row 1 and [3, 3, 1] in row 2 (the 0.25 sits on the cut at byte 6 either way), so 7
+    patches = 18 / (18/7) bytes/patch for all θ; but 18 / (18/7) is 6.999… in floats. The smallest θ ≥ 0 wins: 0."""
+    rows = [np.zeros(11), np.array([0, 0, 0, 0, 0, 0, 0.25])]
+    theta = calibrate_threshold(rows, 18 / 7, rule="global", max_patch_length=3)
+    assert theta == 0.0
+    assert sum(map(len, patch_lengths(rows, threshold=theta, max_patch_length=3))) == 7
+
+
 def test_calibration_accepts_one_row_and_2d() -> None:
     e = np.array([0.5, 1.0, 2.0, 3.0, 0.1, 0.2])
     theta = calibrate_threshold(e, 2.0)
