@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from blt.cli_shared import err_console, out_console, parse_devices, user_errors
+from blt.cli_shared import check_output, err_console, out_console, parse_devices, user_errors
 from blt.errors import BltError
 
 
@@ -20,7 +20,7 @@ def experiment(
     config: Annotated[str | None, typer.Argument(help="experiment YAML, or a shipped name (see --list)")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="results directory (default runs/exp-NAME)")] = None,
     resume: Annotated[bool, typer.Option(help="finish an interrupted run in --out (only missing cells run)")] = False,
-    force: Annotated[bool, typer.Option(help="discard the results in --out and start over")] = False,
+    force: Annotated[bool, typer.Option(help="discard the results a previous run wrote in --out; start over")] = False,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override key=value (YAML), e.g. models=[m]")] = None,
     workers: Annotated[int, typer.Option(help="processes measuring cells")] = 1,
     devices: Annotated[str, typer.Option(help="devices for byte-model scoring (number or auto; >1: DDP)")] = "1",
@@ -40,6 +40,7 @@ def experiment(
         raise BltError("pass an experiment config (a YAML path or a shipped name; see blt experiment --list)")
     cfg = load_experiment(config, set_ or [])
     out = out or Path("runs") / f"exp-{cfg.name}"
+    check_output(out, "--out")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, TimeRemainingColumn(), console=err_console, transient=True) as bar:
         task = bar.add_task("preparing", total=None)

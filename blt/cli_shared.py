@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from blt.errors import BltError
 
@@ -30,10 +32,10 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (BltError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-            err_console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+            err_console.print(f"[red]error:[/red] {escape(str(exc))}", markup=True, highlight=False)  # "[llm]" is text
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            err_console.print("[red]interrupted[/red]")
+        except KeyboardInterrupt as exc:  # Ctrl-C; a message (blt.train.TrainingInterrupted) says what was saved
+            err_console.print(f"[red]error:[/red] {escape(str(exc) or 'interrupted')}", markup=True, highlight=False)
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
@@ -52,9 +54,72 @@ def read_input(text: str | None, file: Path | None) -> bytes:
 
 
 def parse_devices(devices: str) -> int | str:
-    """`--devices` as typed: a count ("2" -> 2) or a Lightning keyword such as "auto"."""
-    return int(devices) if devices.isdigit() else devices
+    """`--devices` as typed: a count ≥ 1 ("2" -> 2) or "auto"; anything else (0, -1, "abc", a GPU list) is a
+    user error here, before Lightning sees it."""
+    value = devices.strip()
+    if value == "auto":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise BltError(f"--devices must be a number of devices ≥ 1 or 'auto', got {devices!r}")
+    return int(value)
 
 
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+# typer ≥ 0.22 vendors click (typer._click), older typer uses click itself: take the classes from the one in use
+_CLICK_ERRORS = sys.modules[typer.BadParameter.__module__]
+
+
+class OneLineErrors(typer.core.TyperGroup):
+    """The top-level group: click's own usage errors (an unknown option, `--adapt abc`, a missing value) become one
+    red line naming the problem and the help command, exit 2, like the library's errors, instead of a usage panel."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.pop("standalone_mode", True):
+            return super().main(*args, standalone_mode=False, **kwargs)
+        no_args = getattr(_CLICK_ERRORS, "NoArgsIsHelpError", ())
+        aborts = tuple({typer.Abort, getattr(_CLICK_ERRORS, "Abort", typer.Abort)})
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except no_args as exc:  # bare `blt` / `blt llm`: the help, as usual
+            exc.show()
+            sys.exit(exc.exit_code)
+        except _CLICK_ERRORS.UsageError as exc:
+            where = f"; see '{exc.ctx.command_path} --help'" if exc.ctx is not None else ""
+            err_console.print(
+                f"[red]error:[/red] {exc.format_message().rstrip('.')}{where}", markup=True, highlight=False
+            )
+            sys.exit(exc.exit_code)
+        except _CLICK_ERRORS.ClickException as exc:
+            err_console.print(f"[red]error:[/red] {exc.format_message()}", markup=True, highlight=False)
+            sys.exit(exc.exit_code)
+        except aborts:
+            err_console.print("[red]error:[/red] aborted", markup=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def check_output(path: Path | None, option: str, kind: Literal["dir", "file"] = "dir", suffix: str = "") -> None:
+    """Fail before any work when `path` (the value of `option`) cannot be written: `kind` "dir" needs a directory
+    there (existing or new), "file" a file (a directory there is wrong; `suffix`, when given, is the one it must
+    end in). What must exist — the path itself or its nearest existing ancestor (for a file: its parent's) — has
+    to be a writable directory. Nothing is created: a command that fails later leaves no empty folders behind."""
+    if path is None:
+        return
+    if kind == "dir" and path.exists() and not path.is_dir():
+        raise BltError(f"{option} {path} is a file, not a directory; give a directory path (new or existing)")
+    if kind == "file":
+        if path.is_dir():
+            raise BltError(f"{option} {path} is a directory; give a file name, e.g. {path / ('out' + suffix)}")
+        if suffix and path.suffix.lower() != suffix:
+            fmt = suffix[1:].upper()
+            raise BltError(f"{option} {path}: the file is written as {fmt}; use a name ending in {suffix}")
+    anchor = Path(os.path.abspath(path if kind == "dir" else path.parent))
+    while not anchor.exists() and anchor != anchor.parent:  # exists() is False under a file too (ENOTDIR)
+        anchor = anchor.parent
+    if not anchor.is_dir():
+        raise BltError(f"{option} {path} lies under {anchor}, which is a file; choose a path outside it")
+    if not os.access(anchor, os.W_OK | os.X_OK):
+        raise BltError(f"{option} {path}: {anchor} is not writable; choose a directory you can write to")

@@ -43,6 +43,8 @@ METRICS = (
     *("bits_per_unit_mean", "bits_per_unit_std", "bits_per_unit_cv", "bits_per_unit_p90"),
     *("model_bits_per_byte", "encode_mb_per_s", "train_seconds"),
 )
+# The parameter columns of every row (None where a cell has no such parameter).
+PARAM_COLUMNS = ("vocab_size", "target_bytes_per_patch", "threshold_nats", "max_patch_length", "patch_size")
 TIMINGS = ("encode_mb_per_s", "train_seconds")  # the only columns allowed to differ between identical runs
 
 

@@ -4,7 +4,8 @@
    `blt.corpus.score_corpus` (Lightning predict loop, cached by model weights and corpus bytes), and each trained
    tokeniser is trained once per corpus and vocabulary size (cached likewise, in `$BLT_CACHE/tokenizers`).
 2. Cells run inline or in `workers` processes; each finished cell is written to `OUT/cells/<id>.json` atomically,
-   so an interrupted run (kill -9 included) resumes with `resume=True` and computes only the missing cells.
+   so an interrupted run (kill -9 included) resumes with `resume=True` and computes only the missing (or damaged)
+   cells. What a run may write or remove in `OUT` is `blt.experiment_dir`'s to decide.
 3. The tidy table (`results.parquet`, `results.csv`: a row per cell, every parameter and metric), per-language rows,
    `experiment.json` (resolved config, versions, model and corpus hashes) and the report are written last.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -37,13 +37,11 @@ from blt.compare import (
 )
 from blt.entropy import corpus_bits_per_byte
 from blt.errors import BltError
-from blt.experiment import METRICS, Cell, CorpusSpec, ExperimentConfig, expand
-from blt.experiment_report import PLOT_FILES
+from blt.experiment import METRICS, PARAM_COLUMNS, Cell, CorpusSpec, ExperimentConfig, expand
+from blt.experiment_dir import RECORD, check_out_dir, clear_out_dir, read_cell
 from blt.metrics import SegmentationStats
 from blt.patching import calibrate_threshold, patch_starts
 from blt.report import package_versions, write_atomic
-
-PARAM_COLUMNS = ("vocab_size", "target_bytes_per_patch", "threshold_nats", "max_patch_length", "patch_size")
 
 
 @dataclass
@@ -290,27 +288,10 @@ def _run_in_worker(cell: Cell) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- the run
-def _write_json(path: Path, obj: Any) -> None:
+def _write_json(path: Path, obj: Any) -> str:
     text = json.dumps(finite(obj), indent=1, default=str, allow_nan=False) + "\n"
     write_atomic(path, lambda p: p.write_text(text))
-
-
-def check_out_dir(out: Path, cfg: ExperimentConfig, *, resume: bool, force: bool) -> None:
-    """An output directory is reused only for the same config with `resume`, or wiped with `force`."""
-    meta = out / "experiment.json"
-    if not meta.is_file():
-        if out.is_dir() and any(out.iterdir()) and not force:
-            raise BltError(f"{out} is not empty and holds no experiment; choose another --out or pass --force")
-        return
-    previous = json.loads(meta.read_text()).get("config_sha256")
-    if force:  # what this module and the report write; anything else in `out` is left alone
-        for name in ("cells", "results.parquet", "results.csv", "by_language.csv", "report.md", *PLOT_FILES):
-            shutil.rmtree(out / name) if (out / name).is_dir() else (out / name).unlink(missing_ok=True)
-        return
-    if previous != cfg.digest():
-        raise BltError(f"{out} holds results of a different experiment config; choose another --out or pass --force")
-    if not resume:
-        raise BltError(f"{out} already holds this experiment; pass --resume to finish it or --force to start over")
+    return text
 
 
 def run_experiment(
@@ -335,7 +316,7 @@ def run_experiment(
             f"--devices {devices} scores one byte model per run; run once per model with --set 'models=[M]' (the "
             f"scores are cached), then the whole experiment on one device"
         )
-    check_out_dir(out, cfg, resume=resume, force=force)
+    record = check_out_dir(out, cfg, resume=resume, force=force)
     cells = expand(cfg)
     t0 = time.perf_counter()
     prepared = prepare(cfg, cells, devices=devices, warn=warn, stage=stage)
@@ -345,23 +326,28 @@ def run_experiment(
     versions = {k: v for k, v in package_versions().items() if k != "threads"}  # threads differ between machines
     meta = {"name": cfg.name, "description": cfg.description, "command": command, "config": cfg.to_dict()}
     meta.update(config_sha256=cfg.digest(), versions=versions, **facts)
-    previous = out / "experiment.json"
-    if resume and previous.is_file():
-        old = json.loads(previous.read_text())
-        changed = [k for k in ("corpora", "models") if old.get(k) != json.loads(json.dumps(facts[k]))]
+    if resume and record is not None:
+        changed = [k for k in ("corpora", "models") if record.get(k) != json.loads(json.dumps(facts[k]))]
         if changed:
             raise BltError(f"the {' and '.join(changed)} changed since {out} was started; pass --force to start over")
-    (out / "cells").mkdir(parents=True, exist_ok=True)
-    _write_json(previous, {**meta, "cells": len(cells), "complete": False})
-    todo = [c for c in runnable if not (out / "cells" / f"{c.id}.json").is_file()]
-    done = len(runnable) - len(todo)
-    on_cell(done, len(runnable))
+    if record is not None:  # only now, once the inputs are ready: a run that fails early leaves `out` as it was
+        clear_out_dir(out, cells=not resume)
+    _write_json(out / RECORD, {**meta, "cells": len(cells), "complete": False})  # first: it marks `out` as blt's
+    (out / "cells").mkdir(exist_ok=True)
+    rows: dict[str, dict[str, Any]] = {}
+    for cell in runnable:
+        path = out / "cells" / f"{cell.id}.json"
+        try:
+            if path.is_file():
+                rows[cell.id] = read_cell(path, cell, cfg.metrics)
+        except ValueError as exc:
+            warn(f"{path} ({cell.label} on {cell.corpus}) is damaged ({exc}); computing that cell again")
+    todo = [c for c in runnable if c.id not in rows]
+    on_cell(len(rows), len(runnable))
 
     def finish(cell: Cell, row: dict[str, Any]) -> None:
-        nonlocal done
-        _write_json(out / "cells" / f"{cell.id}.json", row)
-        done += 1
-        on_cell(done, len(runnable))
+        rows[cell.id] = json.loads(_write_json(out / "cells" / f"{cell.id}.json", row))  # as a resume reads it
+        on_cell(len(rows), len(runnable))
 
     if workers == 1 or len(todo) < 2:
         for cell in todo:
@@ -374,13 +360,14 @@ def run_experiment(
             futures = {pool.submit(_run_in_worker, c): c for c in todo}
             for fut in as_completed(futures):
                 finish(futures[fut], fut.result())
-    rows = [json.loads((out / "cells" / f"{c.id}.json").read_text()) for c in runnable]
-    language_rows = [lang for r in rows for lang in r.pop("_languages")]
+    table = [rows[c.id] for c in runnable]
+    language_rows = [lang for r in table for lang in r.pop("_languages")]
     meta.update(cells=len(runnable), seconds=time.perf_counter() - t0, complete=True)
     from blt.experiment_report import write_experiment_report, write_tables
 
-    write_tables(out, rows, language_rows)
-
-    write_experiment_report(rows, language_rows, meta, out)
-    _write_json(previous, meta)
-    return {"rows": rows, "language_rows": language_rows, "meta": meta}
+    # Every file below is written atomically and the record last: a kill in between leaves complete=False, and
+    # --resume (every cell already on disk) writes them all again.
+    write_tables(out, table, language_rows)
+    write_experiment_report(table, language_rows, meta, out)
+    _write_json(out / RECORD, meta)
+    return {"rows": table, "language_rows": language_rows, "meta": meta}

@@ -250,8 +250,8 @@ def test_output_directory_guards(tmp_path: Path, model: Path, counts: dict) -> N
     assert len(list((tmp_path / "out" / "cells").glob("*.json"))) == 1
     (tmp_path / "stuff").mkdir()
     (tmp_path / "stuff" / "notes.txt").write_text("mine")
-    with pytest.raises(BltError, match="is not empty and holds no experiment"):
-        run_experiment(cfg, tmp_path / "stuff")
+    with pytest.raises(BltError, match="holds files that are not a blt experiment"):
+        run_experiment(cfg, tmp_path / "stuff", force=True)
     assert (tmp_path / "stuff" / "notes.txt").read_text() == "mine"
 
 
