@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -21,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_model
 
 from blt.config import Config, ConfigError, config_from_dict
-from blt.errors import BltError
+from blt.errors import BltError, brief
 from blt.model import ByteLM
 
 MODEL_FORMAT = "blt-byte-lm"
@@ -72,10 +73,27 @@ def save_model_dir(model: ByteLM, cfg: Config, card: dict[str, Any], path: str |
     return path
 
 
+def read_card(path: str | Path) -> dict[str, Any]:
+    """A model directory's card.json ({} when there is none); a damaged one is an error that says how to mend it."""
+    card_path = Path(path) / CARD
+    if not card_path.is_file():
+        return {}
+    fix = "restore it from the run directory, or delete it (it only describes the model)"
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise BltError(f"{card_path} is not valid JSON (line {exc.lineno}: {exc.msg}); {fix}") from None
+    except UnicodeDecodeError:
+        raise BltError(f"{card_path} is not UTF-8 text; {fix}") from None
+    if not isinstance(card, dict):
+        raise BltError(f"{card_path} holds a JSON {type(card).__name__}, not an object; {fix}")
+    return card
+
+
 def update_card(path: str | Path, **fields: Any) -> dict[str, Any]:
     """Add or replace fields of a model directory's card.json (written atomically); returns the new card."""
     card_path = Path(path) / CARD
-    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    card = read_card(path)
     card.update(fields)
     tmp = card_path.with_name(f".{CARD}.tmp")
     tmp.write_text(json.dumps(card, indent=2) + "\n")
@@ -88,15 +106,26 @@ def read_lightning_checkpoint(path: Path, map_location: Any = None) -> dict[str,
     if not path.is_file():
         raise BltError(f"checkpoint {path} does not exist")
     try:
-        ckpt = torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        with warnings.catch_warnings():  # "Detected pickle protocol 4": a foreign pickle gets its one error below
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=map_location or "cpu", weights_only=True)
     except Exception as exc:  # truncated zip, pickle with foreign objects, ...
         raise BltError(
-            f"{path} is not a readable checkpoint ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:120]}); it may be truncated or corrupted"
+            f"{path} is not a readable checkpoint ({_load_error(exc)}); it may be truncated or corrupted"
         ) from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise BltError(f"{path} is not a Lightning checkpoint written by blt train")
     return ckpt
+
+
+def _load_error(exc: Exception) -> str:
+    """What went wrong in `torch.load`, in a few words: torch's weights-only refusal puts the reason after its
+    advice ("WeightsUnpickler error: Unsupported operand 186"); an empty file gives a bare EOFError."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    detail = brief(text, 120)
+    return f"{type(exc).__name__}: {detail}" if detail else f"{type(exc).__name__}, an empty or cut-off file"
 
 
 def _resolve(name_or_path: str | Path) -> Path:
@@ -141,8 +170,14 @@ def load_model(name_or_path: str | Path = "default", *, device: str | torch.devi
         state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
         card = {"checkpoint": str(path), "steps": ckpt.get("global_step")}
     else:
-        if not (path / WEIGHTS).is_file() or not (path / CONFIG).is_file():
-            raise BltError(f"{path} is not a blt model: it needs {WEIGHTS} and {CONFIG} (or pass a .ckpt file)")
+        if path.is_file() and path.suffix == ".safetensors":
+            raise BltError(f"pass the model directory that holds {path.name} ({path.parent}), not the file itself")
+        if missing := [f for f in (WEIGHTS, CONFIG) if not (path / f).is_file()]:
+            lacks = f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing"
+            raise BltError(
+                f"{path} is not a blt model: {lacks} (a model directory holds {WEIGHTS} and {CONFIG}; "
+                "or pass a .ckpt file)"
+            )
         try:
             raw = yaml.safe_load((path / CONFIG).read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError):
@@ -151,16 +186,20 @@ def load_model(name_or_path: str | Path = "default", *, device: str | torch.devi
         try:
             state = load_file(str(path / WEIGHTS))
         except (SafetensorError, OSError) as exc:
-            raise BltError(f"{path / WEIGHTS} is not readable safetensors ({exc}); it may be truncated") from None
-        if (path / CARD).is_file():
-            card = json.loads((path / CARD).read_text())
+            raise BltError(
+                f"{path / WEIGHTS} is not readable safetensors ({brief(str(exc)) or type(exc).__name__}); it may be "
+                "truncated: copy or save the model again"
+            ) from None
+        card = read_card(path)
     model = ByteLM(cfg.model)
     if cfg.model.tie_embeddings and "head.weight" not in state and "embed.weight" in state:
         state["head.weight"] = state["embed.weight"]
     try:
         model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise BltError(f"{path}: weights do not match its config ({str(exc).splitlines()[0]})") from None
+    except RuntimeError as exc:  # "Error(s) in loading state_dict for ByteLM:" then one line per problem
+        problems = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()] or [str(exc)]
+        more = f"; {len(problems) - 1} more" if len(problems) > 1 else ""
+        raise BltError(f"{path}: weights do not match its config ({brief(problems[0], 200)}{more})") from None
     model.card = card
     model.full_config = cfg
     return model.to(device).eval()

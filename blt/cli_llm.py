@@ -5,6 +5,7 @@ Each command parses its options, calls the library and prints or saves; bad inpu
 
 from __future__ import annotations
 
+import importlib.util
 import shlex
 import sys
 from enum import Enum
@@ -13,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from blt.cli_shared import err_console, out_console, print_json, user_errors
+from blt.cli_shared import check_output, err_console, out_console, print_json, user_errors
 from blt.errors import BltError
 
 llm_app = typer.Typer(
@@ -85,8 +86,9 @@ def _command() -> str:
 
 
 def _quiet(*models: str | None) -> None:
-    """No "Loading weights" progress bars from transformers: a bad input stays one red line on stderr."""
-    if any(m and not m.startswith("blt:") for m in models):
+    """No "Loading weights" progress bars from transformers: a bad input stays one red line on stderr. Without
+    transformers (no [llm] extra) there is nothing to quiet: `load_hf` says which extra to install."""
+    if any(m and not m.startswith("blt:") for m in models) and importlib.util.find_spec("transformers"):
         from transformers.utils import logging
 
         logging.disable_progress_bar()
@@ -130,6 +132,7 @@ def score(
     out: OutOpt = None,
 ) -> None:
     """Entropy figures of one model on a text (teacher-forced), its own samples (--generate), or API logprobs."""
+    check_output(out, "--out")
     from blt.llm_report import llm_results, score_source
 
     texts = read_texts({"--text": text, "--file": file, "--logprobs-json": logprobs_json})
@@ -165,6 +168,7 @@ def compare(
     out: OutOpt = None,
 ) -> None:
     """Several models side by side on the same texts or prompts: table, report, plots; warns when tokenizers differ."""
+    check_output(out, "--out")
     from blt.llm_report import llm_results, score_source
 
     if len(model) < 2:
@@ -202,6 +206,8 @@ def segment(
     plot: Annotated[Path | None, typer.Option("--plot", help="write the entropy plot (PNG)")] = None,
 ) -> None:
     """Cut a model's token stream into patches at entropy spikes (the byte patcher's rules on token entropies)."""
+    check_output(html_out, "--html", "file")
+    check_output(plot, "--plot", "file", ".png")
     from blt.llm_report import (
         check_threshold,
         plot_token_patches,

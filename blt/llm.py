@@ -27,7 +27,7 @@ import torch
 
 from blt.entropy import LN2, as_bytes, head_stats, plan_windows, position_stats
 from blt.entropy import score as score_bytes
-from blt.errors import BltError
+from blt.errors import BltError, brief
 from blt.pretrained import exact_lengths
 
 LLM_EXTRA = "pip install 'blt-patcher[llm]'"
@@ -63,6 +63,8 @@ class TokenScores:
     entropy_upper_nats: np.ndarray | None = None
     residual_mass: np.ndarray | None = None  # 1 - Σ known probabilities
     notes: list[str] = field(default_factory=list)  # what a reader must know (unscored tokens, sampling settings)
+    prompts: list[str] | None = None  # on-policy samples: each document's prompt, as given (before any template)
+    has_chat_template: bool = False  # the tokenizer has one (applied or not: see `chat_template`)
 
     def __post_init__(self) -> None:
         n = len(self.tokens)
@@ -95,6 +97,10 @@ def concat_scores(parts: Sequence[TokenScores]) -> TokenScores:
     if not parts or len({(p.source, p.tokenizer, p.mode, p.chat_template) for p in parts}) > 1:
         raise BltError("scores to pool must be non-empty and share source, tokenizer, mode and chat template")
     joined: dict[str, Any] = {"notes": list(dict.fromkeys(n for p in parts for n in p.notes))}
+    if all(p.prompts is not None and len(p.prompts) == int(p.doc_ids.max(initial=-1)) + 1 for p in parts):
+        joined["prompts"] = [x for p in parts for x in p.prompts]  # type: ignore[union-attr]
+    else:
+        joined["prompts"] = None
     for f in fields(TokenScores):
         values = [getattr(p, f.name) for p in parts]
         if isinstance(values[0], np.ndarray):
@@ -120,7 +126,8 @@ class HFModel:
         """`TokenScores` fields: the tokenizer string is equal for equal vocabularies (base and instruct often are)."""
         vocab = json.dumps(sorted(self.tokenizer.get_vocab().items()), ensure_ascii=False).encode()
         tokenizer = f"{len(self.tokenizer)} tokens, vocab sha1 {hashlib.sha1(vocab).hexdigest()[:12]}"
-        return {"source": self.name, "tokenizer": tokenizer, "vocab_size": self.vocab_size}
+        template = bool(getattr(self.tokenizer, "chat_template", None))
+        return dict(source=self.name, tokenizer=tokenizer, vocab_size=self.vocab_size, has_chat_template=template)
 
     @cached_property
     def vocab_size(self) -> int:
@@ -196,7 +203,7 @@ def load_hf(
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), **kw)
         model = transformers.AutoModelForCausalLM.from_pretrained(str(path), **kw)
     except Exception as e:  # offline, missing files, remote code, an unsupported GGUF: say why, and the way out
-        reason, hint = (str(e).strip().splitlines() or [type(e).__name__])[0][:200], ""
+        reason, hint = brief(str(e), 200) or type(e).__name__, ""
         if not path.exists():
             offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
             why = "the hub is offline (HF_HUB_OFFLINE is set) and the model is not cached" if offline else "a hub name"
@@ -363,7 +370,8 @@ def generate_hf(
                 logits, cache = hf.forward(ids[-1:], cache, keep=1)
             note = f"prompt {i}, sample {s}: temperature={temperature}, top_p={top_p}, seed={seed}; " + RAW_NOTE
             meta = dict(mode="on-policy", chat_template=chat, context=len(prefix) + len(ids), token_ids=ids)
-            results.append(_exact(token_pieces(tok, ids, None), np.stack(stats, 1), **hf.meta, **meta, notes=[note]))
+            meta |= dict(notes=[note], prompts=[prompt])
+            results.append(_exact(token_pieces(tok, ids, None), np.stack(stats, 1), **hf.meta, **meta))
     return results
 
 

@@ -96,7 +96,41 @@ def llm_results(scores: Sequence[TokenScores]) -> dict[str, Any]:
         warnings.append(f"tokenizers differ ({names}): {TOKENIZER_WARNING}")
     if len({s.mode for s in scores}) > 1:
         warnings.append("modes differ (" + ", ".join(f"{s.source}: {s.mode}" for s in scores) + ")")
+    warnings += [w for s in scores for w in sample_warnings(s)]
     return {"models": [aggregate(s) for s in scores], "warnings": warnings}
+
+
+def sample_warnings(s: TokenScores) -> list[str]:
+    """On-policy samples that say nothing: empty ones (the first token ended the sequence), which is what an
+    instruct model does with a bare prompt, and a chat template left unapplied."""
+    if s.prompts is None:
+        return []
+    n_samples = len(s.prompts)
+    text_bytes = np.bincount(s.doc_ids, [len(b) for b in s.token_bytes], minlength=n_samples)  # [samples]
+    empty = int((text_bytes == 0).sum())
+    unapplied = s.has_chat_template and not s.chat_template
+    hint = "; the tokenizer has a chat template (an instruct model?): pass --chat" if unapplied else ""
+    if empty:
+        return [f"{s.source}: {empty} of {n_samples} samples are empty (the first token ended the sequence){hint}"]
+    if unapplied:
+        return [f"{s.source} has a chat template but --chat was not given: the samples continue the bare prompt"]
+    return []
+
+
+def generation_rows(scores: Sequence[TokenScores]) -> list[dict[str, Any]]:
+    """One row per on-policy sample: model, prompt, sample index, whether the template was applied, tokens, text."""
+    rows = []
+    for s in scores:
+        if s.prompts is None:
+            continue
+        seen: dict[str, int] = {}
+        for doc, prompt in enumerate(s.prompts):
+            at = np.flatnonzero(s.doc_ids == doc)
+            text = b"".join(s.token_bytes[i] for i in at).decode("utf-8", "replace")
+            row = {"model": s.source, "prompt": prompt, "sample": seen.get(prompt, 0), "chat_template": s.chat_template}
+            rows.append(row | {"tokens": len(at), "text": text})
+            seen[prompt] = seen.get(prompt, 0) + 1
+    return rows
 
 
 def _cell(agg: dict[str, Any], key: str, fmt: str) -> str:
@@ -167,7 +201,8 @@ def plot_scores(scores: Sequence[TokenScores], out: Path) -> list[str]:
 
 
 def write_llm_report(results: dict[str, Any], scores: Sequence[TokenScores], out: str | Path, command: str) -> Path:
-    """`report.md` (command, warnings, the figure table, notes, plots), `results.json` and the PNGs in `out`."""
+    """`report.md` (command, warnings, the figure table, notes, plots), `results.json`, the PNGs and, for on-policy
+    scores, `generations.jsonl` (each sample's prompt and text) in `out`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     plots = plot_scores(scores, out)
@@ -180,6 +215,10 @@ def write_llm_report(results: dict[str, Any], scores: Sequence[TokenScores], out
     lines += ["", "Entropies are of the next-token distribution; bits per byte and entropy per byte are over the"]
     lines += ["scored tokens' UTF-8 bytes, the figures comparable across tokenizers.", ""]
     lines += [f"![{p}]({p})" for p in plots]
+    if rows := generation_rows(scores):  # the samples themselves: an empty one is seen at a glance
+        jsonl = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        write_atomic(out / "generations.jsonl", lambda p: p.write_text(jsonl, encoding="utf-8"))
+        lines += ["", f"The {len(rows)} generated samples: [generations.jsonl](generations.jsonl)."]
     write_atomic(out / "report.md", lambda p: p.write_text("\n".join(lines) + "\n", encoding="utf-8"))
     return out / "report.md"
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from blt.errors import BltError
+from blt.errors import BltError, brief
 from blt.llm import TokenScores
 
 CENSORED_LOGPROB = -9999.0  # what OpenAI/vLLM report for a sampled token outside the top k (vLLM: also for -inf)
@@ -56,7 +56,7 @@ def _field(obj: Any, key: str | int, where: str, kind: type | tuple[type, ...] =
         raise BltError(f"{where} is missing") from None
     number, names = kind == (int, float), " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else [kind]))
     if not isinstance(value, kind) or isinstance(value, bool) or number and not value <= 1e-6:  # NaN too
-        raise BltError(f"{where} must be {'a log-probability ≤ 0' if number else names}, got {value!r:.60}")
+        raise BltError(f"{where} must be {'a log-probability ≤ 0' if number else names}, got {brief(repr(value), 60)}")
     return min(value, 0.0) if number else value
 
 
@@ -76,7 +76,10 @@ def _positions(lp: Any, where: str) -> list[tuple[str, str, bytes, float, list[t
             token = _field(tokens, i, f"{where}.tokens[{i}]", str)
             raw = token.encode()
             if token.startswith("bytes:"):  # "bytes:\\xe2\\x80": a token that is part of a character
-                raw = token[6:].encode().decode("unicode_escape").encode("latin-1")
+                try:
+                    raw = token[6:].encode().decode("unicode_escape").encode("latin-1")
+                except UnicodeError:  # a bad escape, or a character above \\xff
+                    raise BltError(f"{where}.tokens[{i}] must spell bytes as \\xNN escapes, got {token!r}") from None
             value = _field(values, i, f"{where}.token_logprobs[{i}]", number)
             out.append((f"{where}.tokens[{i}]", token, raw, value, pairs))
         return out
@@ -90,9 +93,17 @@ def _positions(lp: Any, where: str) -> list[tuple[str, str, bytes, float, list[t
         alternatives = [_field(a, "token", f"{g}[{j}].token", str) for j, a in enumerate(tops)]
         values = [_field(a, "logprob", f"{g}[{j}].logprob", number) for j, a in enumerate(tops)]
         pairs = list(zip(alternatives, values, strict=True))
-        raw = bytes(entry["bytes"]) if isinstance(entry.get("bytes"), list) else token.encode()
+        raw = _token_bytes(entry, f"{f}.bytes") if entry.get("bytes") is not None else token.encode()
         out.append((f, token, raw, _field(entry, "logprob", f"{f}.logprob", number), pairs))
     return out
+
+
+def _token_bytes(entry: dict, where: str) -> bytes:
+    """A chat position's `bytes`: the token's UTF-8 bytes as a list of integers 0..255."""
+    values = entry["bytes"]
+    if not isinstance(values, list) or not all(type(b) is int and 0 <= b <= 255 for b in values):
+        raise BltError(f"{where} must be a list of byte values 0..255, got {brief(repr(values), 60)}")
+    return bytes(values)
 
 
 def _documents(obj: Any, where: str) -> list[tuple[str, Any]]:
@@ -110,7 +121,14 @@ def read_json(path: str | Path) -> Any:
     """A JSON document, or a JSONL file of them (as a list); errors name the line."""
     if not Path(path).is_file():
         raise BltError(f"logprobs file {path} does not exist")
-    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")  # a byte-order mark (PowerShell writes one) is dropped
+    except UnicodeDecodeError as e:
+        raise BltError(
+            f"{path} is not UTF-8 ({e.reason} at byte {e.start}); JSON must be UTF-8: save the API response as UTF-8"
+        ) from None
+    if not text.strip():
+        raise BltError(f"logprobs file {path} is empty; pass the saved API response (JSON or JSONL)")
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:

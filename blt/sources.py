@@ -1,7 +1,9 @@
 """Corpora as documents: local files, directories and globs (text, `.jsonl`/`.json`/`.parquet` records), Hugging
 Face datasets, and the bundled `udhr` (UDHR excerpts from `gflanguages`, labelled by language) and `stdlib` (this
 Python's standard library) corpora. `iter_documents(DataConfig)` is the one entry point; bytes are kept as they are
-(invalid UTF-8 included).
+(invalid UTF-8 included), and a text longer than 64 KiB is cut at paragraph boundaries into several documents, so
+that a held-out fraction of documents is near that fraction of the bytes. Record files are JSON, so UTF-8: a file
+that is not is an error that names the line.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blt.config import DataConfig
-from blt.errors import BltError
+from blt.errors import BltError, brief
 
 BUNDLED = ("udhr", "stdlib")
 # Files a directory source picks up (case-insensitive): prose, markup and common source code.
@@ -43,6 +45,10 @@ TEXT_SUFFIXES = (
     ".sh",
 )
 RECORD_SUFFIXES = (".jsonl", ".json", ".parquet")
+# The longest document. The train/validation split holds out whole documents (`blt.data.is_validation`), so a corpus
+# of a few big files would put a file's share, not the asked fraction, in validation: longer texts are cut into runs
+# of paragraphs of at most this size (`piece_starts`). 64 KiB is 128 windows of the default 512-byte context.
+DOCUMENT_BYTES = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -79,41 +85,93 @@ def stdlib_documents() -> Iterator[Document]:
         yield Document(f"stdlib/{path.relative_to(root)}", path.read_bytes(), "python")
 
 
-def _records(path: Path, text_field: str) -> Iterator[Document]:
-    """Documents from a .jsonl/.json/.parquet file's `text_field`."""
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
+def _parquet_documents(path: Path, text_field: str) -> Iterator[Document]:
+    """One document per non-empty value of a Parquet file's text (or binary) column `text_field`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
+    try:
         table = pq.ParquetFile(path)
-        if text_field not in table.schema_arrow.names:
+        names = table.schema_arrow.names
+        if text_field not in names:
+            raise BltError(f"{path} has no column {text_field!r} (columns: {names}); set data.text_field")
+        kind = table.schema_arrow.field(text_field).type
+        value_kind = kind.value_type if pa.types.is_dictionary(kind) else kind
+        text_kinds = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
+        if not any(is_kind(value_kind) for is_kind in text_kinds):
+            strings = [f.name for f in table.schema_arrow if pa.types.is_string(f.type)]
             raise BltError(
-                f"{path} has no column {text_field!r} (columns: {table.schema_arrow.names}); set data.text_field"
+                f"{path}: column {text_field!r} holds {kind}, not text; set data.text_field to a string column "
+                f"(string columns: {strings or 'none'})"
             )
         i = 0
         for batch in table.iter_batches(columns=[text_field]):
             for text in batch.column(0).to_pylist():
                 if text:
-                    yield Document(f"{path}#{i}", text.encode("utf-8"))
+                    yield Document(f"{path}#{i}", text if isinstance(text, bytes) else text.encode("utf-8"))
                 i += 1
-        return
-    with path.open("rb") as f:
-        head = f.read(4096).lstrip(b" \t\r\n\xef\xbb\xbf")[:1]  # skip whitespace and a BOM
-    if path.suffix == ".json" and head == b"[":
-        rows = json.loads(path.read_bytes())
-        lines: Iterable = (json.dumps(r) for r in rows)
-    else:
-        lines = path.open("rb")
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
+    except (pa.ArrowException, OSError) as exc:  # not Parquet, truncated, a corrupt page
+        raise BltError(
+            f"{path} is not a readable Parquet file ({brief(str(exc))}); it may be truncated or corrupted: "
+            "write it again, or pass the text another way (.txt, .jsonl)"
+        ) from None
+
+
+def _json_rows(path: Path) -> Iterator[tuple[str, int, object]]:
+    """(where, index, value) of each record of a `.json` file (an array, one object, or JSON Lines) or a `.jsonl`
+    file (one value a line; blank lines skipped). JSON is UTF-8 (RFC 8259): other bytes are an error naming the
+    line, not data to guess at."""
+    data = path.read_bytes() if path.suffix.lower() == ".json" else None
+    if data is not None:
         try:
-            row = json.loads(line)
+            whole = json.loads(_utf8_text(data, f"{path}"))
         except json.JSONDecodeError as exc:
-            raise BltError(f"{path}: line {i + 1} is not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or text_field not in row:
-            raise BltError(f"{path}: line {i + 1} has no field {text_field!r}; set data.text_field")
-        if row[text_field]:
-            yield Document(f"{path}#{i}", str(row[text_field]).encode("utf-8"))
+            if exc.msg != "Extra data":  # "Extra data": more than one value, so JSON Lines
+                raise BltError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+        else:
+            rows = whole if isinstance(whole, list) else [whole]
+            yield from ((f"{path}: item {i}", i, row) for i, row in enumerate(rows))
+            return
+    with path.open("rb") as f:
+        for i, line in enumerate(f):
+            if not line.strip():
+                continue
+            where = f"{path}: line {i + 1}"
+            try:
+                yield where, i, json.loads(_utf8_text(line, where))
+            except json.JSONDecodeError as exc:
+                raise BltError(f"{where} is not valid JSON ({exc.msg}, column {exc.colno})") from None
+
+
+def _utf8_text(data: bytes, where: str) -> str:
+    try:
+        return data.decode("utf-8-sig")  # a leading byte-order mark is dropped
+    except UnicodeDecodeError as exc:
+        raise BltError(
+            f"{where} is not UTF-8 ({exc.reason} at byte {exc.start}); JSON must be UTF-8: convert the file, "
+            f"e.g. iconv -f latin1 -t utf-8"
+        ) from None
+
+
+def _records(path: Path, text_field: str) -> Iterator[Document]:
+    """Documents from a .jsonl/.json/.parquet file's `text_field` (null or empty values are skipped)."""
+    if path.suffix.lower() == ".parquet":
+        yield from _parquet_documents(path, text_field)
+        return
+    for where, i, row in _json_rows(path):
+        if not isinstance(row, dict):
+            kind = {list: "an array", str: "a string"}.get(type(row), f"a {type(row).__name__}")
+            raise BltError(f"{where} is {kind}, not an object with a {text_field!r} field")
+        if text_field not in row:
+            raise BltError(f"{where} has no field {text_field!r} (fields: {list(row)[:8]}); set data.text_field")
+        text = row[text_field]
+        if text is not None and not isinstance(text, str):
+            raise BltError(
+                f"{where}: field {text_field!r} holds {brief(repr(text), 40)} ({type(text).__name__}), not a "
+                "string; set data.text_field to the text field"
+            )
+        if text:  # a lone surrogate (a "\\ud83d" escape cut from its pair) is kept as its bytes, like invalid UTF-8
+            yield Document(f"{path}#{i}", text.encode("utf-8", "surrogatepass"))
 
 
 def _file_documents(path: Path, text_field: str) -> Iterator[Document]:
@@ -194,8 +252,41 @@ def resolve_source(source: str) -> list[Path] | str:
     return source  # an HF dataset name such as "wikitext:wikitext-2-raw-v1" or "org/name"
 
 
+def piece_starts(data: bytes, max_bytes: int = DOCUMENT_BYTES) -> list[int]:
+    """Where the pieces of a text longer than `max_bytes` start: each piece is a run of whole paragraphs (ending
+    after a blank line) of at most `max_bytes` and more than half of it; without a paragraph break in that range, a
+    run of whole lines; without a line break, `max_bytes` bytes (less the end of a cut UTF-8 character). The last
+    piece is whatever remains. `[0]` for a text that fits; `data[a:b]` over consecutive starts gives back `data`."""
+    assert max_bytes >= 4, max_bytes  # room for a whole UTF-8 character
+    starts = [0]
+    while len(data) - starts[-1] > max_bytes:
+        start = starts[-1]
+        low, high = start + max_bytes // 2, start + max_bytes  # the cut lies in (low, high]
+        cut = max(data.rfind(b"\n\n", low, high) + 2, data.rfind(b"\n\r\n", low, high) + 3)  # after a blank line
+        if cut <= low:
+            cut = data.rfind(b"\n", low, high) + 1
+        if cut <= low:  # no line break: cut before the character that byte `high` belongs to
+            cut = high
+            while cut > high - 3 and 0x80 <= data[cut] < 0xC0:  # a continuation byte (≤ 3 per character)
+                cut -= 1
+            cut = high if 0x80 <= data[cut] < 0xC0 else cut  # 4 continuation bytes in a row: invalid anyway
+        starts.append(cut)
+    return starts
+
+
+def _pieces(doc: Document) -> Iterator[Document]:
+    """A document of at most DOCUMENT_BYTES as is; a longer one as its pieces (`piece_starts`), named `name@offset`."""
+    starts = piece_starts(doc.data)
+    if len(starts) == 1:
+        yield doc
+        return
+    for a, b in zip(starts, [*starts[1:], len(doc.data)], strict=True):
+        yield Document(f"{doc.name}@{a}", doc.data[a:b], doc.label)
+
+
 def iter_documents(cfg: DataConfig) -> Iterator[Document]:
-    """Every document of every source in `cfg.sources`, in order; empty documents are skipped."""
+    """Every document of every source in `cfg.sources`, in order; empty documents are skipped, and one longer than
+    DOCUMENT_BYTES (a big text file, a book in a record) is cut at paragraph boundaries into several (`_pieces`)."""
     for source in cfg.sources:
         resolved = resolve_source(source)
         if resolved == "udhr":
@@ -208,4 +299,4 @@ def iter_documents(cfg: DataConfig) -> Iterator[Document]:
             docs = (d for p in resolved for d in _file_documents(p, cfg.text_field))
         for doc in docs:
             if doc.data:
-                yield doc
+                yield from _pieces(doc)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from safetensors import safe_open
 
 from blt.checkpoint import bundled_model_dir, load_model, save_model_dir
 from blt.config import Config, ModelConfig
-from blt.errors import BltError
+from blt.errors import BltError, brief
 from blt.model import ByteLM
 
 
@@ -106,3 +107,54 @@ def test_truncated_and_unsafe_checkpoints_are_refused(tmp_path: Path) -> None:
     unsafe.write_bytes(pickle.dumps({"state_dict": {}, "x": Payload()}))
     with pytest.raises(BltError, match="not a readable checkpoint"):
         load_model(unsafe)
+
+
+def test_a_damaged_card_names_the_file_and_the_fix(tmp_path: Path) -> None:
+    model, cfg = tiny()
+    path = save_model_dir(model, cfg, {}, tmp_path / "m")
+    for content, why in ((b"{garbage", "is not valid JSON (line 1"), (b"[1, 2]", "holds a JSON list, not an object")):
+        (path / "card.json").write_bytes(content)
+        with pytest.raises(BltError, match=re.escape(why) + r".*or delete it \(it only describes the model\)"):
+            load_model(path)
+    (path / "card.json").unlink()
+    assert load_model(path).card == {}  # no card: the model still loads
+
+
+def test_a_missing_weights_file_is_named_and_the_file_itself_points_to_its_directory(tmp_path: Path) -> None:
+    model, cfg = tiny()
+    path = save_model_dir(model, cfg, {}, tmp_path / "m")
+    with pytest.raises(BltError, match="pass the model directory that holds model.safetensors"):
+        load_model(path / "model.safetensors")
+    (path / "model.safetensors").unlink()
+    with pytest.raises(BltError, match="is not a blt model: model.safetensors is missing"):
+        load_model(path)
+
+
+def test_a_size_mismatch_names_the_first_tensor_and_counts_the_rest(tmp_path: Path) -> None:
+    model, cfg = tiny()
+    path = save_model_dir(model, cfg, {}, tmp_path / "m")
+    (path / "config.yaml").write_text(cfg.to_yaml().replace("d_model: 32", "d_model: 64"))
+    with pytest.raises(BltError, match=r"size mismatch for embed.weight: .*; \d+ more\)$"):
+        load_model(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (bytes(range(7, 250)), "(UnpicklingError: Unsupported operand"),  # torch's advice skipped, its reason kept
+        (b"", "(EOFError, an empty or cut-off file)"),
+    ],
+)
+def test_garbage_checkpoints_give_the_reason_in_whole_words(tmp_path: Path, content: bytes, reason: str) -> None:
+    path = tmp_path / "g.ckpt"
+    path.write_bytes(content)
+    with pytest.raises(BltError, match=re.escape(reason)) as info:
+        load_model(path)
+    assert "\n" not in str(info.value) and "PyTorch 2.6" not in str(info.value)
+
+
+def test_brief_cuts_at_a_sentence_or_a_word_never_mid_word() -> None:
+    assert brief("Weights only load failed. In PyTorch 2.6, we changed") == "Weights only load failed"
+    assert brief("\n  first line\nsecond") == "first line"
+    assert brief("alpha beta gamma delta", 12) == "alpha beta…"
+    assert brief("x" * 30, 10) == "x" * 10 + "…" and brief("") == ""

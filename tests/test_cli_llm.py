@@ -5,6 +5,7 @@ bad input is one red line with exit status 1."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,38 @@ def test_compare_hf_and_byte_model_warns_tokenizers_differ(hf_dir: str, byte_dir
     assert all(m["documents"] == 2 for m in results["models"])
     assert TOKENIZER_WARNING in (out_dir / "report.md").read_text()
     assert (out_dir / "entropy_by_position.png").stat().st_size > 0 and (out_dir / "entropy_histogram.png").exists()
+
+
+def test_compare_of_empty_samples_warns_and_saves_the_generations(
+    hf_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An instruct model compared without --chat ends each sample at its first token: a warning names --chat, and
+    generations.jsonl shows the (empty) samples."""
+    import blt.llm
+
+    eos = transformers.AutoTokenizer.from_pretrained(hf_dir).eos_token_id
+    monkeypatch.setattr(blt.llm, "_sample", lambda logits, *a: eos)
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("the cat\nsay hi\n")
+    out_dir = tmp_path / "cmp"
+    args = ("compare", "--model", hf_dir, "--model", hf_dir, "--prompts", prompts, "--generate", "4", "--out", out_dir)
+    code, out, err = run_llm(*args, "--samples", "2")
+    assert code == 0, err
+    flat = " ".join(err.split())
+    assert "warning:" in err and "4 of 4 samples are empty" in flat and "pass --chat" in flat
+    rows = [json.loads(line) for line in (out_dir / "generations.jsonl").read_text().splitlines()]
+    assert len(rows) == 8 and {r["text"] for r in rows} == {""} and {r["tokens"] for r in rows} == {1}
+    assert [(r["prompt"], r["sample"]) for r in rows[:4]] == [(p, i) for p in ("the cat", "say hi") for i in (0, 1)]
+    assert "generations.jsonl" in (out_dir / "report.md").read_text()
+
+
+def test_without_the_llm_extra_the_extra_is_named(hf_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "transformers", None)  # `import transformers` fails, as when not installed
+    compare = ("compare", "-m", hf_dir, "-m", "blt:default", "--text", "x")
+    for args in (("score", "--model", hf_dir, "--text", "x"), compare):
+        code, out, err = run_llm(*args)
+        assert code == 1 and "Traceback" not in out + err, err
+        assert err.startswith("error:") and "pip install 'blt-patcher[llm]'" in " ".join(err.split()), err
 
 
 # ---------------------------------------------------------------------------------------------------- segment

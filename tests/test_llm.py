@@ -26,12 +26,17 @@ from blt.llm import (
     HFModel,
     TokenScores,
     aggregate,
+    concat_scores,
     generate_hf,
     load_hf,
     score_byte_model,
     score_hf,
 )
+from blt.llm_report import sample_warnings
 from blt.model import ByteLM
+
+BARE = "the samples continue the bare prompt"
+CHAT_HINT = "the tokenizer has a chat template (an instruct model?): pass --chat"
 
 transformers = pytest.importorskip("transformers")
 
@@ -244,6 +249,27 @@ def test_generation_is_seeded_and_scored_on_the_raw_distribution(tiny: HFModel) 
     with pytest.raises(BltError, match="n_tokens ≥ 1"):
         generate_hf(tiny, "x", n_tokens=0)
     assert generate_hf(tiny, "hi", chat=True, n_tokens=2)[0].chat_template
+
+
+def test_samples_keep_their_prompts_and_empty_ones_or_an_unapplied_template_are_warned(
+    tiny: HFModel, dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An instruct model given a bare prompt (no --chat) often answers end-of-sequence at once: every sample is
+    empty. The warning says so, and names --chat when the tokenizer has a template."""
+    sc = concat_scores(generate_hf(tiny, ["the cat", "hi"], n_tokens=3, samples=2, seed=1))
+    assert sc.prompts == ["the cat", "the cat", "hi", "hi"] and sc.has_chat_template and not sc.chat_template
+    assert sample_warnings(sc) == [f"{tiny.name} has a chat template but --chat was not given: {BARE}"]
+    assert sample_warnings(concat_scores(generate_hf(tiny, "hi", n_tokens=3, chat=True))) == []
+    assert sample_warnings(score_hf(tiny, TEXT)) == []  # teacher-forced: no samples
+    monkeypatch.setattr(llm, "_sample", lambda logits, *a: tiny.tokenizer.eos_token_id)  # EOS first, always
+    empty = concat_scores(generate_hf(tiny, ["the cat", "hi"], n_tokens=3))
+    assert [len(empty), empty.n_bytes] == [2, 0]
+    (warning,) = sample_warnings(empty)
+    assert warning == f"{tiny.name}: 2 of 2 samples are empty (the first token ended the sequence); {CHAT_HINT}"
+    plain = load_hf(dirs["plain"])
+    monkeypatch.setattr(llm, "_sample", lambda logits, *a: plain.tokenizer.eos_token_id)
+    (warning,) = sample_warnings(concat_scores(generate_hf(plain, "hi", n_tokens=3)))
+    assert warning.endswith("samples are empty (the first token ended the sequence)")
 
 
 # ----------------------------------------------------------------------------------------------- byte model

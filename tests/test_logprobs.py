@@ -172,3 +172,30 @@ def test_sums_above_one_and_missing_vocab_size_are_errors() -> None:
         entropy_bounds_nats(np.array([0.5, 0.1]), 0.1, 3)
     full = parse_logprobs_json(chat_response(P, [0, 1], k=5))  # nothing left over: no vocabulary size needed
     assert full.entropy_lower_nats == pytest.approx(full.entropy_upper_nats)
+
+
+def test_files_that_are_not_utf8_json_and_bad_values_are_one_clear_error(tmp_path: Path) -> None:
+    response = chat_response(P, [0, 1], k=2)
+    path = tmp_path / "r.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(response).encode())  # a byte-order mark is fine
+    assert len(parse_logprobs_json(path, vocab_size=5)) == 2
+    path.write_bytes(json.dumps(response).encode().replace(b'"m"', b'"\xe9"'))  # Latin-1 é
+    with pytest.raises(BltError, match=r"r.json is not UTF-8 \(invalid continuation byte at byte \d+\); JSON must"):
+        parse_logprobs_json(path, vocab_size=5)
+    path.write_text("  \n")
+    with pytest.raises(BltError, match="r.json is empty"):
+        parse_logprobs_json(path, vocab_size=5)
+    for bad in ([300], [-1], ["a"], "abc"):
+        response["choices"][0]["logprobs"]["content"][0]["bytes"] = bad
+        with pytest.raises(BltError, match=r"content\[0\]\.bytes must be a list of byte values 0\.\.255"):
+            parse_logprobs_json(response, vocab_size=5)
+    response["choices"][0]["logprobs"]["content"][0]["bytes"] = None  # null: the token's own UTF-8
+    for value, shown in ((math.nan, "nan"), (0.5, "0.5")):
+        response["choices"][0]["logprobs"]["content"][0]["logprob"] = value
+        with pytest.raises(BltError, match=rf"content\[0\]\.logprob must be a log-probability ≤ 0, got {shown}"):
+            parse_logprobs_json(response, vocab_size=5)
+    legacy = {"tokens": ["bytes:\\u2603"], "token_logprobs": [-0.1], "top_logprobs": [{"bytes:\\u2603": -0.1}]}
+    with pytest.raises(BltError, match=r"tokens\[0\] must spell bytes as \\xNN escapes"):
+        parse_logprobs_json(legacy, vocab_size=5)
+    with pytest.raises(BltError, match=r"token must be str, got \['a+…$"):  # a long value is shortened
+        parse_logprobs_json({"choices": [{"logprobs": {"content": [{"token": ["a" * 500]}]}}]}, vocab_size=5)
