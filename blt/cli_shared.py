@@ -88,12 +88,11 @@ class OneLineErrors(typer.core.TyperGroup):
             sys.exit(exc.exit_code)
         except _CLICK_ERRORS.UsageError as exc:
             where = f"; see '{exc.ctx.command_path} --help'" if exc.ctx is not None else ""
-            err_console.print(
-                f"[red]error:[/red] {exc.format_message().rstrip('.')}{where}", markup=True, highlight=False
-            )
+            line = escape(exc.format_message().rstrip(".") + where)
+            err_console.print(f"[red]error:[/red] {line}", markup=True, highlight=False)
             sys.exit(exc.exit_code)
         except _CLICK_ERRORS.ClickException as exc:
-            err_console.print(f"[red]error:[/red] {exc.format_message()}", markup=True, highlight=False)
+            err_console.print(f"[red]error:[/red] {escape(exc.format_message())}", markup=True, highlight=False)
             sys.exit(exc.exit_code)
         except aborts:
             err_console.print("[red]error:[/red] aborted", markup=True)
