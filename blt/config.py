@@ -8,6 +8,8 @@ values are collected into a single `ConfigError` that lists the valid keys, so a
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -158,83 +160,193 @@ def _coerce(value: Any, tp: Any) -> Any:
     raise TypeError
 
 
-def _check_values(cfg: Config) -> list[str]:
-    """Semantic checks beyond types; every problem is returned, none raised."""
+# What Lightning accepts, kept here so a typo fails in validation, before a run directory or a Trainer exists
+# (tests/test_config.py checks these against Lightning's own lists).
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+PRECISIONS = (
+    "auto",
+    *("32-true", "32", "bf16-mixed", "bf16", "bf16-true", "16-mixed", "16", "16-true", "64-true", "64"),
+    *("transformer-engine", "transformer-engine-float16"),
+)
+STRATEGIES = (
+    "auto",
+    *("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_find_unused_parameters_true", "single_device"),
+    *("fsdp", "fsdp_cpu_offload", "deepspeed", "deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_3"),
+)
+MAX_TIME = re.compile(r"(\d+):([0-5]\d):([0-5]\d):([0-5]\d)")  # Lightning's Timer: DD:HH:MM:SS
+MAX_SEED = 2**32 - 1  # numpy's seed range, which Lightning's seed_everything enforces
+
+
+def _check_values(cfg: Config) -> list[tuple[tuple[str, ...], str]]:
+    """Semantic checks beyond types: every problem as (the fields it involves, message), none raised.
+
+    Each check states what must hold, so a NaN (false in every comparison) fails it."""
     m, d, t = cfg.model, cfg.data, cfg.train
-    errors = []
-    if m.vocab_size < N_BYTE_VALUES + 3:
-        errors.append(f"model.vocab_size must be ≥ 259 (256 bytes + BOS, EOS, PAD), got {m.vocab_size}")
+    errors: list[tuple[tuple[str, ...], str]] = []
+
+    def need(ok: bool, fields: str, message: str) -> None:
+        if not ok:
+            errors.append((tuple(fields.split()), message))
+
+    need(
+        m.vocab_size >= N_BYTE_VALUES + 3,
+        "model.vocab_size",
+        f"model.vocab_size must be ≥ 259 (256 bytes + BOS, EOS, PAD), got {m.vocab_size}",
+    )
     for name in ("n_layers", "d_model", "n_heads", "context"):
-        if getattr(m, name) < 1:
-            errors.append(f"model.{name} must be ≥ 1, got {getattr(m, name)}")
-    if m.n_heads >= 1 and m.d_model % m.n_heads:
-        errors.append(f"model.d_model ({m.d_model}) must be divisible by model.n_heads ({m.n_heads})")
-    elif m.n_heads >= 1 and (m.d_model // m.n_heads) % 2:
-        errors.append(f"model head size d_model/n_heads = {m.d_model // m.n_heads} must be even for rotary")
-    if m.sliding_window is not None and m.sliding_window < 1:
-        errors.append(f"model.sliding_window must be ≥ 1 or null, got {m.sliding_window}")
-    if not 0.0 <= m.dropout < 1.0:
-        errors.append(f"model.dropout must be in [0, 1), got {m.dropout}")
-    if not 0.0 <= d.val_fraction < 1.0:
-        errors.append(f"data.val_fraction must be in [0, 1), got {d.val_fraction}")
-    if d.hf_num_proc is not None and d.hf_num_proc < 1:
-        errors.append(f"data.hf_num_proc must be ≥ 1 or null (stream), got {d.hf_num_proc}")
-    if not d.sources:
-        errors.append("data.sources is empty; give files, directories, globs, 'udhr', 'stdlib' or HF names")
-    for name in ("batch_size", "max_steps", "val_every_steps", "val_batches", "ckpt_every_steps"):
-        if getattr(t, name) < 1:
-            errors.append(f"train.{name} must be ≥ 1, got {getattr(t, name)}")
-    if t.lr <= 0:
-        errors.append(f"train.lr must be > 0, got {t.lr}")
-    if t.warmup_steps < 0 or t.grad_clip < 0 or t.weight_decay < 0:
-        errors.append("train.warmup_steps, train.grad_clip and train.weight_decay must be ≥ 0")
-    if isinstance(t.devices, str) and t.devices != "auto":
-        errors.append(f"train.devices must be a number or 'auto', got {t.devices!r}")
-    if isinstance(t.devices, int) and t.devices < 1:
-        errors.append(f"train.devices must be ≥ 1, got {t.devices}")
-    if not 0.0 <= t.min_lr_ratio <= 1.0:
-        errors.append(f"train.min_lr_ratio must be in [0, 1], got {t.min_lr_ratio}")
-    if not (0.0 <= t.beta1 < 1.0 and 0.0 <= t.beta2 < 1.0):
-        errors.append(f"train.beta1 and train.beta2 must be in [0, 1), got {t.beta1}, {t.beta2}")
-    if t.num_workers < 0 or t.num_nodes < 1 or t.log_every_steps < 1:
-        errors.append("train.num_workers must be ≥ 0, train.num_nodes and train.log_every_steps ≥ 1")
+        need(getattr(m, name) >= 1, f"model.{name}", f"model.{name} must be ≥ 1, got {getattr(m, name)}")
+    if m.n_heads >= 1 and m.d_model >= 1:
+        need(
+            m.d_model % m.n_heads == 0,
+            "model.d_model model.n_heads",
+            f"model.d_model ({m.d_model}) must be divisible by model.n_heads ({m.n_heads})",
+        )
+        need(
+            m.d_model % m.n_heads != 0 or (m.d_model // m.n_heads) % 2 == 0,
+            "model.d_model model.n_heads",
+            f"model head size d_model/n_heads = {m.d_model // m.n_heads} must be even for rotary positions",
+        )
+    need(
+        m.ffn_hidden is None or m.ffn_hidden >= 1,
+        "model.ffn_hidden",
+        f"model.ffn_hidden must be ≥ 1 or null (auto), got {m.ffn_hidden}",
+    )
+    need(
+        m.sliding_window is None or m.sliding_window >= 1,
+        "model.sliding_window",
+        f"model.sliding_window must be ≥ 1 or null, got {m.sliding_window}",
+    )
+    need(
+        m.rope_base > 0 and math.isfinite(m.rope_base),
+        "model.rope_base",
+        f"model.rope_base must be > 0, got {m.rope_base}",
+    )
+    need(
+        m.norm_eps > 0 and math.isfinite(m.norm_eps), "model.norm_eps", f"model.norm_eps must be > 0, got {m.norm_eps}"
+    )
+    need(0.0 <= m.dropout < 1.0, "model.dropout", f"model.dropout must be in [0, 1), got {m.dropout}")
+    need(0.0 <= d.val_fraction < 1.0, "data.val_fraction", f"data.val_fraction must be in [0, 1), got {d.val_fraction}")
+    need(
+        d.hf_num_proc is None or d.hf_num_proc >= 1,
+        "data.hf_num_proc",
+        f"data.hf_num_proc must be ≥ 1 or null (stream), got {d.hf_num_proc}",
+    )
+    need(
+        d.max_bytes is None or d.max_bytes >= 1,
+        "data.max_bytes",
+        f"data.max_bytes must be ≥ 1 or null (all), got {d.max_bytes}",
+    )
+    sources = "files, directories, globs, 'udhr', 'stdlib' or HF names"
+    need(bool(d.sources), "data.sources", f"data.sources is empty; give {sources}")
+    need(all(s.strip() for s in d.sources), "data.sources", f"data.sources has an empty name; give {sources}")
+    need(bool(d.text_field), "data.text_field", "data.text_field must name a field, got ''")
+    need(bool(d.hf_split), "data.hf_split", "data.hf_split must name a split, got ''")
+    need(0 <= t.seed <= MAX_SEED, "train.seed", f"train.seed must be in [0, 2**32 - 1], got {t.seed}")
+    for name in ("batch_size", "max_steps", "val_every_steps", "val_batches", "ckpt_every_steps", "log_every_steps"):
+        need(getattr(t, name) >= 1, f"train.{name}", f"train.{name} must be ≥ 1, got {getattr(t, name)}")
+    need(t.lr > 0 and math.isfinite(t.lr), "train.lr", f"train.lr must be > 0, got {t.lr}")
+    need(t.warmup_steps >= 0, "train.warmup_steps", f"train.warmup_steps must be ≥ 0, got {t.warmup_steps}")
+    for name in ("grad_clip", "weight_decay"):
+        value = getattr(t, name)
+        need(value >= 0 and math.isfinite(value), f"train.{name}", f"train.{name} must be ≥ 0, got {value}")
+    need(
+        0.0 <= t.min_lr_ratio <= 1.0,
+        "train.min_lr_ratio",
+        f"train.min_lr_ratio must be in [0, 1], got {t.min_lr_ratio}",
+    )
+    for name in ("beta1", "beta2"):
+        value = getattr(t, name)
+        need(0.0 <= value < 1.0, f"train.{name}", f"train.{name} must be in [0, 1), got {value}")
+    need(
+        t.max_time is None or MAX_TIME.fullmatch(t.max_time.strip()) is not None,
+        "train.max_time",
+        f"train.max_time must be DD:HH:MM:SS (e.g. 00:02:30:00 for two and a half hours) or null, got {t.max_time!r}",
+    )
+    need(
+        t.max_time is None or not MAX_TIME.fullmatch(t.max_time.strip()) or any(map(int, t.max_time.split(":"))),
+        "train.max_time",
+        f"train.max_time must be longer than zero, got {t.max_time!r}",
+    )
+    need(
+        t.accelerator in ACCELERATORS,
+        "train.accelerator",
+        f"train.accelerator must be one of {', '.join(ACCELERATORS)}, got {t.accelerator!r}",
+    )
+    need(
+        t.precision in PRECISIONS,
+        "train.precision",
+        f"train.precision must be one of {', '.join(PRECISIONS)}, got {t.precision!r}",
+    )
+    need(
+        t.strategy in STRATEGIES,
+        "train.strategy",
+        f"train.strategy must be one of {', '.join(STRATEGIES)}, got {t.strategy!r}",
+    )
+    need(
+        t.devices == "auto" or (isinstance(t.devices, int) and t.devices >= 1),
+        "train.devices",
+        f"train.devices must be a number or 'auto' (a count ≥ 1), got {t.devices!r}",
+    )
+    need(t.num_nodes >= 1, "train.num_nodes", f"train.num_nodes must be ≥ 1, got {t.num_nodes}")
+    need(t.num_workers >= 0, "train.num_workers", f"train.num_workers must be ≥ 0, got {t.num_workers}")
     return errors
 
 
+def _origin(section: str, key: str, value: Any) -> str | None:
+    """Where a value came from: `--set section.key=value` for an override, None for the config file."""
+    return f"--set {section}.{key}={value}" if isinstance(value, _Raw) else None
+
+
+def _message(source: str, problems: list[tuple[str | None, str]]) -> str:
+    """The file's problems under its name, then each `--set` problem under the override that caused it."""
+    in_file = [text for origin, text in problems if origin is None]
+    parts = [f"{source}: " + "; ".join(in_file)] if in_file else []
+    return "; ".join(parts + [f"{origin}: {text}" for origin, text in problems if origin is not None])
+
+
 def config_from_dict(raw: Any, *, source: str = "config") -> Config:
-    """Build and validate a `Config` from nested dicts; every problem goes into one `ConfigError`."""
-    errors: list[str] = []
+    """Build and validate a `Config` from nested dicts; every problem goes into one `ConfigError`. Values that came
+    from `--set` (see `parse_overrides`) are blamed on the override, the rest on `source`."""
+    problems: list[tuple[str | None, str]] = []
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping with sections {sorted(SECTIONS)}, got {type(raw).__name__}")
+        raise ConfigError(f"{source}: expected a mapping with sections {', '.join(SECTIONS)}, got {type(raw).__name__}")
     sections: dict[str, Any] = {}
-    for key in raw:
+    overridden: dict[str, str] = {}  # "section.key" -> "--set section.key=value"
+    for key, values in raw.items():
         if key not in SECTIONS:
-            errors.append(f"unknown section {key!r} (valid: {', '.join(SECTIONS)})")
+            items = values.items() if isinstance(values, dict) else []
+            origin = next((o for k, v in items if (o := _origin(key, k, v))), None)
+            problems.append((origin, f"unknown section {key!r} (valid: {', '.join(SECTIONS)})"))
     for name, cls in SECTIONS.items():
         values = raw.get(name) or {}
         if not isinstance(values, dict):
-            errors.append(f"section {name!r} must be a mapping, got {type(values).__name__}")
+            problems.append((None, f"section {name!r} must be a mapping, got {type(values).__name__}"))
             sections[name] = cls()
             continue
         hints = typing.get_type_hints(cls)
         valid = [f.name for f in dataclasses.fields(cls)]
         kwargs = {}
         for key, value in values.items():
+            origin = _origin(name, key, value)
             if key not in hints:
-                errors.append(f"unknown key {name}.{key} (valid {name} keys: {', '.join(valid)})")
+                problems.append((origin, f"unknown key {name}.{key} (valid {name} keys: {', '.join(valid)})"))
                 continue
+            if origin is not None:
+                overridden[f"{name}.{key}"] = origin
             try:
                 kwargs[key] = _coerce(value, hints[key])
             except TypeError:
                 hint = " (quote it in YAML)" if isinstance(value, int) and "str" in _type_name(hints[key]) else ""
-                errors.append(f"{name}.{key} must be {_type_name(hints[key])}, got {value!r}{hint}")
+                problems.append((origin, f"{name}.{key} must be {_type_name(hints[key])}, got {value!r}{hint}"))
         sections[name] = cls(**kwargs)
     cfg = Config(**sections)
-    errors += _check_values(cfg)  # fields with key or type errors hold defaults, so these checks stay valid
-    if errors:
-        raise ConfigError(f"{source}: " + "; ".join(errors))
+    # Fields with key or type errors hold defaults, so these checks stay valid.
+    for fields, text in _check_values(cfg):
+        problems.append((next((overridden[f] for f in fields if f in overridden), None), text))
+    if problems:
+        raise ConfigError(_message(source, problems))
     return cfg
 
 
@@ -272,16 +384,31 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if path is not None:
         path = Path(path)
         source = str(path)
+        if path.is_dir():
+            raise ConfigError(f"config {path} is a directory; pass a YAML file such as configs/tiny.yaml")
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist; see configs/ for examples")
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(exc)}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{path} is not valid YAML: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+            ) from None
         if raw is None:
             raw = {}
-    if overrides:
         if not isinstance(raw, dict):
-            raise ConfigError(f"{source}: expected a mapping with sections {sorted(SECTIONS)}")
+            raise ConfigError(
+                f"{path}: expected a mapping with sections {', '.join(SECTIONS)}, got {type(raw).__name__}"
+            )
+    if overrides:
         raw = _merge(raw, parse_overrides(overrides))
     return config_from_dict(raw, source=source)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's problem and where it is ("line 3, column 7: mapping values are not allowed here"), whole."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem

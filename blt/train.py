@@ -15,9 +15,14 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shlex
+import shutil
+import signal
 import tempfile
+import threading
+import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,12 +33,14 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torchmetrics import SumMetric
 
 from blt.checkpoint import read_lightning_checkpoint, save_model_dir
 from blt.config import N_BYTE_VALUES, Config
 from blt.data import IGNORE_INDEX, ByteDataModule, split_window
-from blt.errors import BltError
+from blt.errors import BltError, brief
 from blt.model import ByteLM
 
 # Lightning's advertising and a deprecation inside Lightning itself are noise in a user's terminal.
@@ -136,7 +143,14 @@ def resolve_precision(cfg: Config) -> str:
 
 
 def check_devices(cfg: Config) -> None:
+    """The hardware `cfg.train` asks for is there (config validation checks the spelling; this, the machine)."""
     t = cfg.train
+    if t.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise BltError(
+            f"train.accelerator={t.accelerator} but no CUDA GPU is visible; use train.accelerator=auto or cpu"
+        )
+    if t.accelerator == "mps" and not torch.backends.mps.is_available():
+        raise BltError("train.accelerator=mps but MPS (Apple GPU) is not available; use train.accelerator=auto or cpu")
     if not isinstance(t.devices, int) or t.devices <= 1 or t.accelerator == "cpu":
         return
     n_gpus = torch.cuda.device_count()
@@ -167,6 +181,14 @@ def build_trainer(cfg: Config, out: Path, extra_callbacks: list[Callback] | None
     if t.progress_bar:
         callbacks.append(RichProgressBar())
     callbacks.extend(extra_callbacks or [])
+    try:
+        return _trainer(cfg, out, callbacks)
+    except (MisconfigurationException, ValueError, ImportError, RuntimeError) as exc:  # e.g. deepspeed missing
+        raise BltError(f"Lightning cannot run these train.* settings here: {brief(str(exc))}") from None
+
+
+def _trainer(cfg: Config, out: Path, callbacks: list[Callback]) -> L.Trainer:
+    t = cfg.train
     return L.Trainer(
         accelerator=t.accelerator,
         devices=t.devices,
@@ -191,6 +213,103 @@ def build_trainer(cfg: Config, out: Path, extra_callbacks: list[Callback] | None
     )
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run. The message says the step reached, what was saved and the command that continues;
+    the CLI prints it and exits 130."""
+
+    def __init__(self, message: str, step: int, checkpoint: Path | None) -> None:
+        super().__init__(message)
+        self.step, self.checkpoint = step, checkpoint
+
+
+def lightning_call(trainer: L.Trainer, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`fn(*args, **kwargs)` (a Trainer entry point: fit, validate, predict), with Ctrl-C raised as
+    `KeyboardInterrupt`. Lightning catches the interrupt itself, sets `trainer.interrupted`, ignores SIGINT from
+    then on and calls `sys.exit(1)`; this turns that back into an interrupt and restores the SIGINT handler."""
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        return fn(*args, **kwargs)
+    except SystemExit as exc:
+        if trainer.interrupted and isinstance(exc.__context__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if handler is not None and signal.getsignal(signal.SIGINT) is not handler:
+            signal.signal(signal.SIGINT, handler)
+
+
+class StopOnInterrupt(Callback):
+    """The first Ctrl-C during training lets the current step finish, saves `last.ckpt` (a resume point exactly like
+    the periodic ones) and stops the run; a second Ctrl-C interrupts at once. Single-process runs only: with
+    several ranks a signal reaches them at different steps, and a checkpoint save is collective."""
+
+    def __init__(self, last: Path) -> None:
+        self.last = last
+        self.requested = False
+        self.saved_step: int | None = None
+        self.previous: Any = None
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, self.previous)  # a second Ctrl-C raises KeyboardInterrupt
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.world_size == 1 and threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            self.previous = previous if previous is not None else signal.default_int_handler
+            signal.signal(signal.SIGINT, self._on_sigint)
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if self.requested and self.saved_step is None:
+            trainer.save_checkpoint(self.last, weights_only=False)
+            self.saved_step = trainer.global_step
+            trainer.should_stop = True
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.restore()
+
+    def restore(self) -> None:
+        if self.previous is not None and signal.getsignal(signal.SIGINT) == self._on_sigint:
+            signal.signal(signal.SIGINT, self.previous)
+        self.previous = None
+
+
+def _checkpoint_step(path: Path) -> int | None:
+    if not path.is_file():
+        return None
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+
+
+def _interrupted(out: Path, step: int, max_steps: int, saved: bool) -> TrainingInterrupted:
+    last = out / "checkpoints" / "last.ckpt"
+    resume = f"continue with: blt train --out {shlex.quote(str(out))} --resume"
+    if saved:
+        return TrainingInterrupted(f"interrupted at step {step}/{max_steps}; saved {last}; {resume}", step, last)
+    at = _checkpoint_step(last)
+    if at is None:
+        return TrainingInterrupted(
+            f"interrupted at step {step}/{max_steps}, before the first checkpoint; nothing was saved", step, None
+        )
+    return TrainingInterrupted(
+        f"interrupted at step {step}/{max_steps}, which was not saved; {last} holds step {at}; {resume}",
+        step,
+        last,
+    )
+
+
+def _discard_new(out: Path, created: list[Path]) -> None:
+    """Remove what a failed fresh run made in `out` (its paths that did not exist before), unless a checkpoint
+    was written: a failed `blt train` leaves no config.yaml or empty run directory behind."""
+    if any((out / "checkpoints").glob("*.ckpt")):
+        return
+    for path in reversed(created):  # children before `out` itself
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            path.unlink()
+
+
 def train(
     cfg: Config,
     out: str | Path,
@@ -200,16 +319,19 @@ def train(
     init_model: ByteLM | None = None,
 ) -> Path:
     """Train a byte model as `cfg` says, write checkpoints under `out`, export `out/model`; returns that path.
-    `init_model` starts from existing weights (fine-tuning) instead of a fresh initialisation."""
+    `init_model` starts from existing weights (fine-tuning) instead of a fresh initialisation.
+
+    Everything that can reject the run (hardware, Trainer settings, the corpus) is checked before `out` is
+    touched, and a fresh run that fails before its first checkpoint removes what it wrote. Ctrl-C saves
+    `last.ckpt` after the current step and raises `TrainingInterrupted` (a `KeyboardInterrupt`)."""
     out = Path(out)
     last = out / "checkpoints" / "last.ckpt"
+    if out.exists() and not out.is_dir():
+        raise BltError(f"--out {out} is a file; give a directory for the run")
     if resume and not last.is_file():
-        raise BltError(f"nothing to resume: {last} does not exist; run without --resume to start")
+        raise BltError(f"nothing to resume in {out}: no checkpoints/last.ckpt; start the run without --resume")
     if not resume and (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
         raise BltError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(cfg.to_yaml())
-    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     t = cfg.train
     data = ByteDataModule(
         cfg.data,
@@ -219,15 +341,35 @@ def train(
         val_batches=t.val_batches,
         num_workers=t.num_workers,
     )
+    data.setup("fit")  # reads (or reuses) the corpus cache and checks its size before anything is written
+    L.seed_everything(t.seed, workers=True, verbose=False)
     module = ByteLMModule(cfg)
     if init_model is not None:
         module.model.load_state_dict(init_model.state_dict())
-    trainer = build_trainer(cfg, out, extra_callbacks)
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
-    if trainer.interrupted:
-        raise BltError(f"training interrupted at step {trainer.global_step}; continue with --resume")
+    stop = StopOnInterrupt(last)
+    trainer = build_trainer(cfg, out, [stop, *(extra_callbacks or [])])
+    created = [p for p in (out, out / "config.yaml", out / "logs", out / "checkpoints") if not p.exists()]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(cfg.to_yaml())
+    try:
+        lightning_call(trainer, trainer.fit, module, datamodule=data, ckpt_path=str(last) if resume else None)
+    except KeyboardInterrupt:
+        if not resume:
+            _discard_new(out, created)
+        raise _interrupted(out, trainer.global_step, t.max_steps, saved=False) from None
+    except BaseException:
+        if not resume:
+            _discard_new(out, created)
+        raise
+    finally:
+        stop.restore()
+    if stop.saved_step is not None:
+        raise _interrupted(out, stop.saved_step, t.max_steps, saved=True)
     trainer.save_checkpoint(last, weights_only=False)  # the final full state, whatever the checkpoint interval
-    metrics = trainer.validate(module, datamodule=data, verbose=False)
+    try:
+        metrics = lightning_call(trainer, trainer.validate, module, datamodule=data, verbose=False)
+    except KeyboardInterrupt:
+        raise _interrupted(out, trainer.global_step, t.max_steps, saved=True) from None
     val_bpb = float(metrics[0]["val_bpb"]) if metrics else float("nan")
     assert data.cache is not None
     card = {
@@ -245,11 +387,69 @@ def train(
     return out / "model"
 
 
-def adapt(lm: Any, train_docs: Sequence[bytes], steps: int, *, minutes: float | None = None) -> Any:
+PROGRESS_EVERY_S = 1.0  # adapt's progress line: at most one update a second (a rich spinner redraws 12.5/s)
+
+
+def _duration(seconds: float) -> str:
+    """12s, 3m05s, 2h04m."""
+    seconds = max(int(seconds), 0)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class ReportProgress(Callback):
+    """Calls `progress("<label>: step i/N, x steps/s, ETA ...")` at most every `every` seconds during training.
+    The ETA is the sooner of the steps left at the measured rate and the time budget left (`seconds`)."""
+
+    def __init__(
+        self, progress: Callable[[str], None], label: str, steps: int | None, seconds: float | None, every: float = 1.0
+    ) -> None:
+        self.progress, self.label, self.steps, self.seconds, self.every = progress, label, steps, seconds, every
+        self.start = self.last = 0.0
+        self.first_step = 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start = self.last = time.monotonic()
+        self.first_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every:
+            return
+        self.last = now
+        self.progress(self.message(trainer.global_step, now - self.start))
+
+    def message(self, step: int, elapsed: float) -> str:
+        rate = (step - self.first_step) / max(elapsed, 1e-9)  # steps per second
+        left = []
+        if self.steps is not None and rate > 0:
+            left.append((self.steps - step) / rate)
+        if self.seconds is not None:
+            left.append(self.seconds - elapsed)
+        speed = f"{rate:.1f}" if rate < 10 else f"{rate:.0f}"
+        parts = [f"step {step}/{self.steps}" if self.steps is not None else f"step {step}", f"{speed} steps/s"]
+        if left:
+            parts.append(f"ETA {_duration(min(left))}")
+        return f"{self.label}: " + ", ".join(parts)
+
+
+def adapt(
+    lm: Any,
+    train_docs: Sequence[bytes],
+    steps: int,
+    *,
+    minutes: float | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Any:
     """Fine-tune the byte model on the corpus's training split with the same training code as `blt train`, for
     `steps` (cosine schedule) and/or `minutes` of wall time (a time budget alone keeps the rate constant after
-    warmup, since the number of steps is not known in advance)."""
+    warmup, since the number of steps is not known in advance). `progress` receives "step i/N, x steps/s, ETA"
+    about once a second; Lightning's own banner, summary and bar stay silent so a caller's spinner is not broken."""
     from blt.checkpoint import load_model
+    from blt.corpus import quiet_lightning
 
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus"
@@ -260,8 +460,8 @@ def adapt(lm: Any, train_docs: Sequence[bytes], steps: int, *, minutes: float | 
             lm.full_config,
             data=replace(lm.full_config.data, sources=[str(corpus)], cache_dir=tmp, val_fraction=0.02, max_bytes=None),
         )
-        steps = steps or 10**9  # time budget only: the clock ends the run, the schedule stays flat
-        warm = min(steps // 10, 100)
+        max_steps = steps or 10**9  # time budget only: the clock ends the run, the schedule stays flat
+        warm = min(max_steps // 10, 100)
         max_time = None
         if minutes is not None:
             seconds = max(int(minutes * 60), 1)
@@ -270,14 +470,22 @@ def adapt(lm: Any, train_docs: Sequence[bytes], steps: int, *, minutes: float | 
             cfg,
             train=replace(
                 cfg.train,
-                max_steps=steps,
+                max_steps=max_steps,
                 warmup_steps=warm,
                 max_time=max_time,
                 lr=cfg.train.lr * 0.3,
-                val_every_steps=steps,
-                ckpt_every_steps=steps,
+                val_every_steps=max_steps,
+                ckpt_every_steps=max_steps,
                 progress_bar=False,
             ),
         )
-        model_dir = train(cfg, Path(tmp) / "run", init_model=lm)
+        label = "adapting the byte model"
+        budget = minutes * 60 if minutes else None
+        report = [ReportProgress(progress, label, steps or None, budget, PROGRESS_EVERY_S)] if progress else []
+        try:
+            with quiet_lightning(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", PossibleUserWarning)  # hints ("few workers") would break a spinner
+                model_dir = train(cfg, Path(tmp) / "run", init_model=lm, extra_callbacks=report)
+        except TrainingInterrupted as exc:  # the run directory is temporary: nothing to resume
+            raise KeyboardInterrupt(f"interrupted while adapting the byte model, at step {exc.step}") from None
         return load_model(model_dir, device=next(lm.parameters()).device)

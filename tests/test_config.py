@@ -23,7 +23,8 @@ from blt.config import (
 )
 from blt.errors import BltError
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = sorted(REPO_CONFIGS.glob("*.yaml"))
 
 
 def write(tmp_path: Path, text: str, name: str = "c.yaml") -> Path:
@@ -288,7 +289,7 @@ def test_to_yaml_has_exactly_the_dataclass_fields() -> None:
 @settings(max_examples=40, deadline=None)
 @given(
     lr=st.floats(1e-8, 10, allow_nan=False),
-    max_time=st.one_of(st.none(), st.sampled_from(["00:00:10:00", "1:00:00:00", "12:30"])),
+    max_time=st.one_of(st.none(), st.sampled_from(["00:00:10:00", "1:00:00:00", "10:12:30:00"])),
     devices=st.one_of(st.just("auto"), st.integers(1, 64)),
     window=st.one_of(st.none(), st.integers(1, 4096)),
     sources=st.lists(st.sampled_from(["udhr", "stdlib", "a b.txt", "dir/*.jsonl", "1e-3", "null", "yes"]), min_size=1),
@@ -318,3 +319,116 @@ def test_unquoted_base60_time_in_a_yaml_file_is_reported(tmp_path: Path) -> None
     """`max_time: 1:00:00:00` unquoted is the YAML 1.1 int 216000, not a time string: the error names the field."""
     with pytest.raises(ConfigError, match=r"train\.max_time must be str \| None, got 216000"):
         load_config(write(tmp_path, "train:\n  max_time: 1:00:00:00\n"))
+
+
+# ---------------------------------------------------------------------------------------------- Trainer-bound fields
+
+
+def test_trainer_bound_fields_are_rejected_in_one_error_before_lightning_sees_them() -> None:
+    """Every field that reaches `L.Trainer` is checked here: Lightning's own errors are tracebacks, and came only
+    after the run directory was written."""
+    bad = {
+        "max_time": "abc",
+        "precision": "bogus",
+        "accelerator": "tpu",
+        "strategy": "nope",
+        "devices": 0,
+        "val_every_steps": 0,
+        "log_every_steps": 0,
+        "num_nodes": 0,
+        "num_workers": -1,
+        "lr": 0,
+        "grad_clip": -1,
+        "seed": -1,
+    }
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"train": bad})
+    msg = str(info.value)
+    for key in bad:
+        assert f"train.{key} must" in msg, key
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "needle"),
+    [
+        ("train.max_time", "00:00:00:00", "longer than zero"),
+        ("train.max_time", "1:2:3", "DD:HH:MM:SS"),
+        ("train.max_time", "00:00:75:00", "DD:HH:MM:SS"),
+        ("train.lr", ".nan", "train.lr must be > 0"),
+        ("train.grad_clip", ".nan", "train.grad_clip must be ≥ 0"),
+        ("train.beta2", "1.0", "train.beta2 must be in [0, 1)"),
+        ("model.ffn_hidden", "0", "model.ffn_hidden must be ≥ 1"),
+        ("model.norm_eps", "0", "model.norm_eps must be > 0"),
+        ("model.rope_base", "-1", "model.rope_base must be > 0"),
+        ("data.max_bytes", "-5", "data.max_bytes must be ≥ 1"),
+        ("data.sources", "['']", "empty name"),
+        ("train.seed", str(2**32), "train.seed must be in"),
+    ],
+)
+def test_more_semantic_checks(key: str, value: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=[f"{key}={value}"])
+    assert needle in str(info.value)
+
+
+def test_valid_trainer_settings_pass() -> None:
+    cfg = load_config(
+        overrides=["train.max_time=01:02:03:04", "train.precision=bf16-mixed", "train.strategy=ddp", "train.devices=2"]
+    )
+    assert cfg.train.max_time == "01:02:03:04" and cfg.train.devices == 2
+
+
+def test_the_accepted_names_are_lightnings() -> None:
+    """ACCELERATORS/PRECISIONS/STRATEGIES (kept in config.py so it need not import Lightning) are all names the
+    installed Lightning accepts."""
+    import typing
+
+    from lightning.fabric.connector import _PRECISION_INPUT_STR
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    from blt.config import ACCELERATORS, PRECISIONS, STRATEGIES
+
+    assert set(ACCELERATORS) <= {"auto", "gpu", *AcceleratorRegistry.available_accelerators()}
+    assert set(PRECISIONS) <= {"auto", "32", "16", "64", "bf16", *typing.get_args(_PRECISION_INPUT_STR)}
+    assert set(STRATEGIES) <= {"auto", *StrategyRegistry.available_strategies()}
+
+
+# ---------------------------------------------------------------------------------------------- messages
+
+
+def test_set_errors_name_the_override_not_the_file(tmp_path: Path) -> None:
+    """A bad `--set` value is blamed on `--set key=value`; the file's own problems stay under the file's name."""
+    path = write(tmp_path, "model:\n  n_layer: 2\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, ["train.lr=fast", "train.batch_size=0", "model.nope=1"])
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: unknown key model.n_layer")
+    assert "--set train.lr=fast: train.lr must be float, got 'fast'" in msg
+    assert "--set train.batch_size=0: train.batch_size must be ≥ 1, got 0" in msg
+    assert "--set model.nope=1: unknown key model.nope" in msg
+    with pytest.raises(ConfigError) as info:
+        load_config(REPO_CONFIGS / "tiny.yaml", ["model.n_heads=3"])
+    assert str(info.value).startswith("--set model.n_heads=3: model.d_model (32) must be divisible")
+    assert "tiny.yaml" not in str(info.value)
+
+
+def test_yaml_syntax_error_says_where_and_what(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "model:\n  n_layers: 2\n d_model: 3\n"))
+    msg = str(info.value)
+    assert "is not valid YAML: line 3, column 2:" in msg and "expected <block end>" in msg
+
+
+def test_config_that_is_a_directory_or_not_utf8(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a directory; pass a YAML file"):
+        load_config(tmp_path)
+    binary = tmp_path / "c.yaml"
+    binary.write_bytes(b"model: \xff\n")
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_config(binary)
+
+
+def test_top_level_list_with_overrides_is_still_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="expected a mapping with sections model, data, train, got list"):
+        load_config(write(tmp_path, "- 1\n"), ["train.lr=1"])
