@@ -77,10 +77,22 @@ def validate(cfg: CompareConfig) -> None:
         problems.append(f"--match {cfg.match} is not in this run's segmenters ({', '.join(cfg.segmenters)})")
     if cfg.match is not None and cfg.match in ENTROPY:
         problems.append("--match must name a tokeniser or rule-based segmenter, not an entropy one")
-    if cfg.adapt_steps < 0 or (cfg.adapt_minutes is not None and cfg.adapt_minutes <= 0):
-        problems.append("--adapt needs a positive number of steps and --adapt-minutes a positive time")
+    if cfg.adapt_steps < 0:
+        problems.append(f"--adapt must be ≥ 0 steps (0: no adaptation), got {cfg.adapt_steps}")
+    if cfg.adapt_minutes is not None and not (cfg.adapt_minutes > 0 and math.isfinite(cfg.adapt_minutes)):
+        problems.append(f"--adapt-minutes must be a time > 0, got {cfg.adapt_minutes}")
     if not 0 < cfg.eval_fraction < 1:
-        problems.append(f"eval_fraction must be in (0, 1), got {cfg.eval_fraction}")
+        problems.append(f"--eval-fraction must be in (0, 1), got {cfg.eval_fraction}")
+    # sizes: None means "all" (the CLI turns --max-eval-bytes 0 into None); a negative size is a typo, never "all"
+    for flag, value, least in (
+        ("--max-eval-bytes", cfg.max_eval_bytes, "≥ 0 (0: all held-out bytes)"),
+        ("--max-bytes", cfg.max_bytes, "≥ 1"),
+        ("--patch-size", cfg.fixed_size, "≥ 1"),
+    ):
+        if value is not None and value < 1:
+            problems.append(f"{flag} must be {least}, got {value}")
+    if not (cfg.devices == "auto" or (isinstance(cfg.devices, int) and cfg.devices >= 1)):
+        problems.append(f"--devices must be a number of devices ≥ 1 or 'auto', got {cfg.devices!r}")
     if (cfg.adapt_steps or cfg.adapt_minutes) and cfg.devices not in (1, "1"):
         problems.append(
             "--adapt runs on one device; drop --devices, or train on the corpus with `blt train` and pass --model RUN"
@@ -240,7 +252,7 @@ def run_compare(
             progress("adapting the byte model on the training split")
             from blt.train import adapt
 
-            lm = adapt(lm, train_docs, cfg.adapt_steps, minutes=cfg.adapt_minutes)
+            lm = adapt(lm, train_docs, cfg.adapt_steps, minutes=cfg.adapt_minutes, progress=progress)
             scores, after = _score(lm, eval_docs, cfg)
             assert scores is not None
             model_info.update(
@@ -270,15 +282,21 @@ def run_compare(
 
 def _score(lm: Any, docs: list[bytes], cfg: CompareConfig) -> tuple[list[ByteScores] | None, dict[str, Any]]:
     """The byte model's scores of `docs` (Lightning predict loop, disk cache) and what the report says of them."""
-    from blt.cache import model_hash
+    from blt.cache import load_scores, model_hash, save_scores
     from blt.corpus import score_corpus, scores_path
 
     sha = model_hash(lm)  # once, for the cache check and the scoring
-    cached = cfg.cache and scores_path(lm, docs, precision=cfg.precision, model_sha=sha).exists()
+    path = scores_path(lm, docs, precision=cfg.precision, model_sha=sha)
+    # only a verified hit counts as cached (load_scores discards a damaged entry): results.json says which it was
+    scores = load_scores(path, docs) if cfg.cache else None
+    cached = scores is not None
     t = time.perf_counter()
-    scores = score_corpus(lm, docs, precision=cfg.precision, devices=cfg.devices, cache=cfg.cache, model_sha=sha)
     if scores is None:
-        return None, {}
+        scores = score_corpus(lm, docs, precision=cfg.precision, devices=cfg.devices, cache=False, model_sha=sha)
+        if scores is None:
+            return None, {}  # a rank other than 0 of a multi-device run
+        if cfg.cache:
+            save_scores(path, scores)
     seconds = time.perf_counter() - t
     return scores, {
         "model": cfg.model,

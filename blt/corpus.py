@@ -2,7 +2,9 @@
 the Trainer has (`--devices N` shards them over GPUs), and results are written to disk as they arrive.
 
 - `segment_corpus`: patch every document of a corpus into `patches-<rank>.parquet` (one row per document: name,
-  label, bytes, patches, bytes_per_patch, patch_lengths) and `summary.json`, streaming, so memory stays flat.
+  label, bytes, patches, bytes_per_patch, patch_lengths) and `summary.json`, streaming, so memory stays flat. The
+  Parquet files stay hidden temp files until the end, when `summary.json` (naming them) is written and they are
+  renamed into place: a run killed at any point leaves no output or an incomplete one that the next run replaces.
 - `score_corpus`: per-byte entropy and surprisal of a list of documents (what `blt compare` and `blt experiment`
   measure), cached on disk by model weights and corpus content (`blt.cache`), so no corpus is scored twice.
 """
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,13 +30,23 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, RichProgressBar
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from blt.cache import cache_dir, cache_key, documents_hash, load_scores, model_hash, save_scores
+from blt.cache import (
+    cache_dir,
+    cache_key,
+    documents_hash,
+    load_scores,
+    model_hash,
+    read_score_arrays,
+    save_scores,
+    write_score_arrays,
+)
 from blt.config import DataConfig
 from blt.entropy import LN2, ByteScores, score
 from blt.errors import BltError
 from blt.report import write_atomic
 from blt.segmenters import Patcher
 from blt.sources import Document, iter_documents
+from blt.train import lightning_call
 
 # Documents are batched by bytes, not by index; Lightning cannot (and need not) infer batch indices.
 warnings.filterwarnings("ignore", message=r".*Couldn't infer the batch indices.*")
@@ -124,7 +138,8 @@ class PatchingModule(L.LightningModule):
 
 
 class ParquetWriter(BasePredictionWriter):
-    """Writes each predicted batch to this rank's Parquet file as it arrives (a temp file renamed at the end)."""
+    """Writes each predicted batch to this rank's hidden Parquet file as it arrives (renamed by `segment_corpus` once
+    every rank is done); at the end, this rank's totals go to `.totals-<rank>.json` for rank 0."""
 
     def __init__(self, out: Path) -> None:
         super().__init__(write_interval="batch")
@@ -143,10 +158,10 @@ class ParquetWriter(BasePredictionWriter):
         self.totals["patches"] += sum(r["patches"] for r in prediction)
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: Any) -> None:
-        if self.writer is not None and self.tmp is not None:
+        if self.writer is not None:
             self.writer.close()
-            self.tmp.replace(self.out / f"patches-{trainer.global_rank}.parquet")
-        totals = json.dumps(self.totals)  # this rank's share, summed by rank 0 into summary.json
+        # this rank's share, summed by rank 0 into summary.json, and whether it wrote a file
+        totals = json.dumps({**self.totals, "wrote": self.writer is not None})
         write_atomic(self.out / f".totals-{trainer.global_rank}.json", lambda p: p.write_text(totals))
 
     def on_exception(self, trainer: L.Trainer, pl_module: Any, exception: BaseException) -> None:
@@ -174,6 +189,7 @@ def segment_corpus(
     if isinstance(devices, int) and devices > 1 and accelerator != "cpu" and torch.cuda.device_count() < devices:
         raise BltError(f"--devices {devices} but {torch.cuda.device_count()} GPU(s) are visible; use --devices 1")
     out = Path(out)
+    _clear_interrupted(out)
     if out.exists() and any(out.glob("patches-*.parquet")):
         raise BltError(f"{out} already holds patches; choose another --out or delete it")
     out.mkdir(parents=True, exist_ok=True)
@@ -201,14 +217,18 @@ def segment_corpus(
             use_distributed_sampler=False,
         )
         data = DocumentGroups(cfg, group_bytes)
-        trainer.predict(PatchingModule(patcher), DataLoader(data, batch_size=None), return_predictions=False)
+        module, loader = PatchingModule(patcher), DataLoader(data, batch_size=None)
+        lightning_call(trainer, trainer.predict, module, loader, return_predictions=False)  # Ctrl-C: exit 130
     trainer.strategy.barrier()  # every rank's totals are on disk
     if trainer.global_rank != 0:
         return writer.totals  # rank 0 writes the summary of all ranks
-    totals = dict.fromkeys(writer.totals, 0)
+    totals, wrote = dict.fromkeys(writer.totals, 0), []
     for rank in range(trainer.world_size):
         part = out / f".totals-{rank}.json"
-        for key, value in json.loads(part.read_text()).items():
+        share = json.loads(part.read_text())
+        if share.pop("wrote"):
+            wrote.append(rank)
+        for key, value in share.items():
             totals[key] += value
         part.unlink()
     if totals["documents"] == 0:
@@ -223,9 +243,33 @@ def segment_corpus(
         "bytes_per_patch": totals["bytes"] / max(totals["patches"], 1),
         "max_patch_length": patcher.max_patch_length,
         "sources": cfg.sources,
+        "files": [f"patches-{rank}.parquet" for rank in wrote],
     }
+    # The summary first: it names the files of the complete output, so a run killed before they are all renamed
+    # into place is recognised as unfinished (`_clear_interrupted`) and redone by the next run.
     write_atomic(out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
+    for rank in wrote:
+        (out / f".patches-{rank}.parquet.tmp").replace(out / f"patches-{rank}.parquet")
     return summary
+
+
+def _clear_interrupted(out: Path) -> None:
+    """Remove what a killed `segment_corpus` left in `out`: its hidden temp files, and an output whose summary.json
+    names Parquet files that are not all there (killed while renaming them into place). A complete output, or
+    files that no run of ours wrote, stay."""
+    if not out.is_dir():
+        return
+    for tmp in [*out.glob(".patches-*.parquet.tmp"), *out.glob(".totals-*.json")]:
+        tmp.unlink(missing_ok=True)
+    try:
+        named = json.loads((out / "summary.json").read_text())["files"]
+        names = [n for n in named if re.fullmatch(r"patches-\d+\.parquet", n)]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if len(names) == len(named) and not all((out / n).is_file() for n in names):
+        for n in names:
+            (out / n).unlink(missing_ok=True)
+        (out / "summary.json").unlink()
 
 
 class IndexedGroups(IterableDataset):
@@ -266,19 +310,25 @@ class ScoringModule(L.LightningModule):
 
 
 class ShardWriter(BasePredictionWriter):
-    """Collects this rank's scores; at the end writes them as one shard `<stem>.rank<r>.npz` (indices + scores)."""
+    """Collects this rank's scores; at the end writes them as one shard `<stem>.<run>.rank<r>.npz` (+ `.idx.npy`, the
+    document indices). `<run>` is drawn once per run (rank 0's, broadcast), so two runs scoring the same documents
+    on one cache at the same time never read or delete each other's shards."""
 
     def __init__(self, stem: Path) -> None:
         super().__init__(write_interval="batch")
-        self.stem = stem
+        self.stem, self.run = stem, uuid.uuid4().hex[:12]  # pickled to spawned ranks, broadcast to launched ones
         self.rows: list[tuple[int, ByteScores]] = []
+
+    def shard(self, rank: int) -> Path:
+        return self.stem.with_name(f"{self.stem.name}.{self.run}.rank{rank}.npz")
 
     def write_on_batch_end(self, trainer: L.Trainer, pl_module: Any, prediction: Any, *args: Any) -> None:
         self.rows.extend(prediction)
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: Any) -> None:
-        path = self.stem.with_name(f"{self.stem.name}.rank{trainer.global_rank}.npz")
-        save_scores(path, [s for _, s in self.rows])
+        self.run = trainer.strategy.broadcast(self.run)
+        path = self.shard(trainer.global_rank)
+        write_score_arrays(path, [s for _, s in self.rows])
         np.save(path.with_suffix(".idx.npy"), np.array([i for i, _ in self.rows], dtype=np.int64))
 
 
@@ -291,11 +341,12 @@ def scores_path(
     cache_root: str | Path | None = None,
     model_sha: str | None = None,
 ) -> Path:
-    """Where `score_corpus` caches these scores: `<cache>/scores/<key>.npz`. `model_sha`: the model's
-    `model_hash`, when the caller has it (hashing a large model's weights is not free)."""
+    """Where `score_corpus` caches these scores: the entry (a directory, see `blt.cache.publish`)
+    `<cache>/scores/<key>`. `model_sha`: the model's `model_hash`, when the caller has it (hashing a large model's
+    weights is not free)."""
     model_sha = model_sha or model_hash(model)
     key = cache_key("scores", model=model_sha, docs=documents_hash(docs), precision=precision, batch_size=batch_size)
-    return cache_dir("scores", cache_root) / f"{key}.npz"
+    return cache_dir("scores", cache_root) / key
 
 
 def score_corpus(
@@ -315,9 +366,10 @@ def score_corpus(
 ) -> list[ByteScores] | None:
     """Per-byte entropy and surprisal (nats) of every document, through Lightning's predict loop.
 
-    Cached under `<cache>/scores/<key>.npz`, the key made of the model's weights, the documents' bytes, precision
-    and batch size; a hit returns without touching the model. With several devices every rank scores its share
-    of the groups and writes a shard; rank 0 merges them and returns the scores, other ranks return None."""
+    Cached under `<cache>/scores/<key>`, the key made of the model's weights, the documents' bytes, precision and
+    batch size; a hit (verified: sizes and SHA-256) returns without touching the model, a damaged entry is rescored.
+    With several devices every rank scores its share of the groups and writes a shard; rank 0 merges them and
+    returns the scores, other ranks return None."""
     path = scores_path(
         model, docs, precision=precision, batch_size=batch_size, cache_root=cache_root, model_sha=model_sha
     )
@@ -332,23 +384,23 @@ def score_corpus(
             strategy=strategy,
             precision="32-true",  # `score` applies its own autocast from `precision`
             logger=False,
-            callbacks=[ShardWriter(stem := path.with_suffix("")), *([RichProgressBar()] if progress else [])],
+            callbacks=[writer := ShardWriter(path), *([RichProgressBar()] if progress else [])],
             enable_progress_bar=progress,
             enable_model_summary=False,
             use_distributed_sampler=False,
         )
         data = IndexedGroups(docs, group_bytes)
-        trainer.predict(
-            ScoringModule(model, precision, batch_size), DataLoader(data, batch_size=None), return_predictions=False
-        )
+        module, loader = ScoringModule(model, precision, batch_size), DataLoader(data, batch_size=None)
+        lightning_call(trainer, trainer.predict, module, loader, return_predictions=False)  # Ctrl-C: exit 130
     trainer.strategy.barrier()  # every rank's shard is on disk
     if trainer.global_rank != 0:
         return None
     merged: list[ByteScores | None] = [None] * len(docs)
     for rank in range(trainer.world_size):
-        shard = stem.with_name(f"{stem.name}.rank{rank}.npz")
+        shard = writer.shard(rank)
         index = np.load(shard.with_suffix(".idx.npy"))
-        parts = load_scores(shard, [docs[i] for i in index]) or []
+        parts = read_score_arrays(shard, [docs[i] for i in index])
+        assert parts is not None, f"the shard {shard} of this run does not fit its documents"
         for i, s in zip(index.tolist(), parts, strict=True):
             merged[i] = s
         shard.unlink()

@@ -11,9 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,18 +21,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from blt.cache import cache_root, open_entry, publish
 from blt.config import BOS_ID, EOS_ID, PAD_ID, DataConfig
 from blt.errors import BltError
 from blt.sources import iter_documents, resolve_source
 
-CACHE_FORMAT = 1  # bump when the cache layout changes
+CACHE_FORMAT = 3  # bump when the cache layout changes (2: sealed entries, `blt.cache.publish`; 3: 64 KiB documents)
 IGNORE_INDEX = -100  # targets that carry no loss (BOS after a document end, padding)
-
-
-def cache_root(cfg: DataConfig | None = None) -> Path:
-    if cfg is not None and cfg.cache_dir:
-        return Path(cfg.cache_dir)
-    return Path(os.environ.get("BLT_CACHE", Path.home() / ".cache" / "blt"))
 
 
 def _fingerprint(cfg: DataConfig) -> str:
@@ -122,21 +115,12 @@ def _open_split(directory: Path, name: str) -> ByteStream:
 
 
 def build_cache(cfg: DataConfig) -> CorpusCache:
-    """Read the sources once into `train.bin`/`val.bin` memmaps (atomically), or reuse the existing cache."""
-    key = _fingerprint(cfg)
-    final = cache_root(cfg) / "data" / key
-    if not (final / "meta.json").is_file():
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=final.parent))
-        try:
-            _fill_cache(cfg, tmp)
-            if final.exists():  # another process won the race; its cache is identical
-                shutil.rmtree(tmp)
-            else:
-                os.replace(tmp, final)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+    """Read the sources once into `train.bin`/`val.bin` memmaps, or reuse the cache. The entry is published and
+    verified by `blt.cache` (sizes and SHA-256 of every file, hashed once per process): a damaged entry is rebuilt,
+    and of two processes building one entry, the second uses the first's."""
+    final = cache_root(cfg) / "data" / _fingerprint(cfg)
+    if open_entry(final, "data cache entry") is None:
+        publish(final, lambda tmp: _fill_cache(cfg, tmp), "data cache entry")
     meta = json.loads((final / "meta.json").read_text())
     return CorpusCache(_open_split(final, "train"), _open_split(final, "val"), final, meta["labels"])
 
@@ -171,6 +155,13 @@ def _fill_cache(cfg: DataConfig, directory: Path) -> None:
         labels = {"train": labels["val"], "val": []}
     if cfg.val_fraction > 0 and not lengths["val"]:
         _move_tail_to_val(directory, lengths, labels, cfg.val_fraction)
+    share, n_docs = sum(lengths["val"]) / total, len(lengths["train"]) + len(lengths["val"])
+    if cfg.val_fraction > 0 and share > cfg.val_fraction + max(cfg.val_fraction, 0.1):  # a few big documents
+        print(
+            f"warning: {share:.0%} of the bytes are held out, not {cfg.val_fraction:.0%}: documents are held out "
+            f"whole and this corpus has {n_docs}; more text (or another split seed) evens the split out",
+            file=sys.stderr,
+        )
     for split in ("train", "val"):
         starts = np.zeros(len(lengths[split]) + 1, dtype=np.int64)
         np.cumsum(lengths[split], out=starts[1:])

