@@ -10,7 +10,7 @@ right-padded and the attention is causal, so a row's result never depends on the
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -179,12 +179,14 @@ def score(
     precision: str = "32",
     device: str | torch.device | None = None,
     extra_stats: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> list[ByteScores]:
     """Per-byte entropy and surprisal (nats) of each input, under `model`.
 
     `stride` defaults to 3/4 of the model's context (each byte beyond the first window sees ≥ context/4 bytes).
     `precision="auto"` uses bf16 autocast where the hardware runs it natively: faster, and within ~1e-2 nats.
-    `extra_stats=True` also fills varentropy (nats²) and top-1 mass.
+    `extra_stats=True` also fills varentropy (nats²) and top-1 mass. `progress(n)` is called after each batch
+    with the number of bytes it scored (for a progress bar).
     """
     if isinstance(texts, (str, bytes, bytearray)):
         texts = [texts]
@@ -223,6 +225,8 @@ def score(
         values = torch.stack(rows).cpu().numpy()  # [n_stats, b, width]
         for r, (i, start, emit_from, end) in enumerate(chunk):
             stats[i][:, emit_from:end] = values[:, r, emit_from - start : end - start]
+        if progress is not None:
+            progress(sum(end - emit_from for _, _, emit_from, end in chunk))
     model.train(was_training)
     return [ByteScores(d, *st) for d, st in zip(datas, stats, strict=True)]
 
@@ -235,16 +239,62 @@ def corpus_bits_per_byte(scores: Sequence[ByteScores]) -> float:
     return float(sum(s.surprisal_nats.sum(dtype=np.float64) for s in scores) / (LN2 * total_bytes))
 
 
+def score_cached(
+    model: ByteLM,
+    docs: Sequence[bytes],
+    *,
+    batch_size: int = 16,
+    precision: str = "32",
+    cache: bool = True,
+    model_sha: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[ByteScores]:
+    """`score(model, docs)` through the on-disk score cache of `blt compare` (`blt.corpus.scores_path`, keyed by
+    the model's weights, the documents' bytes, precision and batch size): the same documents are scored once.
+    `model_sha`: the model's `blt.cache.model_hash`, when the caller has it; `progress` as in `score` (a cache hit
+    reports all bytes at once)."""
+    if not cache:
+        return score(model, docs, batch_size=batch_size, precision=precision, progress=progress)
+    # Imported here: the cache modules import this one (they store `ByteScores`).
+    from blt.cache import load_scores, save_scores
+    from blt.corpus import scores_path
+
+    path = scores_path(model, docs, precision=precision, batch_size=batch_size, model_sha=model_sha)
+    scores = load_scores(path, docs)
+    if scores is not None:
+        if progress is not None:
+            progress(sum(map(len, docs)))
+        return scores
+    scores = score(model, docs, batch_size=batch_size, precision=precision, progress=progress)
+    save_scores(path, scores)
+    return scores
+
+
 def evaluate_corpus(
-    model: ByteLM, docs: Iterable[bytes], *, batch_size: int = 16, precision: str = "32", chunk_bytes: int = 1 << 20
+    model: ByteLM,
+    docs: Iterable[bytes],
+    *,
+    batch_size: int = 16,
+    precision: str = "32",
+    chunk_bytes: int = 1 << 20,
+    cache: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, float]:
-    """Bits per byte of a document stream, scored in ~`chunk_bytes` groups so memory stays flat."""
+    """Bits per byte of a document stream, scored in ~`chunk_bytes` groups so memory stays flat. `cache=True`
+    stores each group's scores (`score_cached`), so evaluating the same corpus again reads them back instead of
+    scoring; `progress(n)` hears of every n bytes scored."""
     total_nats, total_bytes, n_docs, group_bytes = 0.0, 0, 0, 0
     group: list[bytes] = []
+    model_sha = None
+    if cache:
+        from blt.cache import model_hash
+
+        model_sha = model_hash(model)  # once, not once per group
 
     def flush() -> None:
         nonlocal total_nats, total_bytes, group_bytes
-        for s in score(model, group, batch_size=batch_size, precision=precision):
+        kw = {"batch_size": batch_size, "precision": precision, "progress": progress}
+        for s in score_cached(model, group, cache=cache, model_sha=model_sha, **kw):
             total_nats += float(s.surprisal_nats.sum(dtype=np.float64))
             total_bytes += len(s)
         group.clear()

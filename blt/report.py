@@ -8,15 +8,17 @@ from __future__ import annotations
 import html
 import math
 import os
+import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TextIO
 
 import numpy as np
 from rich.console import Console
 from rich.text import Text
 
-from blt.entropy import LN2
+from blt.entropy import LN2, ByteScores
 from blt.errors import BltError
 from blt.segmenters import Patches
 
@@ -59,22 +61,142 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def render_terminal(patches: Patches, console: Console) -> None:
+TERMINAL_MAX_BYTES = 1 << 16  # longer inputs show their first 64 KiB: the renderer holds ~1 kB per character shown
+ENTROPY_TABLE_MAX_BYTES = 512  # rows of `blt entropy`'s table (one per byte; rich takes ~2 ms a row); --json: all
+
+
+def shown_prefix(data: bytes, max_bytes: int) -> int:
+    """How many bytes of `data` to show: all of it, or about `max_bytes` cut before a character, not inside one."""
+    if len(data) <= max_bytes:
+        return len(data)
+    end = max_bytes
+    while end > max_bytes - 3 and 0x80 <= data[end] < 0xC0:  # a continuation byte: its character began earlier
+        end -= 1
+    return end if end > 0 else max_bytes
+
+
+def render_terminal(patches: Patches, console: Console, max_bytes: int = TERMINAL_MAX_BYTES) -> None:
     """The text with patches in alternating background colours (│ between patches where the output has no
     colours), then a one-line summary. A character cut by a patch boundary is shown whole, in the colour of the
-    patch holding its first byte."""
+    patch holding its first byte. Inputs longer than `max_bytes` show their start, patch-length statistics and
+    where to get the rest: the output (and memory) stays bounded whatever the input's size."""
+    n = shown_prefix(patches.data, max_bytes)
     out = Text()
-    patch_of = np.searchsorted(patches.starts, np.arange(len(patches.data)), side="right") - 1  # [n]
+    patch_of = np.searchsorted(patches.starts, np.arange(n), side="right") - 1  # [n]
     plain = console.color_system is None  # a pipe or a file: no colours, so mark boundaries with │
-    previous = 0
-    for start, end, label in char_spans(patches.data):
+    previous, run, run_style = 0, [], PATCH_STYLES[0]
+    for start, end, label in char_spans(patches.data[:n]):
         shown = label if label.isprintable() or label == "\n" else repr(label)[1:-1]
+        style = PATCH_STYLES[int(patch_of[start]) % 2]
+        if style != run_style or (plain and patch_of[end - 1] != previous):  # one span per run of a colour
+            out.append("".join(run), style=run_style)
+            run, run_style = [], style
         if plain and patch_of[end - 1] != previous:  # a patch starts at or inside this character
             out.append("│")
         previous = patch_of[end - 1]
-        out.append(shown, style=PATCH_STYLES[int(patch_of[start]) % 2])
+        run.append(shown)
+    out.append("".join(run), style=run_style)
     console.print(out)
+    if n < len(patches.data):
+        console.print(
+            f"… the first {n:,} of {len(patches.data):,} bytes shown; every patch: --json, or --html FILE",
+            highlight=False,
+        )
+        console.print(length_stats_line(patches.lengths), highlight=False)
     console.print(summary_line(patches))
+
+
+def length_stats_line(lengths: np.ndarray) -> str:
+    """lengths [P] (bytes) -> 'patch lengths (bytes): min 1, median 3, mean 4.21, p90 8, max 31'."""
+    if not len(lengths):
+        return "patch lengths (bytes): none"
+    p50, p90 = np.percentile(lengths, [50, 90])
+    return (
+        f"patch lengths (bytes): min {lengths.min()}, median {p50:g}, mean {lengths.mean():.2f}, "
+        f"p90 {p90:g}, max {lengths.max()}"
+    )
+
+
+def byte_label(data: bytes, t: int) -> str:
+    """The character that byte t starts (continuation bytes show as '·', undecodable ones as hex)."""
+    b = data[t]
+    if 0x80 <= b < 0xC0:
+        return "·"
+    width = 1 if b < 0x80 else 2 if b < 0xE0 else 3 if b < 0xF0 else 4
+    try:
+        ch = data[t : t + width].decode("utf-8")
+    except UnicodeDecodeError:
+        return f"\\x{b:02x}"
+    return {"\n": "\\n", "\t": "\\t", "\r": "\\r", " ": "␠"}.get(ch, ch if ch.isprintable() else repr(ch)[1:-1])
+
+
+def render_entropy_table(scores: ByteScores, console: Console, max_rows: int = ENTROPY_TABLE_MAX_BYTES) -> None:
+    """One row per byte (position, hex, character, entropy and surprisal in bits) for the first `max_rows`
+    bytes, then a summary of all of them."""
+    from rich.table import Table
+
+    data = scores.data
+    n = min(len(data), max_rows)
+    table = Table("pos", "byte", "char", "entropy (bits)", "surprisal (bits)")
+    ent_bits, sur_bits = scores.entropy_nats[:n] / LN2, scores.surprisal_nats[:n] / LN2
+    for t in range(n):
+        table.add_row(str(t), f"{data[t]:02x}", byte_label(data, t), f"{ent_bits[t]:.3f}", f"{sur_bits[t]:.3f}")
+    console.print(table)
+    if n < len(data):
+        console.print(f"… the first {n:,} of {len(data):,} bytes shown; every byte: --json", highlight=False)
+    console.print(
+        f"{len(data):,} bytes, mean entropy {scores.entropy_nats.mean(dtype=np.float64) / LN2:.3f} bits, "
+        f"{scores.bits_per_byte:.3f} bits/byte"
+    )
+
+
+def write_json(fields: dict[str, Any], file: TextIO | None = None, chunk: int = 1 << 16) -> None:
+    """`json.dumps(fields)` and a newline, written piece by piece to `file` (default stdout): numpy arrays go out
+    `chunk` values at a time (floats rounded to 6 decimals), so per-byte values of a long input never exist as
+    one list of Python floats or one giant string."""
+    import json
+
+    file = file if file is not None else sys.stdout
+    file.write("{")
+    for i, (key, value) in enumerate(fields.items()):
+        file.write((", " if i else "") + json.dumps(key, ensure_ascii=False) + ": ")
+        if not isinstance(value, np.ndarray):
+            file.write(json.dumps(value, ensure_ascii=False))
+            continue
+        file.write("[")
+        for a in range(0, len(value), chunk):
+            part = value[a : a + chunk].tolist()
+            if value.dtype.kind == "f":
+                part = [round(x, 6) for x in part]
+            file.write((", " if a else "") + json.dumps(part)[1:-1])
+        file.write("]")
+    file.write("}\n")
+
+
+def byte_progress(console: Console, description: str, total: int | None = None) -> Any:
+    """A transient progress bar of bytes on `console` (stderr), shown only when it is a terminal. Used as
+    `with byte_progress(...) as advance: ... advance(n_bytes)`."""
+    from contextlib import contextmanager
+
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    @contextmanager
+    def bar() -> Iterator[Callable[[int], None]]:
+        columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+        timing = (TimeElapsedColumn(), TimeRemainingColumn()) if total else (TimeElapsedColumn(),)
+        with Progress(*columns, *timing, console=console, transient=True, disable=not console.is_terminal) as p:
+            task = p.add_task(description, total=total)
+            yield lambda n: p.advance(task, n)
+
+    return bar()
 
 
 def summary_line(patches: Patches) -> str:
@@ -87,9 +209,9 @@ def summary_line(patches: Patches) -> str:
     return line
 
 
-def char_spans(data: bytes) -> list[tuple[int, int, str]]:
+def iter_char_spans(data: bytes) -> Iterator[tuple[int, int, str]]:
     """(start, end, label) per character: UTF-8 sequences stay whole, invalid bytes become \\xNN."""
-    out, t = [], 0
+    t = 0
     while t < len(data):
         b = data[t]
         width = 1 if b < 0x80 else 2 if 0xC2 <= b < 0xE0 else 3 if 0xE0 <= b < 0xF0 else 4 if 0xF0 <= b < 0xF5 else 1
@@ -97,48 +219,79 @@ def char_spans(data: bytes) -> list[tuple[int, int, str]]:
             label = data[t : t + width].decode("utf-8")
         except UnicodeDecodeError:
             width, label = 1, f"\\x{b:02x}"
-        out.append((t, t + width, label))
+        yield t, t + width, label
         t += width
-    return out
+
+
+def char_spans(data: bytes) -> list[tuple[int, int, str]]:
+    """`iter_char_spans` as a list."""
+    return list(iter_char_spans(data))
 
 
 def patches_html(patches: Patches, title: str = "blt patches") -> str:
     """A self-contained page: one box per patch, each character shaded by its entropy, values on hover."""
+    return "".join(html_pieces(patches, title))
+
+
+def write_patches_html(patches: Patches, path: str | Path, title: str = "blt patches") -> Path:
+    """`patches_html` written atomically to `path` piece by piece: a long input's page never sits in memory whole
+    (it takes ~20 bytes of HTML per byte of text, ~100 with entropies)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            buffer: list[str] = []
+            for piece in html_pieces(patches, title):
+                buffer.append(piece)
+                if len(buffer) >= 1 << 14:
+                    f.write("".join(buffer))
+                    buffer.clear()
+            f.write("".join(buffer))
+
+    return write_atomic(path, write)
+
+
+def html_pieces(patches: Patches, title: str) -> Iterator[str]:
+    """The page of `patches_html`, in order, a few characters of text at a time."""
     ent = patches.entropies_nats
     peak = float(ent.max()) if ent is not None and len(ent) else 1.0
-    starts = set(int(s) for s in patches.starts)
-    pieces = []  # (start, end, label): characters, or single bytes of a character that a patch boundary cuts
-    for start, end, label in char_spans(patches.data):
-        if any(b in starts for b in range(start + 1, end)):
-            pieces.extend((b, b + 1, f"\\x{patches.data[b]:02x}") for b in range(start, end))
-        else:
-            pieces.append((start, end, label))
-    parts = []
-    for start, end, label in pieces:
-        if start in starts:
-            parts.append("</div><div class='patch'>" if parts else "<div class='patch'>")
-        shown = {"\n": "↵", " ": "&nbsp;", "\t": "⇥"}.get(label, html.escape(label))
-        if ent is not None:
-            bits = ent[start:end] / LN2
-            level = float(ent[start]) / peak if peak > 0 else 0.0
-            tip = " ".join(f"{b:.2f}" for b in bits)
-            parts.append(f"<span style='background:rgba(230,57,70,{level:.3f})' title='{tip} bits'>{shown}</span>")
-        else:
-            parts.append(f"<span>{shown}</span>")
-        if label == "\n":
-            parts.append("<br>")
-    if parts:
-        parts.append("</div>")
+    data = patches.data
+    is_start = np.zeros(len(data) + 1, np.uint8)
+    is_start[patches.starts] = 1
+    is_start = is_start.tobytes()  # [n + 1]: 1 where a patch starts (bytes index fast, one byte per byte of text)
     style = (
         "body{font-family:ui-monospace,monospace;line-height:2.2;max-width:70em;margin:2em auto}"
         ".patch{display:inline;border:1px solid #457b9d;border-radius:3px;padding:2px 1px;margin:0 1px}"
     )
-    return (
+    yield (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{style}</style></head><body><h3>{html.escape(summary_line(patches))}</h3>"
         f"<p>Shade: entropy of the prediction for the byte (red = high); hover for bits per byte.</p>"
-        f"{''.join(parts)}</body></html>\n"
     )
+
+    def pieces() -> Iterator[tuple[int, int, str]]:  # characters, or single bytes of one a patch boundary cuts
+        for start, end, label in iter_char_spans(data):
+            if end - start > 1 and any(is_start[start + 1 : end]):
+                yield from ((b, b + 1, f"\\x{data[b]:02x}") for b in range(start, end))
+            else:
+                yield start, end, label
+
+    opened = False
+    for start, end, label in pieces():
+        if is_start[start]:
+            yield "</div><div class='patch'>" if opened else "<div class='patch'>"
+            opened = True
+        shown = {"\n": "↵", " ": "&nbsp;", "\t": "⇥"}.get(label, html.escape(label))
+        if ent is not None:
+            level = float(ent[start]) / peak if peak > 0 else 0.0
+            tip = " ".join(f"{b:.2f}" for b in ent[start:end] / LN2)
+            yield f"<span style='background:rgba(230,57,70,{level:.3f})' title='{tip} bits'>{shown}</span>"
+        else:
+            yield f"<span>{shown}</span>"
+        if label == "\n":
+            yield "<br>"
+    if opened:
+        yield "</div>"
+    yield "</body></html>\n"
 
 
 def plot_patches(patches: Patches, path: str | Path, max_bytes: int = 400) -> Path:
@@ -204,15 +357,56 @@ def compare_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
-def print_compare(results: dict, console: Console) -> None:
+# What a narrow terminal keeps, most telling first; the rest need --wide (all are in report.md and results.csv).
+NARROW_PRIORITY = (
+    "segmenter",
+    "vocab",
+    "bytes/unit",
+    "units/word",
+    "bits/unit",
+    "CV bits/unit",
+    "Rényi eff. (α=2.5)",
+    "split words",
+    "word-boundary F1",
+    "len p90",
+    "vocab use",
+    "encode MB/s",
+)
+
+
+def print_compare(results: dict, console: Console, wide: bool = False) -> None:
+    """The comparison table: the columns that fit `console`'s width (in `NARROW_PRIORITY` order, each column's
+    cells unwrapped) and a note naming the others, or with `wide` every column, however wide the table gets."""
+    from rich.measure import Measurement
     from rich.table import Table
 
     headers, rows = compare_rows(results)
-    table = Table(*headers, title=f"{results['eval_documents']} held-out documents, {results['eval_bytes']:,} bytes")
-    for row in rows:
-        table.add_row(*row)
-    # Never squeeze the numbers into a narrow pipe or CI log: print at ≥ 200 columns.
-    Console(file=console.file, width=max(console.width, 200), soft_wrap=True).print(table)
+    title = f"{results['eval_documents']} held-out documents, {results['eval_bytes']:,} bytes"
+
+    def table_of(columns: list[int]) -> Table:
+        table = Table(*(headers[c] for c in columns), title=title)
+        for row in rows:
+            table.add_row(*(row[c] for c in columns))
+        return table
+
+    def width_of(columns: list[int]) -> int:
+        unbounded = console.options.update_width(1 << 16)  # Measurement.get caps at the options' width
+        return Measurement.get(console, unbounded, table_of(columns)).maximum
+
+    kept = list(range(len(headers)))
+    if not wide:
+        kept = []
+        for c in sorted(range(len(headers)), key=lambda c: NARROW_PRIORITY.index(headers[c])):
+            if len(kept) < 2 or width_of(sorted([*kept, c])) <= console.width:  # the names always show
+                kept = sorted([*kept, c])
+    table = table_of(kept)
+    # Never squeeze the numbers: print at the table's full width (a pipe or CI log does not wrap).
+    Console(file=console.file, width=max(console.width, width_of(kept)), soft_wrap=True).print(table)
+    dropped = [headers[c] for c in range(len(headers)) if c not in kept]
+    if dropped:
+        note = f"{len(dropped)} more columns with --wide: {', '.join(dropped)}"
+        short = f"{len(dropped)} more columns with --wide (all of them are in report.md)"
+        console.print(note if len(note) <= console.width else short, highlight=False)
 
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:

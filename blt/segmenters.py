@@ -7,12 +7,12 @@ concatenate back to the exact input bytes, invalid UTF-8 included.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from blt.entropy import LN2, ByteScores, as_bytes, score
+from blt.entropy import LN2, ByteScores, as_bytes, score, score_cached
 from blt.errors import BltError
 from blt.model import ByteLM
 from blt.patching import ENTROPY_RULES, RULES, calibrate_threshold, patch_starts
@@ -71,6 +71,8 @@ class Patcher:
 
     Give `threshold` (nats) or `target_bytes_per_patch` (the threshold is then calibrated exactly on the text
     being segmented, or once on a corpus with `fit`). `relative_threshold` drives the monotonic rule.
+    `cache=True` keeps the byte model's scores in the on-disk score cache (`blt.entropy.score_cached`), so scoring
+    the same texts again (`blt calibrate` twice) reads them back; `progress(n)` hears of every n bytes scored.
     """
 
     def __init__(
@@ -86,6 +88,8 @@ class Patcher:
         reset_at_newlines: bool = False,
         precision: str = "32",
         batch_size: int = 16,
+        cache: bool = False,
+        progress: Callable[[int], None] | None = None,
     ) -> None:
         if rule not in RULES:
             raise BltError(f"unknown rule {rule!r}; valid rules: {', '.join(RULES)}")
@@ -96,6 +100,11 @@ class Patcher:
             raise BltError(
                 f"--target-bytes-per-patch calibrates entropy rules; the {rule} rule has none "
                 f"(use --patch-size with --rule fixed)"
+            )
+        if target_bytes_per_patch is not None and not target_bytes_per_patch > 0:  # NaN too
+            raise BltError(
+                f"target_bytes_per_patch must be > 0 bytes per patch, got {target_bytes_per_patch} "
+                f"(--target-bytes-per-patch; 1 means a patch per byte)"
             )
         if rule == "combined" and target_bytes_per_patch is not None:
             raise BltError("calibration supports the global and monotonic rules; give thresholds for combined")
@@ -121,15 +130,17 @@ class Patcher:
         self.target_bytes_per_patch, self.max_patch_length = target_bytes_per_patch, max_patch_length
         self.patch_size, self.reset_at_newlines = patch_size, reset_at_newlines
         self.precision, self.batch_size = precision, batch_size
+        self.cache, self.progress = cache, progress
 
     # -- scoring ------------------------------------------------------------------------------------------
     def entropies(self, texts: Sequence[str | bytes]) -> list[np.ndarray]:
         """Per-byte entropies (nats) of each input under the model."""
         assert self.model is not None
-        kw = {"precision": self.precision, "batch_size": self.batch_size}
+        kw = {"precision": self.precision, "batch_size": self.batch_size, "progress": self.progress}
         if self.reset_at_newlines:
             return [score_resetting_at_newlines(self.model, as_bytes(t), **kw).entropy_nats for t in texts]
-        return [s.entropy_nats for s in score(self.model, list(texts), **kw)]  # type: ignore[arg-type]
+        datas = [as_bytes(t) for t in texts]
+        return [s.entropy_nats for s in score_cached(self.model, datas, cache=self.cache, **kw)]  # type: ignore[arg-type]
 
     def fit(self, texts: Sequence[str | bytes]) -> dict[str, float]:
         """Calibrate the threshold on `texts` so their mean bytes/patch is closest to the target; returns the

@@ -15,6 +15,7 @@ from conftest import assert_user_error, run_cli
 from blt.checkpoint import bundled_model_dir, load_model, save_model_dir
 from blt.config import Config, ModelConfig
 from blt.entropy import corpus_bits_per_byte, score
+from blt.errors import BltError
 from blt.model import ByteLM
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,6 +57,47 @@ def test_eval_json_reports_bits_per_byte_as_a_ratio_of_sums(model_dir: Path, tmp
     expected = corpus_bits_per_byte(score(load_model(model_dir), texts))
     assert got["bits_per_byte"] == pytest.approx(expected, rel=1e-6)
     assert got["bytes"] == sum(len(t) for t in texts) and got["documents"] == 2
+
+
+def test_a_second_eval_reads_the_score_cache(
+    model_dir: Path, tmp_path: Path, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first eval scores and stores the scores under $BLT_CACHE/scores; the second gets the same result with
+    scoring switched off; --no-cache scores again (and so fails here)."""
+    (tmp_path / "corpus").mkdir()
+    for i, t in enumerate(["one document\n", "and another, a little longer\n"]):
+        (tmp_path / "corpus" / f"{i}.txt").write_text(t)
+    args = ("eval", "--model", str(model_dir), "--data", str(tmp_path / "corpus"), "--json")
+    code, first, err = run_cli(*args)
+    assert code == 0, err
+    assert any((isolated_env / "scores").iterdir())
+
+    def no_scoring(*a: object, **k: object) -> None:
+        raise AssertionError("scored again")
+
+    monkeypatch.setattr("blt.entropy.score", no_scoring)
+    code, second, err = run_cli(*args)
+    assert code == 0, err
+    assert json.loads(second) == json.loads(first)
+    code, _, _ = run_cli(*args, "--no-cache")
+    assert code != 0
+
+
+def test_entropy_of_a_long_input_is_bounded_and_its_json_streams(model_dir: Path, tmp_path: Path) -> None:
+    """10 kB: the table shows the first 512 bytes and says so; --json (streamed) has all 10,000 values."""
+    f = tmp_path / "long.txt"
+    data = (b"all work and no play makes jack a dull boy. " * 250)[:10_000]
+    f.write_bytes(data)
+    code, out, err = run_cli("entropy", "--file", str(f), "--model", str(model_dir))
+    assert code == 0, err
+    assert sum(line.startswith("│") for line in out.splitlines()) == 512
+    assert "the first 512 of 10,000 bytes shown; every byte: --json" in out and "10,000 bytes, mean" in out
+    code, out, err = run_cli("entropy", "--file", str(f), "--model", str(model_dir), "--json")
+    assert code == 0, err
+    got, expected = json.loads(out), score(load_model(model_dir), data)[0]
+    assert got["bytes"] == 10_000 and got["bits_per_byte"] == pytest.approx(expected.bits_per_byte, rel=1e-6)
+    np.testing.assert_allclose(got["entropy_nats"], expected.entropy_nats, atol=1e-5)
+    np.testing.assert_allclose(got["surprisal_nats"], expected.surprisal_nats, atol=1e-5)
 
 
 def test_info_prints_the_card(model_dir: Path) -> None:
@@ -129,3 +171,77 @@ def test_bad_inputs_give_one_clear_line(model_dir: Path, tmp_path: Path) -> None
             ["train", "--config", tiny, "--set", "train.devices=2", "--out", str(tmp_path / "r3")],
             "train.devices=2 but",
         )
+
+
+def test_cpu_threads_respects_the_user_and_leaves_busy_cores_alone() -> None:
+    """BLT_THREADS wins, OMP/MKL_NUM_THREADS are left to torch; otherwise the idle cores, 1 to torch's default."""
+    from blt.cli import cpu_threads
+
+    assert cpu_threads({"BLT_THREADS": "3"}, 2, 5.0, 2) == 3
+    assert cpu_threads({"OMP_NUM_THREADS": "4"}, 2, 0.0, 4) is None
+    assert cpu_threads({"MKL_NUM_THREADS": "4"}, 2, 0.0, 4) is None
+    assert cpu_threads({}, 2, 3.7, 2) == 1  # a busy 2-core machine: one thread (measured 3x faster than two)
+    assert cpu_threads({}, 2, 0.1, 2) == 2  # idle: both
+    assert cpu_threads({}, 16, 4.2, 16) == 12
+    assert cpu_threads({}, 16, 0.0, 8) == 8  # never above torch's default (physical cores)
+    for bad in ("0", "-1", "two", ""):
+        with pytest.raises(BltError, match="BLT_THREADS must be a number of threads ≥ 1"):
+            cpu_threads({"BLT_THREADS": bad}, 2, 0.0, 2)
+
+
+def test_resume_without_a_run_says_how_to_start_one(tmp_path: Path) -> None:
+    err = assert_user_error(["train", "--out", str(tmp_path / "none"), "--resume"], "no run in")
+    assert f"start one with `blt train --config CONFIG.yaml --out {tmp_path / 'none'}`" in " ".join(err.split())
+    assert not (tmp_path / "none").exists()
+
+
+SLOW_SCORING = """
+import pathlib, sys, time
+import blt.corpus
+flag = pathlib.Path(sys.argv.pop(1))
+def predict_step(self, batch, batch_idx):  # scoring that takes long enough for Ctrl-C to land inside it
+    flag.touch()
+    time.sleep(120)
+blt.corpus.ScoringModule.predict_step = predict_step
+sys.argv[0] = "blt"
+from blt.cli import main
+main()
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_compare_scores_in_the_predict_loop_exits_130(model_dir: Path, tmp_path: Path) -> None:
+    """A real `blt compare` process gets SIGINT inside Lightning's predict loop: exit 130 and the project's line,
+    not Lightning's exit 1, no traceback, no report."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "corpus").mkdir()
+    for i in range(8):
+        (tmp_path / "corpus" / f"{i}.txt").write_text(f"document {i}: the cat sat on the mat. " * 10)
+    (tmp_path / "wrapper.py").write_text(SLOW_SCORING)
+    flag = tmp_path / "scoring-started"
+    args = ["compare", "--data", str(tmp_path / "corpus"), "--model", str(model_dir), "--segmenters",
+            "space,entropy-global", "--match", "none", "--threshold", "0.3", "--no-cache", "--out", "rep"]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "BLT_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, str(tmp_path / "wrapper.py"), str(flag), *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 300
+    while not flag.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert flag.exists(), proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err and "Detected KeyboardInterrupt" not in err, err
+    assert [line for line in err.splitlines() if line.strip()][-1] == "error: interrupted", err
+    assert not (tmp_path / "rep").exists()

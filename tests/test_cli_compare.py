@@ -106,14 +106,24 @@ def test_compare_end_to_end_equals_the_library(
     assert len((out / "results.csv").read_text().splitlines()) == 1 + len(names)
 
 
-def test_the_table_is_readable_at_80_columns(corpus: Path, tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    code, stdout, stderr = run_cli(
-        "compare", "--data", str(corpus), "--segmenters", "bpe,space", "--vocab-size", "400", "--out", str(out)
-    )
+def test_the_table_fits_80_columns_and_wide_shows_every_column(corpus: Path, tmp_path: Path) -> None:
+    """By default the table keeps the columns that fit the terminal (segmenter, vocab, bytes/unit, units/word
+    first) and names the rest; --wide prints all twelve, however wide."""
+    args = ["compare", "--data", str(corpus), "--segmenters", "bpe,space", "--vocab-size", "400"]
+    code, stdout, stderr = run_cli(*args, "--out", str(tmp_path / "out"), columns=80)
     assert code == 0, stderr
-    for r in results_of(out)["segmenters"]:
+    table = [line for line in stdout.splitlines() if not line.startswith("report: ")]  # a path is as long as it is
+    assert max(len(line) for line in table) <= 80, stdout
+    header = next(line for line in stdout.splitlines() if "segmenter" in line)
+    assert [c.strip() for c in header.split("┃")[1:5]] == ["segmenter", "vocab", "bytes/unit", "units/word"]
+    assert "more columns with --wide" in stdout and "encode MB/s" not in header
+    for r in results_of(tmp_path / "out")["segmenters"]:
         assert r["segmenter"] in stdout and f"{r['bytes_per_unit']:.2f}" in stdout
+    code, stdout, stderr = run_cli(*args, "--out", str(tmp_path / "wide"), "--wide", columns=80)
+    assert code == 0, stderr
+    header = next(line for line in stdout.splitlines() if "segmenter" in line)
+    assert len(header.split("┃")) - 2 == 12 and "encode MB/s" in header and "word-boundary F1" in header
+    assert "more columns" not in stdout
 
 
 def test_by_language_on_the_bundled_udhr(tmp_path: Path) -> None:

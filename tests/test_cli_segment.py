@@ -18,6 +18,7 @@ from conftest import assert_user_error, make_model, make_spiky_model, run_cli
 from blt.checkpoint import load_model, save_model_dir
 from blt.config import Config
 from blt.entropy import score
+from blt.report import TERMINAL_MAX_BYTES, shown_prefix
 from blt.segmenters import Patcher
 
 TEXT = "Hello, wörld! 日本語 😀 entropy patches.\nline two"
@@ -187,6 +188,52 @@ def test_segment_uses_the_card_thresholds_by_default(model_dir: Path, rule: str)
     assert json.loads(out) == explicit
 
 
+def test_a_long_file_prints_a_bounded_view_and_streams_its_json(model_dir: Path, tmp_path: Path) -> None:
+    """≈ 70 kB: the terminal shows the first 64 KiB, the length statistics and the summary (its output stops
+    growing there, whatever the file's size), and the streamed --json is exactly the library's patching."""
+    f = tmp_path / "long.txt"
+    rng = np.random.default_rng(0)
+    words = "the quick brown fox jumps over a lazy dog naïve café 日本語 текст 😀\n".split(" ")
+    f.write_text(" ".join(rng.choice(words, size=12_000)), encoding="utf-8")
+    data = f.read_bytes()
+    assert 1 << 16 < len(data) < 80_000
+    code, out, err = run_cli("segment", "--file", str(f), "--rule", "space")
+    assert code == 0, err
+    n = shown_prefix(data, TERMINAL_MAX_BYTES)  # 64 KiB, less the start of a character it would cut
+    shown = out[: out.index("\n… the first")]
+    assert shown.replace("│", "") == data[:n].decode()
+    assert len(out) < 2 * 65536 and len(out.splitlines()) < 2_000
+    assert f"the first {n:,} of {len(data):,} bytes shown; every patch: --json, or --html FILE" in out
+    assert re.search(r"^patch lengths \(bytes\): min 1, median \d+, mean [\d.]+, p90 \d+, max \d+$", out, re.M), out
+    space = Patcher(rule="space").patch([data])[0]
+    summary = f"{len(space.starts)} patches, {len(data)} bytes, {space.bytes_per_patch:.2f} bytes/patch"
+    assert out.splitlines()[-1] == summary
+    args = ("--file", str(f), "--model", str(model_dir), "--threshold", "0.5")
+    got = segment_json(*args)
+    expected = Patcher(load_model(model_dir), threshold=0.5).patch([data])[0]
+    assert got["lengths"] == expected.lengths.tolist() and got["starts"] == expected.starts.tolist()
+    np.testing.assert_allclose(got["entropies_nats"], expected.entropies_nats, atol=1e-5)
+    assert got["bytes_per_patch"] == pytest.approx(expected.bytes_per_patch)
+
+
+def test_binary_input_works_in_every_command(model_dir: Path, tmp_path: Path) -> None:
+    """Bytes are bytes: a file of no text at all (every byte value, NULs, invalid UTF-8) is scored, patched,
+    evaluated and calibrated like any other."""
+    f = tmp_path / "blob.bin"
+    f.write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes() + bytes(range(256)))
+    m = ("--model", str(model_dir))
+    got = segment_json("--file", str(f), *m, "--target-bytes-per-patch", "4")
+    assert sum(got["lengths"]) == 3256 and abs(len(got["lengths"]) - 3256 / 4) <= 1
+    code, out, err = run_cli("segment", "--file", str(f), *m, "--threshold", "0.5")
+    assert code == 0 and "\\x00" in out and "3256 bytes" in out, err
+    code, out, err = run_cli("entropy", "--file", str(f), *m, "--json")
+    assert code == 0 and len(json.loads(out)["entropy_nats"]) == 3256, err
+    code, out, err = run_cli("eval", "--data", str(f), *m, "--json")
+    assert code == 0 and json.loads(out)["bytes"] == 3256, err
+    code, out, err = run_cli("calibrate", "--data", str(f), *m, "--target-bytes-per-patch", "4", "--json")
+    assert code == 0 and json.loads(out)["bytes"] == 3256, err
+
+
 # ---------------------------------------------------------------- blt calibrate
 
 
@@ -226,6 +273,27 @@ def test_calibrate_prints_nats_and_bits(model_dir: Path, corpus: Path) -> None:
     assert m, out
     assert float(m[2]) == pytest.approx(float(m[1]) / math.log(2), abs=1e-5)
     assert float(m[3]) == pytest.approx(4, abs=0.1)
+
+
+def test_a_second_calibration_reads_the_score_cache(
+    model_dir: Path, corpus: Path, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another target on the same corpus: the scores come from $BLT_CACHE, nothing is scored again, and the
+    threshold is the one a fresh calibration finds."""
+    args = ["calibrate", "--data", str(corpus), "--model", str(model_dir), "--json", "--target-bytes-per-patch"]
+    code, out, err = run_cli(*args, "4")
+    assert code == 0, err
+    assert any((isolated_env / "scores").iterdir())
+    code, fresh, err = run_cli(*args, "5", "--no-cache")
+    assert code == 0, err
+
+    def no_scoring(*a: object, **k: object) -> None:
+        raise AssertionError("scored again")
+
+    monkeypatch.setattr("blt.entropy.score", no_scoring)
+    code, cached, err = run_cli(*args, "5")
+    assert code == 0, err
+    assert json.loads(cached) == json.loads(fresh)
 
 
 # ---------------------------------------------------------------- bad input

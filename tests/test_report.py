@@ -4,6 +4,7 @@ and atomic file writes."""
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import re
@@ -19,7 +20,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from blt.report import char_spans, patches_html, plot_patches, render_terminal, write_atomic
+from blt.entropy import ByteScores
+from blt.report import (
+    char_spans,
+    patches_html,
+    plot_patches,
+    render_entropy_table,
+    render_terminal,
+    shown_prefix,
+    write_atomic,
+    write_json,
+    write_patches_html,
+)
 from blt.segmenters import Patcher, Patches
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -103,6 +115,54 @@ def test_terminal_alternates_two_colours() -> None:
     assert sum(c in one for c in colours) == 1 and all(c in many for c in colours)
 
 
+def test_a_large_input_shows_its_start_and_a_summary() -> None:
+    """1 MB cut every 4 bytes (fixed rule): the output is the first 64 KiB of text, a note, the length statistics
+    and the summary, about 64 kB in all, however long the input (the renderer holds ~1 kB per character shown)."""
+    data = ("héllo wörld, 日本語 😀 " * 40_000).encode()[:1_000_000]
+    p = Patcher(rule="fixed", patch_size=4).patch([data])[0]
+    console = Console(file=(buf := io.StringIO()), width=100, color_system=None, soft_wrap=True)
+    render_terminal(p, console, max_bytes=1 << 16)
+    out = buf.getvalue()
+    shown = shown_prefix(data, 1 << 16)
+    assert 65536 - 3 <= shown <= 65536 and data[:shown].decode()  # cut between characters
+    body, note, stats, summary = out.rsplit("\n", 4)[:4]
+    assert body.replace("│", "") == data[:shown].decode()
+    assert note == f"… the first {shown:,} of 1,000,000 bytes shown; every patch: --json, or --html FILE"
+    assert stats == "patch lengths (bytes): min 4, median 4, mean 4.00, p90 4, max 4"
+    assert summary == "250000 patches, 1000000 bytes, 4.00 bytes/patch"
+    assert len(out) < 2 * 65536
+
+
+def test_a_short_input_is_shown_whole_without_a_note() -> None:
+    text, _ = recorded(Patcher(rule="byte").patch(["abc"])[0])
+    assert "shown" not in text and "patch lengths" not in text
+
+
+def test_the_entropy_table_of_a_long_input_is_bounded() -> None:
+    """10,000 bytes, 100 rows shown: the table's rows, a note, then a summary of all 10,000 (ln 2 nats = 1 bit)."""
+    data = bytes(range(256)) * 39 + b"x" * 16
+    ent = np.full(len(data), math.log(2), np.float32)
+    scores = ByteScores(data, ent, 2 * ent)
+    console = Console(file=(buf := io.StringIO()), width=100, color_system=None)
+    render_entropy_table(scores, console, max_rows=100)
+    lines = buf.getvalue().splitlines()
+    assert sum(line.startswith("│") for line in lines) == 100
+    assert lines[-2] == "… the first 100 of 10,000 bytes shown; every byte: --json"
+    assert lines[-1] == "10,000 bytes, mean entropy 1.000 bits, 2.000 bits/byte"
+
+
+def test_write_json_streams_what_json_dumps_writes() -> None:
+    """Arrays go out 3 values at a time; the text is exactly `json.dumps` of the lists (floats rounded to 6
+    decimals) that `blt segment --json` printed before it streamed."""
+    ent = np.array([0.1234567, 2.5, 1e-7, 3.0, 0.5], np.float32)
+    fields = {"lengths": np.array([2, 3], np.int64), "empty": np.zeros(0), "entropies": ent, "x": None, "t": 0.25}
+    buf = io.StringIO()
+    write_json(fields, buf, chunk=3)
+    listed = {**fields, "lengths": [2, 3], "empty": [], "entropies": [round(float(x), 6) for x in ent]}
+    assert buf.getvalue() == json.dumps(listed, ensure_ascii=False) + "\n"
+    assert json.loads(buf.getvalue())["entropies"][:2] == [0.123457, 2.5]
+
+
 # ---------------------------------------------------------------- HTML
 
 
@@ -114,6 +174,14 @@ def test_html_is_a_self_contained_page_with_one_box_per_patch() -> None:
         assert external not in page.lower()
     assert page.count("class='patch'") == len(p.starts) > 1
     assert "<meta charset='utf-8'>" in page
+
+
+def test_the_html_file_is_written_in_pieces_and_equals_the_page(tmp_path: Path) -> None:
+    """40,000 characters, one patch each: more pieces than one write holds, and the file is exactly the page."""
+    p = Patcher(rule="byte").patch([("ab<é>\n" * 8000)])[0]
+    path = write_patches_html(p, tmp_path / "out" / "p.html")
+    assert path.read_text(encoding="utf-8") == patches_html(p)
+    assert path.read_text(encoding="utf-8").count("class='patch'") == len(p.starts)
 
 
 def test_html_escapes_the_text() -> None:
