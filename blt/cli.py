@@ -189,7 +189,9 @@ TargetOpt = Annotated[
     float | None, typer.Option("--target-bytes-per-patch", help="calibrate the threshold to this mean patch size")
 ]
 MaxLenOpt = Annotated[int | None, typer.Option("--max-patch-length", help="cut longer patches (bytes)")]
-SizeOpt = Annotated[int | None, typer.Option("--patch-size", help="bytes per patch for --rule fixed")]
+SizeOpt = Annotated[
+    float | None, typer.Option("--patch-size", help="bytes per patch for --rule fixed (2.5: unit i starts at ⌊2.5·i⌋)")
+]
 
 
 @app.command()

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from blt.baselines import fit_facts
 from blt.cache import cached_tokenizer, documents_hash
 from blt.config import DataConfig
 from blt.data import ByteStream, build_cache
@@ -54,7 +55,7 @@ class CompareConfig:
     match: str | None = "bpe"  # calibrate entropy thresholds to this segmenter's bytes/unit; None -> thresholds
     threshold: float | None = None  # global threshold (nats) when match is None; None -> the model card's
     relative_threshold: float | None = None  # monotonic threshold (nats) when match is None
-    fixed_size: int | None = None  # fixed patch size; None -> the matched segmenter's bytes/unit, rounded
+    fixed_size: float | None = None  # fixed patch size (bytes); None -> the matched segmenter's bytes/unit, exactly
     eval_fraction: float = 0.1  # documents held out for evaluation (tokenisers train on the rest)
     eval_sources: list[str] | None = None  # measure on these documents instead (tokenisers train on all `sources`)
     max_eval_bytes: int | None = 4_000_000  # measure at most this many held-out bytes (flat memory); None: all
@@ -87,9 +88,9 @@ def validate(cfg: CompareConfig) -> None:
     for flag, value, least in (
         ("--max-eval-bytes", cfg.max_eval_bytes, "≥ 0 (0: all held-out bytes)"),
         ("--max-bytes", cfg.max_bytes, "≥ 1"),
-        ("--patch-size", cfg.fixed_size, "≥ 1"),
+        ("--patch-size", cfg.fixed_size, "≥ 1 (bytes; 2.75 starts unit i at byte floor(i·2.75))"),
     ):
-        if value is not None and value < 1:
+        if value is not None and not value >= 1:  # NaN too
             problems.append(f"{flag} must be {least}, got {value}")
     if not (cfg.devices == "auto" or (isinstance(cfg.devices, int) and cfg.devices >= 1)):
         problems.append(f"--devices must be a number of devices ≥ 1 or 'auto', got {cfg.devices!r}")
@@ -112,6 +113,8 @@ class Segmenter:
     starts: Callable[[bytes], np.ndarray]
     train_seconds: float = 0.0
     threshold_nats: float | None = None  # entropy segmenters: the threshold they cut at
+    matched: bool | None = None  # calibrated to the matched rate: True if it reached it, None if not calibrated
+    match_note: str | None = None  # why it did not, and the rates it can reach
 
 
 def choose_vocab_size(cfg: CompareConfig, train_docs: Sequence[bytes]) -> int:
@@ -167,12 +170,15 @@ def build_tokenisers(
     return out, vocab
 
 
-def rule_segmenter(name: str, size: int) -> Segmenter:
+def rule_segmenter(name: str, size: float) -> Segmenter:
+    """A rule-based segmenter; `fixed` at `size` bytes (non-integer: unit i starts at byte floor(i·size))."""
+
     def starts(data: bytes) -> np.ndarray:
         arr = np.frombuffer(data, dtype=np.uint8)
         return patch_starts(np.zeros(len(data), np.float32), rule=name, patch_size=size, data=arr)
 
-    return Segmenter(name if name != "fixed" else f"fixed-{size}", None, starts)
+    label = f"fixed-{int(size)}" if size == int(size) else f"fixed-{size:.2f}"
+    return Segmenter(name if name != "fixed" else label, None, starts)
 
 
 class StreamDocuments(Sequence[bytes]):
@@ -243,6 +249,9 @@ def run_compare(
     wants_model = any(s in ENTROPY for s in cfg.segmenters)
     adapting = bool(cfg.adapt_steps or cfg.adapt_minutes)
     lm = load_model(cfg.model, device="auto") if wants_model or adapting else None
+    for name in ENTROPY:  # before any scoring or training: a missing threshold is known now
+        if name in cfg.segmenters and cfg.match is None:
+            _given_threshold(name, cfg, lm)
     if lm is not None:
         progress("scoring the evaluation split with the byte model")
         scores, model_info = _score(lm, eval_docs, cfg)
@@ -266,8 +275,10 @@ def run_compare(
     match_bpu = _bytes_per_unit(by_name[cfg.match], eval_docs) if cfg.match in by_name else None
     if cfg.match is not None and match_bpu is None:
         raise BltError(f"--match {cfg.match} is unavailable in this run (skipped above); choose another")
-    size = cfg.fixed_size or max(1, round(match_bpu or 4))  # fixed patches as long as the matched units
-    segmenters += [rule_segmenter(n, size) if n == "fixed" else by_name[n] for n in RULE_BASED if n in cfg.segmenters]
+    size = cfg.fixed_size or match_bpu or 4  # fixed patches exactly as long as the matched units (any rate ≥ 1)
+    fixed = rule_segmenter("fixed", size)
+    fixed.matched = True if cfg.fixed_size is None and match_bpu is not None else None
+    segmenters += [fixed if n == "fixed" else by_name[n] for n in RULE_BASED if n in cfg.segmenters]
     for name in ENTROPY:
         if name in cfg.segmenters:
             assert scores is not None
@@ -304,6 +315,7 @@ def _score(lm: Any, docs: list[bytes], cfg: CompareConfig) -> tuple[list[ByteSco
         "bits_per_byte": corpus_bits_per_byte(scores),
         "scores_cached": cached,
         "scoring_mb_per_s": None if cached else sum(map(len, docs)) / 1e6 / seconds,
+        **fit_facts(docs, [s.surprisal_nats for s in scores], [s.entropy_nats for s in scores]),
     }
 
 
@@ -314,29 +326,51 @@ def _bytes_per_unit(seg: Segmenter, docs: Sequence[bytes]) -> float:
 def _entropy_segmenter(
     name: str, scores: Sequence[ByteScores], cfg: CompareConfig, match_bpu: float | None, lm: Any
 ) -> Segmenter:
-    """Entropy patches over the scored evaluation documents, at a calibrated or given threshold."""
+    """Entropy patches over the scored evaluation documents, at a calibrated or given threshold. A matched rate
+    the rule cannot reach gives the nearest reachable one, flagged (`matched` False and a `match_note`)."""
     rule = name.removeprefix("entropy-")
     ents = [s.entropy_nats for s in scores]
+    matched, note = None, None
     if match_bpu is not None:
-        try:
-            threshold = calibrate_threshold([e for e in ents if len(e)], match_bpu, rule=rule)
-        except BltError as exc:
-            raise BltError(
-                f"{name} cannot match {cfg.match}'s {match_bpu:.3f} bytes/unit on this text ({exc}); match a "
-                f"coarser segmenter, or pass --match none with --threshold / --relative-threshold"
-            ) from None
+        rows = [e for e in ents if len(e)]
+        lo, hi = reachable_bytes_per_patch(rows, rule)
+        target = min(max(match_bpu, lo), hi)
+        matched = target == match_bpu
+        if not matched:
+            note = (
+                f"{name} cannot reach {cfg.match}'s {match_bpu:.3f} bytes/unit on this text (it reaches "
+                f"{lo:.3f}–{hi:.3f}); shown at the nearest, {target:.3f}"
+            )
+        threshold = calibrate_threshold(rows, target, rule=rule)
     else:
-        given = cfg.threshold if rule == "global" else cfg.relative_threshold
-        threshold = given if given is not None else lm.card.get("patch_thresholds_nats", {}).get(rule)
-        if threshold is None:
-            raise BltError(f"{name} needs --match or a threshold (--threshold / --relative-threshold)")
+        threshold = _given_threshold(name, cfg, lm)
     by_data = {s.data: e for s, e in zip(scores, ents, strict=True)}
     key = "threshold" if rule == "global" else "relative_threshold"
 
     def starts(data: bytes) -> np.ndarray:
         return patch_starts(by_data[data], rule=rule, **{key: threshold})
 
-    return Segmenter(name, None, starts, threshold_nats=threshold)
+    return Segmenter(name, None, starts, threshold_nats=threshold, matched=matched, match_note=note)
+
+
+def reachable_bytes_per_patch(entropies: Sequence[np.ndarray], rule: str) -> tuple[float, float]:
+    """The bytes/patch an entropy rule can give over these (non-empty) rows for thresholds θ ≥ 0: from θ = 0
+    (every rise, or every positive entropy, starts) to θ = ∞ (only each row's first byte)."""
+    total = sum(map(len, entropies))
+    key = "threshold" if rule == "global" else "relative_threshold"
+    most = sum(map(len, patch_starts(list(entropies), rule=rule, **{key: 0.0})))  # one batched call
+    return total / most, total / len(entropies)
+
+
+def _given_threshold(name: str, cfg: CompareConfig, lm: Any) -> float:
+    """An unmatched entropy segmenter's threshold: given, else the model card's; none is an error."""
+    rule = name.removeprefix("entropy-")
+    given = cfg.threshold if rule == "global" else cfg.relative_threshold
+    card = lm.card.get("patch_thresholds_nats", {}) if lm is not None else {}
+    threshold = given if given is not None else card.get(rule)
+    if threshold is None:
+        raise BltError(f"{name} needs --match or a threshold (--threshold / --relative-threshold)")
+    return threshold
 
 
 def measure(
@@ -388,6 +422,9 @@ def measure(
         if seg.threshold_nats is not None:
             row["threshold_nats"] = seg.threshold_nats
             row["threshold_bits"] = seg.threshold_nats / LN2
+        if seg.matched is not None:
+            row["matched"] = seg.matched
+            row["match_note"] = seg.match_note
         rows.append(row)
     return {
         "config": asdict(cfg),

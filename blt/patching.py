@@ -40,7 +40,7 @@ class _Spec:
     threshold: float | None = None
     relative_threshold: float | None = None
     max_patch_length: int | None = None
-    patch_size: int | None = None
+    patch_size: float | None = None  # bytes; a non-integer L starts unit i at byte floor(i * L)
     blt_compat: bool = False
 
     def __post_init__(self) -> None:
@@ -56,15 +56,20 @@ class _Spec:
             elif rule in rules and not (_real(value) is not None and _real(value) >= 0):  # NaN fails too
                 problems.append(f"{name} must be ≥ 0 nats, got {value!r}; pass {name}=... {_HINT}")
             setattr(self, name, _real(value) if rule in rules else None)
-        for name, used, fix in (
-            ("max_patch_length", self.max_patch_length is not None, "pass None for no limit"),
-            ("patch_size", rule == "fixed", "for a mean such as 4.5 bytes use rule='global' and calibrate_threshold"),
-        ):
-            value = _real(getattr(self, name))
-            ok = value is not None and math.isfinite(value) and value >= 1 and value == int(value)
-            if used and not ok:
-                problems.append(f"{name} must be an integer ≥ 1, got {getattr(self, name)!r}; {fix}")
-            setattr(self, name, int(value) if used and ok else None)
+        value = _real(self.max_patch_length)
+        ok = value is not None and math.isfinite(value) and value >= 1 and value == int(value)
+        if self.max_patch_length is not None and not ok:
+            got = self.max_patch_length
+            problems.append(f"max_patch_length must be an integer ≥ 1, got {got!r}; pass None for no limit")
+        self.max_patch_length = int(value) if self.max_patch_length is not None and ok else None
+        value = _real(self.patch_size)  # an integral size stays an int, so integer sizes patch exactly as before
+        ok = value is not None and math.isfinite(value) and value >= 1
+        if rule == "fixed" and not ok:
+            problems.append(
+                f"patch_size must be an integer ≥ 1 or a rate in bytes (2.75: unit i starts at byte floor(i·2.75)) "
+                f"≥ 1, got {self.patch_size!r}"
+            )
+        self.patch_size = (int(value) if value == int(value) else value) if rule == "fixed" and ok else None
         if self.blt_compat and rule not in ENTROPY_RULES:
             problems.append(f"blt_compat applies to the entropy rules ({', '.join(ENTROPY_RULES)}), not {rule!r}")
         if problems:
@@ -189,7 +194,7 @@ def _native_mask(rows: _Rows, spec: _Spec) -> np.ndarray:
             target = np.minimum.accumulate(np.where(barrier, np.arange(n), n)[::-1])[::-1][deferred]
             m[target[target < n]] = True
     elif rule == "fixed":  # offsets within each row
-        m = (np.arange(n) - np.repeat(rows.starts, np.diff(rows.starts, append=n))) % spec.patch_size == 0
+        m = _fixed_mask(np.arange(n) - np.repeat(rows.starts, np.diff(rows.starts, append=n)), spec.patch_size)
     elif rule == "byte":
         m[:] = True
     m[rows.starts[rows.lengths > 0]] = True
@@ -199,6 +204,16 @@ def _native_mask(rows: _Rows, spec: _Spec) -> np.ndarray:
         if rule == "combined":
             m[(rows.starts + 3)[rows.lengths > 3]] = False
     return m if rows.valid is None else m & rows.valid
+
+
+def _fixed_mask(offsets: np.ndarray, size: float) -> np.ndarray:
+    """[N] bool: offset o starts a fixed patch iff o = floor(i · size) for an integer i ≥ 0 (so n / units -> size
+    exactly for a non-integer size); an integer size is `o % size == 0`. Since size ≥ 1 the starts floor(i · size)
+    are distinct, and only i = ceil(o / size) can give o, up to one step of rounding either way: try all three."""
+    if isinstance(size, int):
+        return offsets % size == 0
+    i = np.ceil(offsets / size)
+    return np.any([np.floor(np.maximum(i + d, 0) * size) == offsets for d in (-1, 0, 1)], axis=0)
 
 
 def _lengths(m: np.ndarray, rows: _Rows, max_len: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -228,7 +243,7 @@ def patch_start_mask(
     max_patch_length: int | None = None,
     blt_compat: bool = False,
     data: Any = None,
-    patch_size: int | None = None,
+    patch_size: float | None = None,
     row_lengths: Any = None,
 ) -> np.ndarray:
     """entropies [T] or [B, T] (nats) -> bool mask of the same shape, True where a patch starts.
@@ -236,7 +251,8 @@ def patch_start_mask(
     Byte 0 of each row always starts; byte t ≥ 1 starts under `global` iff entropies[t] > threshold, `monotonic` iff
     entropies[t] - entropies[t-1] > relative_threshold, `combined` iff both; `space` (needs `data`) starts right
     after the first spacelike byte of a run, or after the multi-byte character holding it, never inside one;
-    `fixed` every `patch_size` bytes; `byte` every byte. `max_patch_length=M` cuts a longer patch into
+    `fixed` every `patch_size` bytes, or for a non-integer size L at floor(i·L) (n=10, L=2.5: starts 0, 2, 5, 7;
+    lengths 2, 3, 2, 3); `byte` every byte. `max_patch_length=M` cuts a longer patch into
     [M, ..., M, remainder]. `row_lengths` gives each row's real length in a padded [B, T] array (False beyond).
     `blt_compat=True` follows the reference code: position p (BOS at p = 0) reads entropies[p - 1], positions 0 and 1
     always start, monotonic and combined also force 2, and combined never starts 3.
@@ -384,7 +400,7 @@ class StreamingPatcher:
         threshold: float | None = None,
         relative_threshold: float | None = None,
         max_patch_length: int | None = None,
-        patch_size: int | None = None,
+        patch_size: float | None = None,
     ) -> None:
         if rule == "space":
             raise BltError("StreamingPatcher patches entropies; for space patches call patch_start_mask(rule='space')")
@@ -406,7 +422,7 @@ class StreamingPatcher:
         m = _native_mask(one_row, spec)[ext.size - e.size :]  # [n]; the rules look one byte back at most
         t = np.arange(t0, t0 + e.size)
         if spec.rule == "fixed":  # the batch kernel counts from the row start, here from the stream start
-            m = t % spec.patch_size == 0
+            m = _fixed_mask(t, spec.patch_size)
         if spec.max_patch_length is not None:
             m |= (t - np.maximum.accumulate(np.where(m, t, self._last_start))) % spec.max_patch_length == 0
         starts = t[m].tolist()
@@ -425,6 +441,7 @@ class StreamingPatcher:
 def _patch_start_mask_loop(entropies: Any, data: Any, spec: _Spec) -> list[bool]:
     e = None if entropies is None else np.asarray(entropies)  # numpy scalars keep the array's float arithmetic
     compat, out, pending, last = int(spec.blt_compat), [], False, 0
+    unit = 1  # fixed: the next unit's index i (unit 0 is byte 0, which always starts)
     spacelike = lambda b: not (chr(b).isascii() and chr(b).isalnum()) and not 0x80 <= b <= 0xBF  # noqa: E731
     for t in range(len(e) if e is not None else len(data)):
         if t == 0 or (compat and t < (2 if spec.rule == "global" else 3)):
@@ -438,8 +455,11 @@ def _patch_start_mask_loop(entropies: Any, data: Any, spec: _Spec) -> list[bool]
             wanted = pending or (spacelike(data[t - 1]) and (t == 1 or not spacelike(data[t - 2])))
             inside = 0x80 <= data[t] <= 0xBF  # a continuation byte
             start, pending = wanted and not inside, wanted and inside
-        else:
-            start = spec.rule == "byte" or t % spec.patch_size == 0
+        elif spec.rule == "byte":
+            start = True
+        else:  # fixed: unit i starts at byte floor(i * patch_size)
+            start = t == math.floor(unit * spec.patch_size)
+            unit += start
         if start or t - last == spec.max_patch_length:
             start, last = True, t
         out.append(bool(start))

@@ -353,7 +353,8 @@ def compare_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     rows = []
     for r in results["segmenters"]:
         vocab = str(r["vocab_size"]) if r["vocab_size"] else "open"
-        rows.append([r["segmenter"], vocab, *(_cell(r.get(k), f) for k, _, f in COLUMNS)])
+        name = r["segmenter"] + (" *" if r.get("matched") is False else "")  # off the matched rate: see the notes
+        rows.append([name, vocab, *(_cell(r.get(k), f) for k, _, f in COLUMNS)])
     return headers, rows
 
 
@@ -372,6 +373,14 @@ NARROW_PRIORITY = (
     "vocab use",
     "encode MB/s",
 )
+
+
+def compare_notes(results: dict) -> list[str]:
+    """The lines under the table: rows off the matched rate (flagged *), and the byte model's fit."""
+    from blt.baselines import fit_line
+
+    notes = [f"* {r['match_note']}" for r in results["segmenters"] if r.get("matched") is False]
+    return notes + fit_line(results.get("byte_model") or {})
 
 
 def print_compare(results: dict, console: Console, wide: bool = False) -> None:
@@ -407,6 +416,8 @@ def print_compare(results: dict, console: Console, wide: bool = False) -> None:
         note = f"{len(dropped)} more columns with --wide: {', '.join(dropped)}"
         short = f"{len(dropped)} more columns with --wide (all of them are in report.md)"
         console.print(note if len(note) <= console.width else short, highlight=False)
+    for line in compare_notes(results):
+        console.print(line, highlight=False, markup=False)
 
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -532,6 +543,15 @@ def write_compare_report(results: dict, out: str | Path, command: str, versions:
         lines.append(
             f"Byte model {model['model']} ({model['params']:,} params): {model['bits_per_byte']:.3f} bits/byte on "
             f"the held-out text{adapted}, {scored} (the entropy segmenters' encode speed excludes this scoring)."
+        )
+    notes = compare_notes(results)
+    if notes:
+        lines += ["", *(("- \\" if line.startswith("*") else "- ") + line for line in notes)]  # "\\*": a literal *
+    if model.get("compressed_text"):
+        lines.append(
+            f"\nCompressors (Python's gzip, bz2, lzma at level 9, xz extreme) ran over {model['compressed_text']}: "
+            "8 · compressed bytes / bytes. Calibration gap = (bits/byte paid − mean predicted entropy in bits) / "
+            "bits/byte paid, on the same bytes; positive means the model is overconfident."
         )
     lines += [
         "",

@@ -86,12 +86,13 @@ def test_compare_end_to_end_equals_the_library(
         ),
         warn=lambda m: None if "no language labels" in m else pytest.fail(m),  # a directory corpus has no labels
     )
-    names = ["bpe", "sp-unigram", "space", f"fixed-{round(lib['match_bytes_per_unit'])}"]
+    names = ["bpe", "sp-unigram", "space", f"fixed-{lib['match_bytes_per_unit']:.2f}"]
     names += ["entropy-global", "entropy-monotonic"]
     assert [r["segmenter"] for r in cli["segmenters"]] == [r["segmenter"] for r in lib["segmenters"]] == names
     for mine, theirs in zip(cli["segmenters"], lib["segmenters"], strict=True):
         for key in ("units", "bytes_per_unit", "fertility", "renyi_efficiency", "threshold_nats", "bits_per_unit_cv"):
-            assert mine.get(key) == pytest.approx(theirs.get(key), rel=1e-9), (mine["segmenter"], key)
+            a, b = mine.get(key), theirs.get(key)  # None (no threshold) on both sides, or equal numbers
+            assert (a is None and b is None) or a == pytest.approx(b, rel=1e-9), (mine["segmenter"], key)
     table = {line.split("│")[1].strip(): line for line in stdout.splitlines() if line.startswith("│")}
     assert list(table) == names
     for r in cli["segmenters"]:
@@ -172,6 +173,23 @@ def test_match_none_uses_the_card_thresholds(model_dir: Path, corpus: Path, tmp_
     mono = CARD_THRESHOLDS["monotonic"]
     mono_units = sum(len(patch_starts(e, rule="monotonic", relative_threshold=mono)) for e in entropies)
     assert rows["entropy-global"]["units"] == global_units and rows["entropy-monotonic"]["units"] == mono_units
+
+
+def test_an_unreachable_match_is_a_flagged_row_and_exit_0(model_dir: Path, corpus: Path, tmp_path: Path) -> None:
+    """Monotonic patches cannot reach byte's 1 byte/unit: the run still exits 0, with the row flagged `*` in the
+    table, its note (the target and the reachable range) under it, and the byte model's fit line; the untrained
+    model is worse than the compressors, so the terminal suggests --adapt-minutes."""
+    out = tmp_path / "out"
+    args = ["compare", "--data", str(corpus), "--model", str(model_dir), "--segmenters", "byte,entropy-monotonic"]
+    code, stdout, err = run_cli(*args, "--match", "byte", "--out", str(out), columns=250)
+    assert code == 0, err
+    rows = {r["segmenter"]: r for r in results_of(out)["segmenters"]}
+    assert rows["entropy-monotonic"]["matched"] is False
+    assert "entropy-monotonic *" in stdout and f"* {rows['entropy-monotonic']['match_note']}" in stdout
+    assert "cannot reach byte's 1.000 bytes/unit" in stdout and "byte model fit:" in stdout
+    assert "--adapt-minutes" in stdout
+    model = results_of(out)["byte_model"]
+    assert set(model["compressors_bits_per_byte"]) == {"gzip -9", "bzip2 -9", "xz -9e"}
 
 
 def test_match_none_without_thresholds_is_one_clear_error(plain_model_dir: Path, corpus: Path, tmp_path: Path) -> None:

@@ -329,3 +329,11 @@ def test_monotonic_with_threshold_names_the_cli_option(model_dir: Path) -> None:
         ["segment", TEXT, "--model", str(model_dir), "--rule", "monotonic", "--threshold", "0.05"],
         "--relative-threshold",
     )
+
+
+def test_fixed_patches_at_a_non_integer_size_from_the_cli() -> None:
+    """10 bytes at L = 2.5: unit i starts at ⌊2.5·i⌋ → 0, 2, 5, 7 (lengths 2, 3, 2, 3; exactly 2.5 bytes/patch)."""
+    code, out, err = run_cli("segment", "abcdefghij", "--rule", "fixed", "--patch-size", "2.5", "--json")
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["starts"] == [0, 2, 5, 7] and got["lengths"] == [2, 3, 2, 3] and got["bytes_per_patch"] == 2.5

@@ -202,11 +202,12 @@ def same(a: Any, b: Any, rel: float = 1e-9) -> bool:
 
 def test_every_segmenter_has_a_row_in_order(run: Run) -> None:
     """Trained and pretrained tokenisers first (in the order asked), then the rule-based ones, then entropy; fixed
-    carries its size: BPE's bytes/unit here is ≈ 4.2, so `fixed-4`."""
+    carries its size: exactly BPE's bytes/unit (≈ 4.4 here), shown to two decimals."""
     expected = ["bpe", "sp-unigram", "sp-bpe"]
     expected += ["tiktoken-cl100k", "tiktoken-o200k"] if HAVE_TIKTOKEN else []
     expected += [f"hf:{run.hf_dir}"] if run.hf_dir else []
-    expected += ["space", "fixed-4", "byte", "entropy-global", "entropy-monotonic"]
+    fixed = f"fixed-{run.results['match_bytes_per_unit']:.2f}"
+    expected += ["space", fixed, "byte", "entropy-global", "entropy-monotonic"]
     assert [r["segmenter"] for r in run.results["segmenters"]] == expected
     assert len(run.warnings) == (0 if HAVE_TIKTOKEN else 2)  # a missing extra is a warning, not an error
     assert run.results["vocab_size"] == VOCAB
@@ -250,14 +251,18 @@ def test_units_tile_every_held_out_document(run: Run) -> None:
 
 
 def test_rule_based_units_by_hand(run: Run) -> None:
-    """byte: one unit per byte. fixed-4: ⌈n/4⌉ units per document, all of 4 bytes but the last. space (on the
+    """byte: one unit per byte. fixed at BPE's L bytes/unit: unit i of a document starts at byte ⌊i·L⌋, and the
+    row says it matched (`matched` True, no note). space (on the
     ASCII documents): a unit starts after the first spacelike byte (not [0-9A-Za-z]) of each run of them, so
     "rights, and" gives "rights," " " → starts after "," only."""
     n = [len(d) for d in run.eval_docs]
     assert run.row("byte")["units"] == sum(n) and run.row("byte")["length_max"] == 1
-    assert run.row("fixed-4")["units"] == sum(-(-k // 4) for k in n)
-    for data, starts in zip(run.eval_docs, run.starts("fixed-4"), strict=True):
-        assert starts.tolist() == list(range(0, len(data), 4))
+    size = run.results["match_bytes_per_unit"]
+    fixed = f"fixed-{size:.2f}"
+    assert run.row(fixed)["matched"] is True and run.row(fixed)["match_note"] is None
+    assert run.row(fixed)["units"] == sum(math.ceil(k / size) for k in n)
+    for data, starts in zip(run.eval_docs, run.starts(fixed), strict=True):
+        assert starts.tolist() == [math.floor(i * size) for i in range(math.ceil(len(data) / size))]
     ascii_docs = 0
     for data, starts in zip(run.eval_docs, run.starts("space"), strict=True):
         if not data.isascii():
@@ -350,6 +355,37 @@ def test_the_byte_model_scores_the_held_out_text_once(run: Run) -> None:
     assert model["bits_per_byte"] == pytest.approx(corpus_bits_per_byte(run.scores), rel=1e-6)
     assert model["params"] == load_model(run.model_dir).num_params() and model["model"] == str(run.model_dir)
     assert "bits_per_byte_before_adapt" not in model
+
+
+def test_the_byte_model_fit_beside_compressors_and_its_calibration_gap(run: Run, tmp_path: Path) -> None:
+    """gzip -9, bzip2 -9 and xz -9e figures are 8 · len(compress(d)) / len(d) of Python's compressors over the
+    held-out documents concatenated; the gap is (BPB − Σ entropy / (ln 2 · Σ bytes)) / BPB of the same scores.
+    The fit line is in report.md; when a compressor beats the model, a second line suggests --adapt-minutes."""
+    import bz2
+    import gzip
+    import lzma
+
+    model = run.results["byte_model"]
+    d = b"".join(run.eval_docs)
+    assert model["compressors_bits_per_byte"] == {
+        "gzip -9": 8 * len(gzip.compress(d, 9)) / len(d),
+        "bzip2 -9": 8 * len(bz2.compress(d, 9)) / len(d),
+        "xz -9e": 8 * len(lzma.compress(d, preset=9 | lzma.PRESET_EXTREME)) / len(d),
+    }
+    assert model["compressed_text"] == f"the {len(run.eval_docs)} evaluation documents concatenated in order, " + (
+        f"{len(d):,} bytes"
+    )
+    paid = sum(float(s.surprisal_nats.sum(dtype=np.float64)) for s in run.scores) / (LN2 * len(d))
+    predicted = sum(float(s.entropy_nats.sum(dtype=np.float64)) for s in run.scores) / (LN2 * len(d))
+    assert model["mean_entropy_bits"] == pytest.approx(predicted, rel=1e-6)
+    assert model["calibration_gap"] == pytest.approx((paid - predicted) / paid, rel=1e-5)
+    worse = [k for k, v in model["compressors_bits_per_byte"].items() if model["bits_per_byte"] > v]
+    assert model["worse_than"] == worse and worse  # an untrained model: every compressor beats it
+    md = write_compare_report(run.results, tmp_path, "blt compare", {}).read_text()
+    assert f"- byte model fit: {model['bits_per_byte']:.3f} bits/byte" in md
+    assert "--adapt-minutes" in md and f"xz -9e {model['compressors_bits_per_byte']['xz -9e']:.3f}" in md
+    saved = json.loads((tmp_path / "results.json").read_text())["byte_model"]
+    assert saved["calibration_gap"] == pytest.approx(model["calibration_gap"])
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -466,8 +502,8 @@ def test_non_finite_numbers_become_null() -> None:
 
 
 def test_fixed_size_given_and_the_matched_rule(monkeypatch: pytest.MonkeyPatch) -> None:
-    """fixed_size=7 overrides BPE's rounded bytes/unit; no byte model is loaded or scored without entropy
-    segmenters (the model path does not even exist)."""
+    """fixed_size=7 overrides BPE's bytes/unit (the row is not a matched one); no byte model is loaded or scored
+    without entropy segmenters (the model path does not even exist)."""
     cfg = CompareConfig(
         sources=["udhr"],
         segmenters=["bpe", "fixed"],
@@ -478,7 +514,7 @@ def test_fixed_size_given_and_the_matched_rule(monkeypatch: pytest.MonkeyPatch) 
     )
     probe = compare_with_probes(cfg, monkeypatch)
     rows = probe["results"]["segmenters"]
-    assert [r["segmenter"] for r in rows] == ["bpe", "fixed-7"]
+    assert [r["segmenter"] for r in rows] == ["bpe", "fixed-7"] and "matched" not in rows[1]
     _, eval_docs, _ = probe["split"]
     assert rows[1]["units"] == sum(-(-len(d) // 7) for d in eval_docs)
     assert probe["score_calls"] == [] and probe["results"]["byte_model"] == {}
@@ -486,12 +522,12 @@ def test_fixed_size_given_and_the_matched_rule(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_fixed_follows_a_rule_based_match(monkeypatch: pytest.MonkeyPatch) -> None:
-    """CompareConfig.fixed_size: 'None -> the matched segmenter's bytes/unit, rounded' — for space too."""
+    """CompareConfig.fixed_size: 'None -> the matched segmenter's bytes/unit, exactly' — for space too."""
     cfg = CompareConfig(sources=["udhr"], segmenters=["space", "fixed"], match="space", eval_fraction=EVAL_FRACTION)
     results = compare_with_probes(cfg, monkeypatch)["results"]
     space_bpu = results["segmenters"][0]["bytes_per_unit"]
     assert results["match_bytes_per_unit"] == pytest.approx(space_bpu) and round(space_bpu) != 4
-    assert results["segmenters"][1]["segmenter"] == f"fixed-{round(space_bpu)}"
+    assert results["segmenters"][1]["segmenter"] == f"fixed-{space_bpu:.2f}" and results["segmenters"][1]["matched"]
 
 
 def test_unavailable_tiktoken_warns_and_the_rest_runs(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -737,21 +773,55 @@ def test_check_lossless_rejects_no_units_for_a_non_empty_document() -> None:
         check_lossless("x", b"abc", np.zeros(0, np.int64))
 
 
-def test_an_unreachable_match_names_the_segmenter_and_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Monotonic patches cannot reach 1 byte/unit (a byte starts only where entropy rises), so matching `byte`
-    is out of reach; the error should say which segmenter and what to change (another --match)."""
+def test_an_unreachable_match_gives_a_flagged_row_at_the_nearest_rate(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Monotonic patches cannot reach 1 byte/unit (a byte starts only where entropy rises), so matching `byte` is
+    out of reach: the row comes at the nearest reachable rate (θ = 0: every rise starts, counted here by hand),
+    `matched` False with a note naming the target and the range, flagged in the table and report.md; the global
+    row reaches it (`matched` True). Nothing raises."""
     cfg = CompareConfig(
         sources=["udhr"],
-        segmenters=["byte", "entropy-monotonic"],
+        segmenters=["byte", "entropy-global", "entropy-monotonic"],
         match="byte",
         model="/unused",
         eval_fraction=EVAL_FRACTION,
     )
     monkeypatch.setattr(blt.checkpoint, "load_model", lambda *a, **k: spiky_model())
-    with pytest.raises(BltError) as err:
-        compare_with_probes(cfg, monkeypatch)
-    assert "out of reach" in str(err.value)  # what happens today
-    assert "entropy-monotonic" in str(err.value) and "--match" in str(err.value)
+    probe = compare_with_probes(cfg, monkeypatch)
+    results = probe["results"]
+    _, eval_docs, _ = probe["split"]
+    ents = [s.entropy_nats for s in score(spiky_model(), eval_docs)]
+    rises = sum(1 + int(np.count_nonzero(np.diff(e) > 0)) for e in ents)
+    lo, hi = sum(map(len, eval_docs)) / rises, sum(map(len, eval_docs)) / len(eval_docs)
+    rows = {r["segmenter"]: r for r in results["segmenters"]}
+    mono = rows["entropy-monotonic"]
+    assert mono["matched"] is False and mono["bytes_per_unit"] == pytest.approx(lo, rel=1e-9)
+    assert mono["match_note"] == (
+        f"entropy-monotonic cannot reach byte's 1.000 bytes/unit on this text (it reaches {lo:.3f}–{hi:.3f}); "
+        f"shown at the nearest, {lo:.3f}"
+    )
+    assert rows["entropy-global"]["matched"] is True and rows["entropy-global"]["match_note"] is None
+    assert "matched" not in rows["byte"]
+    write_compare_report(results, tmp_path, "blt compare", {})
+    saved = {r["segmenter"]: r for r in json.loads((tmp_path / "results.json").read_text())["segmenters"]}
+    assert saved["entropy-monotonic"]["matched"] is False and saved["entropy-global"]["matched"] is True
+    md = (tmp_path / "report.md").read_text()
+    assert "| entropy-monotonic * |" in md and f"- \\* {mono['match_note']}" in md
+
+
+def test_a_missing_threshold_stops_the_run_before_scoring_or_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--match none with no threshold given and none on the card: the error comes right after the model loads,
+    before the byte model scores anything or a tokeniser trains."""
+    cfg = CompareConfig(
+        sources=["udhr"], segmenters=["bpe", "entropy-global"], match=None, model="/unused", eval_fraction=0.25
+    )
+    monkeypatch.setattr(blt.checkpoint, "load_model", lambda *a, **k: spiky_model())
+    monkeypatch.setattr(blt.sources, "udhr_documents", lambda: iter(DOCS))
+    monkeypatch.setattr(blt.compare, "build_tokenisers", lambda *a: pytest.fail("trained a tokeniser"))
+    monkeypatch.setattr(blt.compare, "_score", lambda *a: pytest.fail("scored the evaluation text"))
+    with pytest.raises(BltError, match="entropy-global needs --match or a threshold"):
+        run_compare(cfg)
 
 
 def test_binary_documents_are_measured_with_a_warning(tmp_path: Path) -> None:

@@ -386,3 +386,35 @@ def test_bad_arguments() -> None:
         acc.add(b"cd", [0])
     with pytest.raises(ValueError, match="2 values for a 3-byte"):
         acc.add(b"cde", [0], [0.1, 0.2])
+
+
+# ---------------------------------------------------------------- the byte model's fit (blt.baselines)
+
+
+def test_compressor_baselines_equal_python_compressors() -> None:
+    import bz2
+    import gzip
+    import lzma
+
+    from blt.baselines import compressor_bits_per_byte
+
+    d = b"the cat sat on the mat; " * 40 + bytes(range(256))
+    assert compressor_bits_per_byte(d) == {
+        "gzip -9": 8 * len(gzip.compress(d, 9)) / len(d),
+        "bzip2 -9": 8 * len(bz2.compress(d, 9)) / len(d),
+        "xz -9e": 8 * len(lzma.compress(d, preset=9 | lzma.PRESET_EXTREME)) / len(d),
+    }
+    assert all(math.isnan(v) for v in compressor_bits_per_byte(b"").values())
+
+
+def test_calibration_gap_golden() -> None:
+    """Two documents, 4 bytes, surprisal ln2·[1, 3] and ln2·[2, 2] nats (8 bits: 2 bits/byte paid), entropy
+    ln2·[1, 1] and ln2·[1, 3] nats (6 bits: 1.5 bits/byte predicted): gap (2 − 1.5) / 2 = 0.25."""
+    from blt.baselines import calibration_gap
+
+    ln2 = math.log(2)
+    paid, predicted, gap = calibration_gap(
+        [np.array([1.0, 3.0]) * ln2, np.array([2.0, 2.0]) * ln2], [np.array([1.0, 1.0]) * ln2, np.array([1, 3]) * ln2]
+    )
+    assert (paid, predicted, gap) == pytest.approx((2.0, 1.5, 0.25))
+    assert all(math.isnan(x) for x in calibration_gap([], []))

@@ -170,6 +170,28 @@ def test_fixed_and_byte_golden() -> None:
     assert patch_lengths(np.zeros(3), rule="byte").tolist() == [1, 1, 1]
 
 
+def test_fixed_at_a_non_integer_size_golden() -> None:
+    """Unit i starts at byte floor(i·L). n = 10, L = 2.5: floor(0, 2.5, 5, 7.5) = 0, 2, 5, 7 (10 is past the end)
+    -> lengths [2, 3, 2, 3]. L = 2.75 over 11 bytes: 0, 2.75, 5.5, 8.25 -> 0, 2, 5, 8 -> [2, 3, 3, 3], 11 / 4 units
+    = 2.75 exactly. An integral float is the integer size: 4.0 patches as 4."""
+    assert patch_starts(np.zeros(10), rule="fixed", patch_size=2.5).tolist() == [0, 2, 5, 7]
+    assert patch_lengths(np.zeros(10), rule="fixed", patch_size=2.5).tolist() == [2, 3, 2, 3]
+    assert patch_lengths(np.zeros(11), rule="fixed", patch_size=2.75).tolist() == [2, 3, 3, 3]
+    assert patch_lengths(np.zeros(10), rule="fixed", patch_size=4.0).tolist() == [4, 4, 2]
+    assert _Spec("fixed", patch_size=4.0).patch_size == 4 and isinstance(_Spec("fixed", patch_size=4.0).patch_size, int)
+    patcher = StreamingPatcher("fixed", patch_size=2.5)
+    assert patcher.push(np.zeros(4)) + patcher.push(np.zeros(6)) == [0, 2, 5, 7]
+
+
+@SETTINGS
+@given(st.integers(1, 5000), st.floats(1, 50))
+def test_fixed_rate_is_exact(n: int, size: float) -> None:
+    """floor(i·L) < n for i < ceil(n / L) units (up to float rounding at the last one), so units = ceil(n / L):
+    n / units -> L, and it is L exactly whenever L divides n."""
+    units = len(patch_starts(np.zeros(n), rule="fixed", patch_size=size))
+    assert units in (math.ceil(n / size), math.ceil(n / size) + 1) and units - 1 < n / size + 1e-9
+
+
 def test_empty_input_gives_zero_patches() -> None:
     assert patch_lengths([], threshold=1).tolist() == []
     assert patch_starts(np.zeros(0, np.float32), threshold=1).size == 0
@@ -211,8 +233,9 @@ def test_torch_input_is_accepted() -> None:
         ({"entropies": [0.1], "threshold": float("nan")}, "threshold must be ≥ 0 nats, got nan"),
         ({"entropies": [0.1], "threshold": 1, "max_patch_length": 0}, "max_patch_length must be an integer ≥ 1"),
         ({"entropies": [0.1], "rule": "entropy"}, "unknown rule 'entropy'; valid rules: global, monotonic, combined"),
-        ({"entropies": [0.1], "rule": "fixed", "patch_size": 4.5}, "patch_size must be an integer ≥ 1, got 4.5"),
-        ({"entropies": [0.1], "rule": "fixed", "patch_size": 0}, "patch_size must be an integer ≥ 1, got 0"),
+        ({"entropies": [0.1], "rule": "fixed", "patch_size": 0.5}, "patch_size must be an integer ≥ 1 or a rate in"),
+        ({"entropies": [0.1], "rule": "fixed", "patch_size": 0}, r"floor\(i·2\.75\)\) ≥ 1, got 0$"),
+        ({"entropies": [0.1], "rule": "fixed", "patch_size": float("inf")}, "patch_size must be an integer ≥ 1"),
         ({"entropies": [0.1], "rule": "space"}, "needs data="),
         ({"data": b"ab", "rule": "space", "blt_compat": True}, "blt_compat applies to the entropy rules"),
         ({"entropies": [0.1, 0.2], "data": b"abc", "rule": "space"}, "differ in shape"),
@@ -288,7 +311,7 @@ def cases(draw: st.DrawFn, rules: tuple[str, ...] = RULES, max_size: int = 40) -
     if rule in ("global", "monotonic", "combined"):
         kw["blt_compat"] = draw(st.booleans())
     if rule == "fixed":
-        kw["patch_size"] = draw(st.integers(1, 7))
+        kw["patch_size"] = draw(st.integers(1, 7) | st.floats(1, 7) | st.sampled_from([1.5, 2.5, 2.75, 10 / 3]))
     return e, data, kw
 
 
