@@ -234,6 +234,8 @@ def segment(
         precision=precision.value,
     )
     if data:
+        if text is not None or file is not None:  # else the text would be dropped without a word
+            raise BltError("give TEXT / --file (one text) or --data (a corpus into --out), not both")
         if out is None:
             raise BltError("--data needs --out DIR for the Parquet output")
         summary = segment_corpus_cli(patcher, data, out, devices)
@@ -360,7 +362,12 @@ def compare(
     from blt.compare import DEFAULT_SEGMENTERS, CompareConfig, run_compare
     from blt.report import package_versions, print_compare, write_compare_report
 
-    names = [n.strip() for n in segmenters.split(",") if n.strip()] if segmenters else list(DEFAULT_SEGMENTERS)
+    names = list(DEFAULT_SEGMENTERS) if segmenters is None else [n.strip() for n in segmenters.split(",") if n.strip()]
+    if not names:  # "" or ",": a run with nothing to compare would print an empty table and exit 0
+        raise BltError(
+            f"--segmenters {segmenters!r} names no segmenter; give a comma-separated list such as space,bpe "
+            "(or drop --segmenters for the default set)"
+        )
     if match is None:  # default: match bpe when it runs, unless thresholds are given
         given = threshold is not None or relative_threshold is not None
         match = "bpe" if "bpe" in names and not given else "none"
@@ -406,11 +413,29 @@ def info(model: ModelOpt = "default") -> None:
     print_json(card)
 
 
-def cpu_threads(environ: Mapping[str, str], usable_cpus: int, load: float, default: int) -> int | None:
+def busy_cpus() -> float:
+    """Other processes running right now: the runnable count of /proc/loadavg less this one, the least of three
+    looks 20 ms apart (a passing process is not a busy core). Not the 1-minute load average: that still counts the
+    user's previous command for a minute, and halved the threads of back-to-back runs on an idle machine (the
+    bundled `blt compare --by-language`, cold: 41 s on 1 thread against 23 s on 2). Elsewhere: the load average."""
+    import time
+
+    try:
+        seen = []
+        for _ in range(3):
+            with open("/proc/loadavg") as f:
+                seen.append(int(f.read().split()[3].split("/")[0]) - 1)
+            time.sleep(0.02)
+        return float(max(0, min(seen)))
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+
+
+def cpu_threads(environ: Mapping[str, str], usable_cpus: int, busy: float, default: int) -> int | None:
     """How many intra-op threads torch should use on CPU; None leaves torch's own choice.
 
     BLT_THREADS=N wins; an OMP_NUM_THREADS or MKL_NUM_THREADS the user set is respected (torch already read it).
-    Otherwise: the cores left idle by the machine's 1-minute load average, at least 1, at most torch's default.
+    Otherwise: the cores that other running processes leave idle (`busy_cpus`), at least 1, at most torch's default.
     Measured on a 2-core machine under load 6-8 from other jobs, scoring 200 kB with the bundled model took 23-52 s
     on 1 thread and 111-163 s on 2 (4 alternating runs each; 3x the CPU time, spent by threads waiting for ones the
     busy cores did not run); on idle cores the extra threads are a plain gain."""
@@ -421,7 +446,7 @@ def cpu_threads(environ: Mapping[str, str], usable_cpus: int, load: float, defau
         return int(value)
     if "OMP_NUM_THREADS" in environ or "MKL_NUM_THREADS" in environ:
         return None
-    return max(1, min(default, int(usable_cpus - load + 0.5)))
+    return max(1, min(default, int(usable_cpus - busy + 0.5)))
 
 
 def main() -> None:
@@ -432,8 +457,7 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-        threads = cpu_threads(os.environ, usable, load, torch.get_num_threads())
+        threads = cpu_threads(os.environ, usable, busy_cpus(), torch.get_num_threads())
     except BltError as exc:
         err_console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
         sys.exit(1)

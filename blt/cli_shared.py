@@ -32,7 +32,8 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (BltError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-            err_console.print(f"[red]error:[/red] {escape(str(exc))}", markup=True, highlight=False)  # "[llm]" is text
+            message = str(exc).replace("\r", "\\r").replace("\n", "\\n")  # a path with a newline stays one line
+            err_console.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)  # "[llm]" is text
             raise typer.Exit(1) from None
         except KeyboardInterrupt as exc:  # Ctrl-C; a message (blt.train.TrainingInterrupted) says what was saved
             err_console.print(f"[red]error:[/red] {escape(str(exc) or 'interrupted')}", markup=True, highlight=False)
@@ -49,6 +50,8 @@ def read_input(text: str | None, file: Path | None) -> bytes:
         assert text is not None
         return text.encode("utf-8", errors="surrogateescape")
     if not file.is_file():
+        if file.exists():  # a directory, a pipe, /dev/null: reading it would fail, block or give nothing
+            raise BltError(f"file {file} is not a file (a directory, pipe or device); pass a text file")
         raise BltError(f"file {file} does not exist or is not a file")
     return file.read_bytes()
 

@@ -98,6 +98,9 @@ def validate(cfg: CompareConfig) -> None:
         problems.append(
             "--adapt runs on one device; drop --devices, or train on the corpus with `blt train` and pass --model RUN"
         )
+    for flag, value in (("--threshold", cfg.threshold), ("--relative-threshold", cfg.relative_threshold)):
+        if value is not None and not (value >= 0 and math.isfinite(value)):
+            problems.append(f"{flag} must be ≥ 0 nats, got {value}; or drop it and let --match calibrate one")
     if cfg.vocab_size is not None and cfg.vocab_size < 260:
         problems.append(f"--vocab-size must be ≥ 260 (256 bytes + specials), got {cfg.vocab_size}")
     if problems:
@@ -285,6 +288,11 @@ def run_compare(
             segmenters.append(_entropy_segmenter(name, scores, cfg, match_bpu, lm))
     if cfg.by_language and not any(lab is not None for lab in labels):
         warn("--by-language: this corpus has no language labels (only udhr has them); per-language tables skipped")
+    if not segmenters:
+        raise BltError(
+            f"no segmenter could run ({', '.join(cfg.segmenters)}: all skipped above); "
+            "add one that works offline, e.g. --segmenters bpe,space"
+        )
     progress("measuring")
     results = measure(segmenters, eval_docs, labels, scores, cfg, model_info, match_bpu, len(train_docs))
     results["vocab_size"] = vocab

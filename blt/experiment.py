@@ -191,14 +191,26 @@ def _segmenter(raw: Any, i: int, errors: list[str]) -> SegmenterSpec | None:
     return SegmenterSpec(kind, params)
 
 
+def _listed(raw: dict[str, Any], key: str, errors: list[str]) -> list[Any]:
+    """raw[key] as a list: one name (`segmenters: space`) is a list of one, not its letters; other types are an
+    error."""
+    value = raw.get(key) or []
+    if isinstance(value, (str, dict)):
+        return [value]
+    if not isinstance(value, list):
+        errors.append(f"{key} must be a list, got {value!r}")
+        return []
+    return value
+
+
 def experiment_from_dict(raw: Any, *, source: str = "experiment") -> ExperimentConfig:
     """Build and validate an `ExperimentConfig`; every problem goes into one `ConfigError`."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping with name, corpora and segmenters, got {type(raw).__name__}")
     errors: list[str] = []
     kw = _fields(ExperimentConfig, {k: v for k, v in raw.items() if k not in ("corpora", "segmenters")}, "", errors)
-    corpora = [_corpus(c, i, errors) for i, c in enumerate(raw.get("corpora") or [])]
-    segmenters = [_segmenter(s, i, errors) for i, s in enumerate(raw.get("segmenters") or [])]
+    corpora = [_corpus(c, i, errors) for i, c in enumerate(_listed(raw, "corpora", errors))]
+    segmenters = [_segmenter(s, i, errors) for i, s in enumerate(_listed(raw, "segmenters", errors))]
     kw["corpora"] = [c for c in corpora if c is not None]
     kw["segmenters"] = [s for s in segmenters if s is not None]
     kw.setdefault("name", Path(source).stem)
@@ -240,12 +252,17 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             for part in parts[:-1]:
                 node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
             last = parts[-1]
-            parsed = yaml.safe_load(value.strip()) if value.strip() else None
+            try:
+                parsed = yaml.safe_load(value.strip()) if value.strip() else None
+            except yaml.YAMLError as exc:
+                problem = getattr(exc, "problem", None) or type(exc).__name__
+                errors.append(f"bad --set {item!r}: the value is not valid YAML ({problem}); quote it or fix it")
+                continue
             if isinstance(node, list):
                 node[int(last)] = parsed
             else:
                 node[last] = parsed
-        except (ValueError, IndexError, TypeError, AttributeError, yaml.YAMLError):
+        except (ValueError, IndexError, TypeError, AttributeError):
             errors.append(f"bad --set {item!r}: {key} does not address a value of this experiment")
     if errors:
         raise ConfigError("; ".join(errors))
@@ -281,6 +298,8 @@ def resolve_experiment(spec: str | Path) -> Path:
     if str(spec) in shipped:
         return shipped[str(spec)]
     names = ", ".join(shipped) or "none found"
+    if path.is_dir():
+        raise ConfigError(f"experiment config {spec} is a directory; pass a YAML file or a shipped name ({names})")
     raise ConfigError(f"experiment config {spec} does not exist; pass a YAML path or a shipped name ({names})")
 
 

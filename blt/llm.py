@@ -188,11 +188,20 @@ def load_hf(
     named_a_file = gguf_file or path.is_absolute() or str(model_name_or_path).startswith((".", "~"))
     if named_a_file and not (path / (gguf_file or "")).exists():
         raise BltError(f"model {path / (gguf_file or '')} not found; pass a local directory, .gguf file or hub name")
+    if gguf_file is None and path.is_dir() and not (path / "config.json").is_file():
+        raise BltError(
+            f"{path} holds no Hugging Face model (config.json is missing); pass a model directory, a .gguf file "
+            "(or --gguf-file NAME inside it) or a hub name"
+        )
     needs = ("transformers", "accelerate", "gguf") if gguf_file else ("transformers",)
     if missing := [m for m in needs if importlib.util.find_spec(m) is None]:
         raise BltError(f"{'GGUF' if gguf_file else 'Hugging Face'} models need {', '.join(missing)}: {LLM_EXTRA}")
     if dtype not in DTYPES:
         raise BltError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    try:
+        torch.device(device)
+    except RuntimeError:  # "gpu", "cuda:x": torch's own message is a paragraph
+        raise BltError(f"--device {device!r} is not a device name; use cpu, cuda or cuda:N") from None
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise BltError(f"device {device!r} asked for but CUDA is not available; use --device cpu")
     import transformers

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,10 +75,29 @@ def score_source(
             "pass --model: blt:default (the byte model), blt:PATH, a Hugging Face name or directory, or a .gguf"
         )
     assert texts is not None
+    if generate is not None and generate < 1:  # 0 would silently score the prompts teacher-forced instead
+        raise BltError(f"--generate must be a number of tokens ≥ 1 to sample, got {generate}; drop it to score text")
     if model.startswith(BYTE_MODEL_PREFIX):
         if generate or chat:
             raise BltError(
                 "the byte model scores given text only: drop --generate/--chat, or pass a Hugging Face model"
+            )
+        # options of Hugging Face/GGUF models, which the byte model would otherwise ignore without a word
+        ignored = [
+            option
+            for option, given in (
+                ("--context", context is not None),
+                ("--gguf-file", load_kw.get("gguf_file") is not None),
+                ("--dtype", load_kw.get("dtype", "float32") != "float32"),
+                ("--device", load_kw.get("device", "cpu") != "cpu"),
+            )
+            if given
+        ]
+        if ignored:
+            raise BltError(
+                f"{' and '.join(ignored)} {'applies' if len(ignored) == 1 else 'apply'} to Hugging Face and GGUF "
+                f"models, not the byte model {model}: drop {'it' if len(ignored) == 1 else 'them'} (the byte model's "
+                "context and precision come with it)"
             )
         return score_byte_model(model[len(BYTE_MODEL_PREFIX) :] or "default", texts, stride=stride)
     hf = load_hf(model, **load_kw)
@@ -260,6 +280,11 @@ class TokenPatches:
 def check_threshold(threshold: float | None, target_tokens_per_patch: float | None) -> None:
     if (threshold is None) == (target_tokens_per_patch is None):
         raise BltError("pass exactly one of --threshold X (nats) or --target-tokens-per-patch X (calibrates it)")
+    if target_tokens_per_patch is not None and not 0 < target_tokens_per_patch < math.inf:  # NaN too
+        raise BltError(
+            f"--target-tokens-per-patch must be a finite number > 0 of tokens per patch, got {target_tokens_per_patch}"
+            " (1 means a patch per token)"
+        )
 
 
 def segment_tokens(

@@ -90,6 +90,8 @@ def _positions(lp: Any, where: str) -> list[tuple[str, str, bytes, float, list[t
         f = f"{where}.content[{i}]" if isinstance(lp, dict) else f"{where}[{i}]"
         entry = _field(content, i, f, dict)
         token, tops, g = _field(entry, "token", f"{f}.token", str), entry.get("top_logprobs") or [], f"{f}.top_logprobs"
+        if not isinstance(tops, list):  # a string or a {token: logprob} dict would be walked as a list of entries
+            raise BltError(f"{g} must be a list of {{token, logprob}} objects, got {brief(repr(tops), 60)}")
         alternatives = [_field(a, "token", f"{g}[{j}].token", str) for j, a in enumerate(tops)]
         values = [_field(a, "logprob", f"{g}[{j}].logprob", number) for j, a in enumerate(tops)]
         pairs = list(zip(alternatives, values, strict=True))
@@ -153,6 +155,8 @@ def parse_logprobs_json(
     the k-th largest caps all others (`entropy_bounds_nats`; `vocab_size` is needed when mass is left over). A
     sampled logprob of -9999.0 is censored (outside the top k, value unknown): surprisal NaN, flagged. Alternatives
     at -9999.0 (vLLM's -inf) carry no mass and are dropped. `mode`: "teacher-forced" for echoed prompts."""
+    if vocab_size is not None and vocab_size < 2:  # else every position fails with a puzzling "-1 unseen tokens"
+        raise BltError(f"--vocab-size must be the model's vocabulary size (≥ 2 tokens), got {vocab_size}")
     where = str(obj_or_path) if isinstance(obj_or_path, (str, Path)) else "logprobs"
     obj = read_json(obj_or_path) if isinstance(obj_or_path, (str, Path)) else obj_or_path
     rows, names, pieces, doc_ids, positions = [], [], [], [], []

@@ -7,6 +7,7 @@ concatenate back to the exact input bytes, invalid UTF-8 included.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -96,14 +97,16 @@ class Patcher:
         threshold_given = threshold is not None or relative_threshold is not None
         if threshold_given and target_bytes_per_patch is not None:
             raise BltError("give either a threshold or target_bytes_per_patch (--target-bytes-per-patch), not both")
+        if patch_size is not None and rule != "fixed":  # else it would be ignored without a word
+            raise BltError(f"--patch-size sets the fixed rule's patches; the {rule} rule has none: add --rule fixed")
         if rule not in ENTROPY_RULES and target_bytes_per_patch is not None:
             raise BltError(
                 f"--target-bytes-per-patch calibrates entropy rules; the {rule} rule has none "
                 f"(use --patch-size with --rule fixed)"
             )
-        if target_bytes_per_patch is not None and not target_bytes_per_patch > 0:  # NaN too
+        if target_bytes_per_patch is not None and not 0 < target_bytes_per_patch < math.inf:  # NaN too
             raise BltError(
-                f"target_bytes_per_patch must be > 0 bytes per patch, got {target_bytes_per_patch} "
+                f"target_bytes_per_patch must be > 0 bytes per patch (and finite), got {target_bytes_per_patch} "
                 f"(--target-bytes-per-patch; 1 means a patch per byte)"
             )
         if rule == "combined" and target_bytes_per_patch is not None:

@@ -237,6 +237,11 @@ def resolve_source(source: str) -> list[Path] | str:
         return files
     if path.is_file():
         return [path]
+    if path.exists():  # a FIFO, /dev/null, a socket: reading it would block or yield nothing
+        raise BltError(
+            f"{source} is not a regular file (a pipe, device or socket); pass a text file, directory or glob "
+            "(to read a pipe, save it to a file first)"
+        )
     if source in BUNDLED:
         return source
     if glob.has_magic(source):

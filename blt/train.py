@@ -330,6 +330,8 @@ def train(
         raise BltError(f"--out {out} is a file; give a directory for the run")
     if resume and not last.is_file():
         raise BltError(f"nothing to resume in {out}: no checkpoints/last.ckpt; start the run without --resume")
+    if (out / "model.safetensors").exists():  # a saved model, whose config.yaml the run would overwrite
+        raise BltError(f"--out {out} is a saved model directory, not a run; choose another --out for the run")
     if not resume and (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
         raise BltError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
     t = cfg.train
