@@ -539,10 +539,14 @@ def write_compare_report(results: dict, out: str | Path, command: str, versions:
         before = model.get("bits_per_byte_before_adapt")
         adapted = f" (before adaptation: {before:.3f})" if before is not None else ""
         speed = model.get("scoring_mb_per_s")
-        scored = f"scored at {speed:.3f} MB/s" if speed is not None else "scores reused from the cache"
+        device = model.get("scoring_device", "?")
+        if speed is not None:
+            scored = f"scored at {speed:.3f} MB/s on {device}; the entropy rows' encode MB/s includes this scoring"
+        else:
+            scored = "scores reused from the cache, so the entropy rows have no end-to-end speed (use --no-cache)"
         lines.append(
             f"Byte model {model['model']} ({model['params']:,} params): {model['bits_per_byte']:.3f} bits/byte on "
-            f"the held-out text{adapted}, {scored} (the entropy segmenters' encode speed excludes this scoring)."
+            f"the held-out text{adapted}, {scored}."
         )
     notes = compare_notes(results)
     if notes:

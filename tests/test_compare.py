@@ -402,6 +402,11 @@ def test_metrics_equal_a_direct_segmentation_stats(run: Run, name: str) -> None:
     for key, value in expected.items():
         assert same(row[key], value, rel=1e-6), (key, row[key], value)
     assert row["bits_per_unit_mean"] > 0 and 0 < row["encode_mb_per_s"] < math.inf
+    if name.startswith("entropy"):  # end to end: 1 / speed = 1 / patching speed + scoring seconds per MB
+        scoring, mb = run.results["byte_model"]["scoring_seconds"], run.results["eval_bytes"] / 1e6
+        assert scoring > 0 and 0 < row["scoring_share"] < 1
+        assert 1 / row["encode_mb_per_s"] == pytest.approx(1 / row["patching_mb_per_s"] + scoring / mb, rel=1e-9)
+        assert row["scoring_share"] == pytest.approx(scoring / (mb / row["encode_mb_per_s"]), rel=1e-9)
 
 
 def test_byte_row_by_hand(run: Run) -> None:
@@ -692,7 +697,9 @@ def test_a_second_run_reuses_the_cached_scores_and_tokenisers(monkeypatch: pytes
     assert a["byte_model"]["scores_cached"] is False and a["byte_model"]["scoring_mb_per_s"] > 0
     assert b["byte_model"]["scores_cached"] is True and b["byte_model"]["scoring_mb_per_s"] is None
     assert a["byte_model"]["bits_per_byte"] == b["byte_model"]["bits_per_byte"]
-    drop = ("encode_mb_per_s", "train_seconds")
+    glob_b = next(r for r in b["segmenters"] if r["segmenter"] == "entropy-global")
+    assert glob_b["encode_mb_per_s"] is None and glob_b["scoring_share"] is None  # no scoring this run: no claim
+    drop = ("encode_mb_per_s", "train_seconds", "patching_mb_per_s", "scoring_share")
     assert [{k: v for k, v in r.items() if k not in drop} for r in a["segmenters"]] == [
         {k: v for k, v in r.items() if k not in drop} for r in b["segmenters"]
     ]
