@@ -22,6 +22,7 @@ from blt.cli_shared import (
     err_console,
     out_console,
     parse_devices,
+    print_error,
     print_json,
     read_input,
     user_errors,
@@ -459,7 +460,7 @@ def main() -> None:
         usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         threads = cpu_threads(os.environ, usable, busy_cpus(), torch.get_num_threads())
     except BltError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        print_error(str(exc))
         sys.exit(1)
     if threads is not None:
         torch.set_num_threads(threads)

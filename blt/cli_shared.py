@@ -24,6 +24,13 @@ err_console = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def print_error(message: str) -> None:
+    """One red `error:` line on stderr: the message escaped for rich ("[llm]" is text, not markup) and kept on one
+    line (a path with a newline shows it as \\n). Every command's failure goes through here."""
+    line = message.replace("\r", "\\r").replace("\n", "\\n")
+    err_console.print(f"[red]error:[/red] {escape(line)}", markup=True, highlight=False)
+
+
 def user_errors(fn: F) -> F:
     """Turn the library's errors for bad input into one red line and exit code 1 (no traceback)."""
 
@@ -32,11 +39,10 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (BltError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-            message = str(exc).replace("\r", "\\r").replace("\n", "\\n")  # a path with a newline stays one line
-            err_console.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)  # "[llm]" is text
+            print_error(str(exc))
             raise typer.Exit(1) from None
         except KeyboardInterrupt as exc:  # Ctrl-C; a message (blt.train.TrainingInterrupted) says what was saved
-            err_console.print(f"[red]error:[/red] {escape(str(exc) or 'interrupted')}", markup=True, highlight=False)
+            print_error(str(exc) or "interrupted")
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
@@ -91,14 +97,13 @@ class OneLineErrors(typer.core.TyperGroup):
             sys.exit(exc.exit_code)
         except _CLICK_ERRORS.UsageError as exc:
             where = f"; see '{exc.ctx.command_path} --help'" if exc.ctx is not None else ""
-            line = escape(exc.format_message().rstrip(".") + where)
-            err_console.print(f"[red]error:[/red] {line}", markup=True, highlight=False)
+            print_error(exc.format_message().rstrip(".") + where)
             sys.exit(exc.exit_code)
         except _CLICK_ERRORS.ClickException as exc:
-            err_console.print(f"[red]error:[/red] {escape(exc.format_message())}", markup=True, highlight=False)
+            print_error(exc.format_message())
             sys.exit(exc.exit_code)
         except aborts:
-            err_console.print("[red]error:[/red] aborted", markup=True)
+            print_error("aborted")
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
 
