@@ -311,6 +311,23 @@ def read_score_arrays(file: Path, docs: Sequence[bytes]) -> list[ByteScores] | N
     return None if arrays is None else _split(arrays, docs)
 
 
+def scores_path(
+    model: torch.nn.Module,
+    docs: Sequence[bytes],
+    *,
+    precision: str = "32",
+    batch_size: int = 16,
+    cache_root: str | Path | None = None,
+    model_sha: str | None = None,
+) -> Path:
+    """Where the byte model's scores of `docs` are cached (by `blt.corpus.score_corpus` and
+    `blt.entropy.score_cached`): the entry (a directory, see `publish`) `<cache>/scores/<key>`. `model_sha`: the
+    model's `model_hash`, when the caller has it (hashing a large model's weights is not free)."""
+    model_sha = model_sha or model_hash(model)
+    key = cache_key("scores", model=model_sha, docs=documents_hash(docs), precision=precision, batch_size=batch_size)
+    return cache_dir("scores", cache_root) / key
+
+
 def save_scores(path: Path, scores: Sequence[ByteScores]) -> Path:
     """Store `scores` as the sealed entry `path` (a directory holding `scores.npz`); see `publish`."""
     return publish(path, lambda tmp: write_score_arrays(tmp / SCORES_FILE, scores), "score cache entry")

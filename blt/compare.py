@@ -301,8 +301,8 @@ def run_compare(
 
 def _score(lm: Any, docs: list[bytes], cfg: CompareConfig) -> tuple[list[ByteScores] | None, dict[str, Any]]:
     """The byte model's scores of `docs` (Lightning predict loop, disk cache) and what the report says of them."""
-    from blt.cache import load_scores, model_hash, save_scores
-    from blt.corpus import score_corpus, scores_path
+    from blt.cache import load_scores, model_hash, save_scores, scores_path
+    from blt.corpus import score_corpus
 
     sha = model_hash(lm)  # once, for the cache check and the scoring
     path = scores_path(lm, docs, precision=cfg.precision, model_sha=sha)

@@ -31,13 +31,10 @@ from lightning.pytorch.callbacks import BasePredictionWriter, RichProgressBar
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from blt.cache import (
-    cache_dir,
-    cache_key,
-    documents_hash,
     load_scores,
-    model_hash,
     read_score_arrays,
     save_scores,
+    scores_path,  # re-exported: blt.corpus.scores_path is where callers found it
     write_score_arrays,
 )
 from blt.config import DataConfig
@@ -330,23 +327,6 @@ class ShardWriter(BasePredictionWriter):
         path = self.shard(trainer.global_rank)
         write_score_arrays(path, [s for _, s in self.rows])
         np.save(path.with_suffix(".idx.npy"), np.array([i for i, _ in self.rows], dtype=np.int64))
-
-
-def scores_path(
-    model: torch.nn.Module,
-    docs: Sequence[bytes],
-    *,
-    precision: str = "32",
-    batch_size: int = 16,
-    cache_root: str | Path | None = None,
-    model_sha: str | None = None,
-) -> Path:
-    """Where `score_corpus` caches these scores: the entry (a directory, see `blt.cache.publish`)
-    `<cache>/scores/<key>`. `model_sha`: the model's `model_hash`, when the caller has it (hashing a large model's
-    weights is not free)."""
-    model_sha = model_sha or model_hash(model)
-    key = cache_key("scores", model=model_sha, docs=documents_hash(docs), precision=precision, batch_size=batch_size)
-    return cache_dir("scores", cache_root) / key
 
 
 def score_corpus(

@@ -249,15 +249,14 @@ def score_cached(
     model_sha: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[ByteScores]:
-    """`score(model, docs)` through the on-disk score cache of `blt compare` (`blt.corpus.scores_path`, keyed by
+    """`score(model, docs)` through the on-disk score cache of `blt compare` (`blt.cache.scores_path`, keyed by
     the model's weights, the documents' bytes, precision and batch size): the same documents are scored once.
     `model_sha`: the model's `blt.cache.model_hash`, when the caller has it; `progress` as in `score` (a cache hit
     reports all bytes at once)."""
     if not cache:
         return score(model, docs, batch_size=batch_size, precision=precision, progress=progress)
     # Imported here: the cache modules import this one (they store `ByteScores`).
-    from blt.cache import load_scores, save_scores
-    from blt.corpus import scores_path
+    from blt.cache import load_scores, save_scores, scores_path
 
     path = scores_path(model, docs, precision=precision, batch_size=batch_size, model_sha=model_sha)
     scores = load_scores(path, docs)

@@ -159,8 +159,8 @@ def _score_corpora(
     """Every corpus's held-out documents scored by `lm`, each cached under its own key (`scores_path`). What is not
     cached yet is scored in one Lightning predict run over all corpora together, so a multi-device run launches
     its processes once per model. None on ranks other than 0."""
-    from blt.cache import save_scores
-    from blt.corpus import score_corpus, scores_path
+    from blt.cache import save_scores, scores_path
+    from blt.corpus import score_corpus
 
     paths = {c: scores_path(lm, docs, precision=precision, model_sha=model_sha) for c, docs in eval_docs.items()}
     hits = {c: load_scores(paths[c], docs) for c, docs in eval_docs.items()}
