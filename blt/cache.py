@@ -347,16 +347,24 @@ def load_scores(path: Path, docs: Sequence[bytes]) -> list[ByteScores] | None:
 
 # ---------------------------------------------------------------------------------------------- tokenisers
 def cached_tokenizer(
-    kind: str, vocab: int, train_docs: Sequence[bytes], *, train_sha: str | None = None, cache: bool = True
+    kind: str,
+    vocab: int,
+    train_docs: Sequence[bytes],
+    *,
+    train_sha: str | None = None,
+    cache: bool = True,
+    at_most: bool = False,
 ) -> tuple[Any, Path | None, float]:
-    """A trained tokeniser — `bpe` (byte-level BPE), `sp-unigram` or `sp-bpe` (SentencePiece) — of `vocab` on
-    `train_docs`, trained once per (kind, vocab, training bytes) and then loaded from the sealed entry
+    """A trained tokeniser — `bpe` (byte-level BPE), `sp-unigram` or `sp-bpe` (SentencePiece) — of `vocab` (with
+    `at_most`: as large as the training text supports up to `vocab`) on `train_docs`, trained once per (kind, vocab,
+    at_most, training bytes) and then loaded from the sealed entry
     `<cache>/tokenizers/<key>/` (`tokenizer.tok` and `meta.json`). Returns (tokeniser, its `.tok` file or None when
     `cache` is off, training seconds of the run that trained it). A damaged entry is retrained."""
     from blt import tokenizers as tk
 
     cls = tk.ByteBPE if kind == "bpe" else tk.SentencePieceSegmenter
-    key = cache_key("tokenizer", kind=kind, vocab=vocab, train=train_sha or documents_hash(train_docs))
+    limit = {"at_most": True} if at_most else {}  # exact sizes keep the keys they always had
+    key = cache_key("tokenizer", kind=kind, vocab=vocab, train=train_sha or documents_hash(train_docs), **limit)
     entry = cache_dir("tokenizers") / key if cache else None
     if entry is not None and open_entry(entry, "tokenizer cache entry") is not None:
         try:
@@ -366,9 +374,9 @@ def cached_tokenizer(
             discard_entry(entry, f"the tokenizer cache entry {entry} does not load ({e}); retraining")
     t = time.perf_counter()
     if kind == "bpe":
-        seg: Any = tk.ByteBPE.train(train_docs, vocab)
+        seg: Any = tk.ByteBPE.train(train_docs, vocab, at_most=at_most)
     else:
-        seg = tk.SentencePieceSegmenter.train(train_docs, vocab, model_type=kind.removeprefix("sp-"))
+        seg = tk.SentencePieceSegmenter.train(train_docs, vocab, model_type=kind.removeprefix("sp-"), at_most=at_most)
     seconds = time.perf_counter() - t
     if entry is None:
         return seg, None, seconds

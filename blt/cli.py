@@ -334,10 +334,18 @@ def compare(
     data: Annotated[list[str] | None, typer.Option("--data", "-d", help="corpus (default: the bundled udhr)")] = None,
     model: ModelOpt = "default",
     segmenters: Annotated[str | None, typer.Option(help="comma-separated list (default: all but byte)")] = None,
-    vocab_size: Annotated[int | None, typer.Option(help="trained tokenisers' vocabulary size")] = None,
-    match: Annotated[
-        str | None, typer.Option(help="calibrate entropy patches to this segmenter's bytes/unit (default bpe); none")
+    vocab_size: Annotated[
+        int | None,
+        typer.Option(help="trained tokenisers' vocabulary size (default: the largest the data supports ≤ 32k)"),
     ] = None,
+    match: Annotated[
+        str | None,
+        typer.Option(help="reference rate: this segmenter's bytes/unit (default auto: tiktoken-o200k, else bpe); none"),
+    ] = None,
+    grader: Annotated[
+        str | None, typer.Option(help="byte model that grades bits/unit (default: --model, circular for entropy rows)")
+    ] = None,
+    curves: Annotated[bool, typer.Option("--curves", help="evenness curves over 2–8 bytes/unit (slower)")] = False,
     threshold: ThresholdOpt = None,
     relative_threshold: RelativeOpt = None,
     fixed_size: SizeOpt = None,
@@ -369,12 +377,13 @@ def compare(
             f"--segmenters {segmenters!r} names no segmenter; give a comma-separated list such as space,bpe "
             "(or drop --segmenters for the default set)"
         )
-    if match is None:  # default: match bpe when it runs, unless thresholds are given
-        given = threshold is not None or relative_threshold is not None
-        match = "bpe" if "bpe" in names and not given else "none"
+    if match is None:  # default: the reference chosen from what runs, unless thresholds are given
+        match = "none" if threshold is not None or relative_threshold is not None else "auto"
     cfg = CompareConfig(
         sources=data or ["udhr"],
         model=model,
+        grader=grader,
+        curves=curves,
         vocab_size=vocab_size,
         match=None if match == "none" else match,
         segmenters=names,

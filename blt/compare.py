@@ -1,10 +1,12 @@
 """The comparison: entropy patches next to BPE, SentencePiece, tiktoken, HF tokenisers and rule-based segmenters,
 on one corpus, with the same metrics for all (`blt compare`).
 
-Flow: the corpus is split by document (`blt.data`); trainable tokenisers learn on the training split at one
-vocabulary size; the byte model (optionally adapted to the training split first) scores the evaluation split once,
-and every entropy segmenter and the evenness metric reuse those scores; entropy thresholds are calibrated so their
-bytes/unit matches another segmenter's (compression-matched); metrics accumulate document by document.
+Flow: the corpus is split by document (`blt.data`); trainable tokenisers learn on the training split (by default
+at the largest vocabulary it supports, up to 32k); the byte model (optionally adapted to the training split first)
+scores the evaluation split once, and every entropy segmenter reuses those scores; a reference segmenter's
+bytes/unit on the evaluation text (by default a pretrained tokeniser's, `blt.compare_rates`) is the rate entropy
+thresholds are calibrated to and fixed patches are cut at (compression-matched); metrics accumulate document by
+document, bits/unit graded by the byte model's surprisal or, with `grader`, by a second model's.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from blt.baselines import fit_facts
 from blt.cache import cached_tokenizer, documents_hash
+from blt.compare_rates import choose_reference, evenness_curves, is_matched
 from blt.config import DataConfig
 from blt.data import ByteStream, build_cache
 from blt.entropy import LN2, ByteScores, corpus_bits_per_byte
@@ -29,6 +32,7 @@ from blt.patching import calibrate_threshold, patch_starts
 from blt.sources import iter_documents
 
 TRAINED = ("bpe", "sp-unigram", "sp-bpe")
+MAX_VOCAB = 32768  # default vocabulary cap of trained tokenisers (the largest the training split supports below it)
 PRETRAINED = ("tiktoken-cl100k", "tiktoken-o200k")
 RULE_BASED = ("space", "fixed", "byte")
 ENTROPY = ("entropy-global", "entropy-monotonic")
@@ -51,11 +55,13 @@ class CompareConfig:
     sources: list[str] = field(default_factory=lambda: ["udhr"])  # corpora, as for `blt train --data`
     segmenters: list[str] = field(default_factory=lambda: list(DEFAULT_SEGMENTERS))  # see SEGMENTERS, hf:NAME
     model: str = "default"  # byte model for entropy segmenters and evenness
-    vocab_size: int | None = None  # trained tokenisers' size; None -> default_vocab_size(training bytes)
-    match: str | None = "bpe"  # calibrate entropy thresholds to this segmenter's bytes/unit; None -> thresholds
+    grader: str | None = None  # byte model that grades bits/unit (evenness); None -> `model` (circular for entropy)
+    curves: bool = False  # evenness curves over rates (trains each tokeniser at several vocabularies)
+    vocab_size: int | None = None  # trained tokenisers' size; None -> the largest the training split supports ≤ 32k
+    match: str | None = "auto"  # the reference rate: this segmenter's bytes/unit; auto -> REFERENCE_ORDER; None: none
     threshold: float | None = None  # global threshold (nats) when match is None; None -> the model card's
     relative_threshold: float | None = None  # monotonic threshold (nats) when match is None
-    fixed_size: float | None = None  # fixed patch size (bytes); None -> the matched segmenter's bytes/unit, exactly
+    fixed_size: float | None = None  # fixed patch size (bytes); None -> the reference bytes/unit, exactly
     eval_fraction: float = 0.1  # documents held out for evaluation (tokenisers train on the rest)
     eval_sources: list[str] | None = None  # measure on these documents instead (tokenisers train on all `sources`)
     max_eval_bytes: int | None = 4_000_000  # measure at most this many held-out bytes (flat memory); None: all
@@ -74,7 +80,7 @@ def validate(cfg: CompareConfig) -> None:
     for name in cfg.segmenters:
         if name not in SEGMENTERS and not name.startswith("hf:"):
             problems.append(f"unknown segmenter {name!r} (valid: {', '.join(SEGMENTERS)}, hf:NAME_OR_PATH)")
-    if cfg.match is not None and cfg.match not in cfg.segmenters:
+    if cfg.match not in (None, "auto") and cfg.match not in cfg.segmenters:
         problems.append(f"--match {cfg.match} is not in this run's segmenters ({', '.join(cfg.segmenters)})")
     if cfg.match is not None and cfg.match in ENTROPY:
         problems.append("--match must name a tokeniser or rule-based segmenter, not an entropy one")
@@ -101,6 +107,8 @@ def validate(cfg: CompareConfig) -> None:
     for flag, value in (("--threshold", cfg.threshold), ("--relative-threshold", cfg.relative_threshold)):
         if value is not None and not (value >= 0 and math.isfinite(value)):
             problems.append(f"{flag} must be ≥ 0 nats, got {value}; or drop it and let --match calibrate one")
+    if cfg.curves and not cfg.grader and not any(s in ENTROPY for s in cfg.segmenters):
+        problems.append("--curves grades units with a byte model: add an entropy segmenter or --grader MODEL")
     if cfg.vocab_size is not None and cfg.vocab_size < 260:
         problems.append(f"--vocab-size must be ≥ 260 (256 bytes + specials), got {cfg.vocab_size}")
     if problems:
@@ -116,7 +124,8 @@ class Segmenter:
     starts: Callable[[bytes], np.ndarray]
     train_seconds: float = 0.0
     threshold_nats: float | None = None  # entropy segmenters: the threshold they cut at
-    matched: bool | None = None  # calibrated to the matched rate: True if it reached it, None if not calibrated
+    patch_size: float | None = None  # fixed: the patch length L (unit i at byte ⌊i·L⌋)
+    matched: bool | None = None  # False: calibrated to the reference rate and could not reach it (else measured)
     match_note: str | None = None  # why it did not, and the rates it can reach
 
 
@@ -134,20 +143,35 @@ def choose_vocab_size(cfg: CompareConfig, train_docs: Sequence[bytes]) -> int:
     return vocab
 
 
+def vocab_cap(cfg: CompareConfig, train_docs: Sequence[bytes]) -> int:
+    """The default vocabulary cap: `MAX_VOCAB`, raised to the next power of two that lossless SentencePiece
+    (character_coverage=1.0) needs when the training text has more distinct characters than that allows."""
+    if not any(s.startswith("sp-") for s in cfg.segmenters):
+        return MAX_VOCAB
+    chars = set()
+    for d in train_docs:
+        chars.update(d.decode("utf-8", errors="surrogateescape"))
+    return max(MAX_VOCAB, 2 ** math.ceil(math.log2(len(chars) + 259 + 64)))
+
+
 def build_tokenisers(
     cfg: CompareConfig, train_docs: Sequence[bytes], warn: Callable[[str], None]
 ) -> tuple[list[Segmenter], int]:
-    """Train (or load) every tokeniser of the run; unavailable pretrained ones are skipped with a warning."""
+    """Train (or load) every tokeniser of the run; unavailable pretrained ones are skipped with a warning. Without
+    a given vocabulary size each trainer goes as far as the training split supports, up to `vocab_cap`."""
     from blt import pretrained
 
-    vocab = cfg.vocab_size or choose_vocab_size(cfg, train_docs)
+    at_most = cfg.vocab_size is None
+    vocab = cfg.vocab_size or vocab_cap(cfg, train_docs)
     out, failures = [], []
     train_sha = documents_hash(train_docs) if any(n in TRAINED for n in cfg.segmenters) else None
     for name in cfg.segmenters:
         t, seconds = time.perf_counter(), None
         try:
             if name in TRAINED:  # trained once per (kind, vocab, training bytes); later runs load it
-                seg, _, seconds = cached_tokenizer(name, vocab, train_docs, train_sha=train_sha, cache=cfg.cache)
+                seg, _, seconds = cached_tokenizer(
+                    name, vocab, train_docs, train_sha=train_sha, cache=cfg.cache, at_most=at_most
+                )
             elif name in PRETRAINED:
                 seg = pretrained.TiktokenSegmenter(name.removeprefix("tiktoken-") + "_base", name=name)
             elif name.startswith("hf:"):
@@ -173,15 +197,38 @@ def build_tokenisers(
     return out, vocab
 
 
-def rule_segmenter(name: str, size: float) -> Segmenter:
-    """A rule-based segmenter; `fixed` at `size` bytes (non-integer: unit i starts at byte floor(i·size))."""
+def rule_segmenter(name: str, size: float, rate: float | None = None) -> Segmenter:
+    """A rule-based segmenter; `fixed` at `size` bytes (non-integer: unit i starts at byte floor(i·size)), named
+    after the `rate` (bytes/unit) it was sized to give, if any, else after its size."""
 
     def starts(data: bytes) -> np.ndarray:
         arr = np.frombuffer(data, dtype=np.uint8)
         return patch_starts(np.zeros(len(data), np.float32), rule=name, patch_size=size, data=arr)
 
-    label = f"fixed-{int(size)}" if size == int(size) else f"fixed-{size:.2f}"
-    return Segmenter(name if name != "fixed" else label, None, starts)
+    shown = rate if rate is not None else size
+    label = f"fixed-{int(shown)}" if shown == int(shown) else f"fixed-{shown:.2f}"
+    return Segmenter(name if name != "fixed" else label, None, starts, patch_size=size if name == "fixed" else None)
+
+
+def fixed_size_for(docs: Sequence[bytes], bytes_per_unit: float) -> float:
+    """The fixed patch size L whose patches (unit i of a document at ⌊i·L⌋) give `bytes_per_unit` over `docs`:
+    each document's last patch is short, so L is a little above the rate. The smallest L whose Σ ⌈n/L⌉ reaches
+    the nearest achievable count; golden: documents of 10 and 5 bytes at 3 bytes/unit (5 units) give L = 10/3
+    (⌈10/L⌉ + ⌈5/L⌉ = 4 + 2 = 6 at L = 3, and 3 + 2 = 5 from L = 10/3)."""
+    n = np.array([len(d) for d in docs if len(d)], dtype=np.float64)
+    if not n.size:
+        return bytes_per_unit
+    want = max(n.size, round(n.sum() / bytes_per_unit))
+
+    def count(size: float) -> int:  # units = #{i ≥ 0 : ⌊i·size⌋ < n}, in the float arithmetic the rule uses
+        k = np.ceil(n / size)
+        return int((k + (np.floor(k * size) < n) - (np.floor((k - 1) * size) >= n)).sum())
+
+    lo, hi = 1.0, float(n.max())  # count(lo) = N ≥ want ≥ count(hi) = documents
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if count(mid) > want else (lo, mid)
+    return hi
 
 
 class StreamDocuments(Sequence[bytes]):
@@ -252,6 +299,7 @@ def run_compare(
     wants_model = any(s in ENTROPY for s in cfg.segmenters)
     adapting = bool(cfg.adapt_steps or cfg.adapt_minutes)
     lm = load_model(cfg.model, device="auto") if wants_model or adapting else None
+    grader = load_model(cfg.grader, device="auto") if cfg.grader else None  # a bad name fails before any work
     for name in ENTROPY:  # before any scoring or training: a missing threshold is known now
         if name in cfg.segmenters and cfg.match is None:
             _given_threshold(name, cfg, lm)
@@ -270,22 +318,34 @@ def run_compare(
             model_info.update(
                 after, bits_per_byte_before_adapt=model_info["bits_per_byte"], adapt_steps=lm.card.get("steps")
             )
+    grading, grader_info = scores, None
+    if grader is not None:
+        progress("scoring the evaluation split with the grading model")
+        grading, grader_info = _score(grader, eval_docs, cfg, name=cfg.grader)
+        if grading is None:
+            return None
+        from blt.cache import model_hash
+
+        grader_info["same_weights"] = lm is not None and model_hash(grader) == model_hash(lm)
     progress("training tokenisers")
     segmenters, vocab = build_tokenisers(cfg, train_docs, warn)
-    # Compression matching: the entropy thresholds (and the fixed size) follow the matched segmenter's bytes/unit.
+    # Compression matching: entropy thresholds and the fixed size follow the reference segmenter's bytes/unit.
     by_name = {s.name: s for s in segmenters}
     by_name.update({n: rule_segmenter(n, 1) for n in ("space", "byte") if n in cfg.segmenters})
-    match_bpu = _bytes_per_unit(by_name[cfg.match], eval_docs) if cfg.match in by_name else None
-    if cfg.match is not None and match_bpu is None:
+    reference = choose_reference(cfg.match, list(by_name))
+    match_bpu = _bytes_per_unit(by_name[reference], eval_docs) if reference in by_name else None
+    if cfg.match not in (None, "auto") and match_bpu is None:
         raise BltError(f"--match {cfg.match} is unavailable in this run (skipped above); choose another")
-    size = cfg.fixed_size or match_bpu or 4  # fixed patches exactly as long as the matched units (any rate ≥ 1)
-    fixed = rule_segmenter("fixed", size)
-    fixed.matched = True if cfg.fixed_size is None and match_bpu is not None else None
-    segmenters += [fixed if n == "fixed" else by_name[n] for n in RULE_BASED if n in cfg.segmenters]
+    # fixed patches at exactly the reference rate over these documents (any rate ≥ 1, not a rounded size)
+    if cfg.fixed_size or not match_bpu:
+        by_name["fixed"] = rule_segmenter("fixed", cfg.fixed_size or 4)
+    else:
+        by_name["fixed"] = rule_segmenter("fixed", fixed_size_for(eval_docs, match_bpu), rate=match_bpu)
+    segmenters += [by_name[n] for n in RULE_BASED if n in cfg.segmenters]
     for name in ENTROPY:
         if name in cfg.segmenters:
             assert scores is not None
-            segmenters.append(_entropy_segmenter(name, scores, cfg, match_bpu, lm))
+            segmenters.append(_entropy_segmenter(name, scores, reference, match_bpu, cfg, lm))
     if cfg.by_language and not any(lab is not None for lab in labels):
         warn("--by-language: this corpus has no language labels (only udhr has them); per-language tables skipped")
     if not segmenters:
@@ -294,12 +354,41 @@ def run_compare(
             "add one that works offline, e.g. --segmenters bpe,space"
         )
     progress("measuring")
-    results = measure(segmenters, eval_docs, labels, scores, cfg, model_info, match_bpu, len(train_docs))
+    surprisal = [g.surprisal_nats for g in grading] if grading is not None else None
+    own = [s.surprisal_nats for s in scores] if grader is not None and scores is not None else None
+    results = measure(segmenters, eval_docs, labels, surprisal, cfg, model_info, match_bpu, len(train_docs), own)
     results["vocab_size"] = vocab
+    results["reference"] = _reference_facts(cfg, reference, match_bpu)
+    results["grading"] = _grading_facts(cfg, model_info, grader_info)
+    for row in results["segmenters"]:
+        if row["matched"] is not False:  # False: a calibration that could not reach the rate (its note says why)
+            row["matched"] = is_matched(row["bytes_per_unit"], match_bpu)
+    if cfg.curves and surprisal is not None:
+        entropies = [s.entropy_nats for s in scores] if scores is not None else None
+        results["curves"] = evenness_curves(
+            results["segmenters"], eval_docs, surprisal, entropies, train_docs,
+            reference_bpu=match_bpu, cache=cfg.cache, progress=progress,
+        )  # fmt: skip
     return results
 
 
-def _score(lm: Any, docs: list[bytes], cfg: CompareConfig) -> tuple[list[ByteScores] | None, dict[str, Any]]:
+def _reference_facts(cfg: CompareConfig, reference: str | None, bpu: float | None) -> dict[str, Any] | None:
+    if reference is None or bpu is None:
+        return None
+    return {"segmenter": reference, "bytes_per_unit": bpu, "chosen": "auto" if cfg.match == "auto" else "given"}
+
+
+def _grading_facts(cfg: CompareConfig, placer: dict[str, Any], grader: dict[str, Any] | None) -> dict[str, Any]:
+    """Which model's surprisal grades bits/unit, and whether it is the one that placed the entropy boundaries."""
+    if grader is None:
+        return {"model": cfg.model, "independent": False, "bits_per_byte": placer.get("bits_per_byte")}
+    independent = not grader.get("same_weights")
+    return {"model": cfg.grader, "independent": independent, "bits_per_byte": grader["bits_per_byte"]}
+
+
+def _score(
+    lm: Any, docs: list[bytes], cfg: CompareConfig, name: str | None = None
+) -> tuple[list[ByteScores] | None, dict[str, Any]]:
     """The byte model's scores of `docs` (Lightning predict loop, disk cache) and what the report says of them."""
     from blt.cache import load_scores, model_hash, save_scores, scores_path
     from blt.corpus import score_corpus
@@ -318,7 +407,7 @@ def _score(lm: Any, docs: list[bytes], cfg: CompareConfig) -> tuple[list[ByteSco
             save_scores(path, scores)
     seconds = time.perf_counter() - t
     return scores, {
-        "model": cfg.model,
+        "model": name or cfg.model,
         "params": lm.num_params(),
         "bits_per_byte": corpus_bits_per_byte(scores),
         "scores_cached": cached,
@@ -334,7 +423,7 @@ def _bytes_per_unit(seg: Segmenter, docs: Sequence[bytes]) -> float:
 
 
 def _entropy_segmenter(
-    name: str, scores: Sequence[ByteScores], cfg: CompareConfig, match_bpu: float | None, lm: Any
+    name: str, scores: Sequence[ByteScores], reference: str | None, match_bpu: float | None, cfg: CompareConfig, lm: Any
 ) -> Segmenter:
     """Entropy patches over the scored evaluation documents, at a calibrated or given threshold. A matched rate
     the rule cannot reach gives the nearest reachable one, flagged (`matched` False and a `match_note`)."""
@@ -348,7 +437,7 @@ def _entropy_segmenter(
         matched = target == match_bpu
         if not matched:
             note = (
-                f"{name} cannot reach {cfg.match}'s {match_bpu:.3f} bytes/unit on this text (it reaches "
+                f"{name} cannot reach {reference}'s {match_bpu:.3f} bytes/unit on this text (it reaches "
                 f"{lo:.3f}–{hi:.3f}); shown at the nearest, {target:.3f}"
             )
         threshold = calibrate_threshold(rows, target, rule=rule)
@@ -387,22 +476,26 @@ def measure(
     segmenters: list[Segmenter],
     docs: Sequence[bytes],
     labels: Sequence[str | None],
-    scores: Sequence[ByteScores] | None,
+    surprisal: Sequence[np.ndarray] | None,
     cfg: CompareConfig,
     model_info: dict[str, Any],
     match_bpu: float | None,
     n_train_docs: int,
+    placer_surprisal: Sequence[np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Every metric for every segmenter over the evaluation documents (streamed one document at a time)."""
+    """Every metric for every segmenter over the evaluation documents (streamed one document at a time); bits/unit
+    graded by `surprisal` [n] nats per document, and with `placer_surprisal` (a separate grader's run) the entropy
+    rows' CV also as graded by the model that placed their boundaries (`bits_per_unit_cv_self`)."""
     names = [s.name for s in segmenters]
     stats = {n: SegmentationStats() for n in names}
     per_label: dict[str, dict[str, SegmentationStats]] = {}
     agreement = {(a, b): BoundaryCounts() for a in names for b in names}
     bits: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    self_graded = {n: SegmentationStats() for n in names if n in ENTROPY and placer_surprisal is not None}
     lengths: dict[str, list[np.ndarray]] = {n: [] for n in names}
     seconds = dict.fromkeys(names, 0.0)
     for i, data in enumerate(docs):
-        surprisal = scores[i].surprisal_nats if scores is not None else None
+        sur = surprisal[i] if surprisal is not None else None
         doc_starts = {}
         for seg in segmenters:
             t = time.perf_counter()
@@ -410,12 +503,14 @@ def measure(
             seconds[seg.name] += time.perf_counter() - t
             check_lossless(seg.name, data, starts)
             doc_starts[seg.name] = starts
-            stats[seg.name].add(data, starts, surprisal)
+            stats[seg.name].add(data, starts, sur)
+            if seg.name in self_graded:
+                self_graded[seg.name].add(data, starts, placer_surprisal[i])  # type: ignore[index]
             if cfg.by_language and labels[i] is not None:
                 per_label.setdefault(labels[i], {}).setdefault(seg.name, SegmentationStats()).add(data, starts)
             lengths[seg.name].append(np.diff(np.append(starts, len(data))))
-            if surprisal is not None:
-                bits[seg.name].append(unit_information(surprisal, starts))
+            if sur is not None:
+                bits[seg.name].append(unit_information(sur, starts))
         for a in names:
             for b in names:
                 agreement[a, b] = agreement[a, b] + boundary_counts(doc_starts[a], doc_starts[b][1:], len(data))
@@ -434,12 +529,15 @@ def measure(
             row["patching_mb_per_s"] = row["encode_mb_per_s"]
             row["encode_mb_per_s"] = n_bytes / 1e6 / (scoring + patching) if scoring is not None else None
             row["scoring_share"] = scoring / (scoring + patching) if scoring is not None else None
+        if seg.patch_size is not None:
+            row["patch_size"] = seg.patch_size
         if seg.threshold_nats is not None:
             row["threshold_nats"] = seg.threshold_nats
             row["threshold_bits"] = seg.threshold_nats / LN2
-        if seg.matched is not None:
-            row["matched"] = seg.matched
-            row["match_note"] = seg.match_note
+        if seg.name in self_graded:
+            row["bits_per_unit_cv_self"] = self_graded[seg.name].summary()["bits_per_unit_cv"]
+        row["matched"] = seg.matched
+        row["match_note"] = seg.match_note
         rows.append(row)
     return {
         "config": asdict(cfg),

@@ -37,7 +37,8 @@ PARAM_TYPES["max_patch_length"] = int | None  # type: ignore[assignment]
 # Every metric a cell can report (SegmentationStats.summary, the model's bits/byte, timings).
 METRICS = (
     *("documents", "bytes", "units", "words", "types", "bytes_per_unit", "fertility", "continued_word_rate"),
-    *("shannon_efficiency", "renyi_efficiency", "vocabulary_use"),
+    *("shannon_efficiency_vocab", "shannon_efficiency_types", "renyi_efficiency_vocab", "renyi_efficiency_types"),
+    "vocabulary_use",
     *("length_mean", "length_median", "length_p90", "length_max"),
     *("word_boundary_precision", "word_boundary_recall", "word_boundary_f1"),
     *("bits_per_unit_mean", "bits_per_unit_std", "bits_per_unit_cv", "bits_per_unit_p90"),

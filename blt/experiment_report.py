@@ -28,7 +28,8 @@ HEADERS = {  # row key -> column header of the report tables; numbers to 3 decim
     "bytes_per_unit": "bytes/unit",
     "fertility": "units/word",
     "continued_word_rate": "split words",
-    "renyi_efficiency": "Rényi eff.",
+    "renyi_efficiency_types": "Rényi α=2.5 /log₂types",
+    "renyi_efficiency_vocab": "Rényi α=2.5 /log₂V",
     "vocabulary_use": "vocab use",
     "length_p90": "len p90",
     "word_boundary_f1": "word-boundary F1",
@@ -38,7 +39,7 @@ HEADERS = {  # row key -> column header of the report tables; numbers to 3 decim
     "train_seconds": "train s",
 }
 SPECS = {"length_p90": "{:.0f}", "train_seconds": "{:.1f}"}
-TERMINAL = ("bytes_per_unit", "bits_per_unit_cv", "word_boundary_f1", "renyi_efficiency", "encode_mb_per_s")
+TERMINAL = ("bytes_per_unit", "bits_per_unit_cv", "word_boundary_f1", "renyi_efficiency_types", "encode_mb_per_s")
 MAX_SCRIPTS = 6
 SWEEP_LABELS = {"target_bytes_per_patch": "{:g}", "threshold_nats": "θ{:.2f}", "vocab_size": "{}", "patch_size": "{}"}
 PLOTS = (  # (y key, y label, title, file)

@@ -382,14 +382,22 @@ class SegmentationStats:
         self._bits_hist.merge(other._bits_hist)
 
     def summary(self, vocab_size: int | None = None, *, alpha: float = 2.5) -> dict[str, Any]:
-        """Every metric as a flat dict. Efficiencies normalise by `vocab_size` (default: observed types);
-        `vocabulary_use` and the `bits_per_unit_*` evenness values are None without a vocabulary / surprisal."""
+        """Every metric as a flat dict; `vocab_size` is the segmenter's closed vocabulary V (None: open).
+
+        Each efficiency key names its one normalisation, so a column never mixes two: `*_efficiency_vocab` is the
+        entropy over log2 V (None without V), `*_efficiency_types` the entropy over log2 of the observed types (for
+        every segmenter). `vocabulary_use` and the `bits_per_unit_*` evenness values are None without V / surprisal.
+        """
         units, types = int(self.length_hist.sum()), len(self.type_counts)
         shannon, renyi = shannon_entropy(self.type_counts), renyi_entropy(self.type_counts, alpha)
         p, r, f1 = self.word_boundaries.prf()
         n_bits, mean, m2 = self._bits
         mean, std = (mean, math.sqrt(m2 / n_bits)) if n_bits else (math.nan, math.nan)
         evenness = {"mean": mean, "std": std, "cv": _ratio(std, mean), "p90": self._bits_hist.quantile(0.9)}
+
+        def by_vocab(entropy_bits: float) -> float | None:  # an open vocabulary has no V to divide by
+            return None if vocab_size is None else _efficiency(entropy_bits, types, vocab_size)
+
         return {
             "documents": self.documents,
             "bytes": self.n_bytes,
@@ -400,10 +408,12 @@ class SegmentationStats:
             "fertility": _ratio(units, self.n_words),
             "continued_word_rate": _ratio(self.n_split_words, self.n_words),
             "shannon_entropy": shannon,
-            "shannon_efficiency": _efficiency(shannon, types, vocab_size),
+            "shannon_efficiency_vocab": by_vocab(shannon),
+            "shannon_efficiency_types": _efficiency(shannon, types, None),
             "renyi_alpha": _check_alpha(alpha),
             "renyi_entropy": renyi,
-            "renyi_efficiency": _efficiency(renyi, types, vocab_size),
+            "renyi_efficiency_vocab": by_vocab(renyi),
+            "renyi_efficiency_types": _efficiency(renyi, types, None),
             "vocab_size": vocab_size,
             "vocabulary_use": None if vocab_size is None else types / _check_vocab(vocab_size, types),
             **{f"length_{k}": v for k, v in _length_summary(self.length_hist, HISTOGRAM_BINS).items()},

@@ -10,6 +10,7 @@ import math
 import os
 import sys
 import tempfile
+import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -332,14 +333,18 @@ COLUMNS = (  # (results key, header, format)
     ("bytes_per_unit", "bytes/unit", "{:.2f}"),
     ("fertility", "units/word", "{:.2f}"),
     ("continued_word_rate", "split words", "{:.1%}"),
-    ("renyi_efficiency", "Rényi eff. (α=2.5)", "{:.3f}"),
+    ("renyi_efficiency_types", "Rényi α=2.5 /log₂types", "{:.3f}"),  # every row has observed types
+    ("renyi_efficiency_vocab", "Rényi α=2.5 /log₂V", "{:.3f}"),  # closed vocabularies only: open ones show –
     ("vocabulary_use", "vocab use", "{:.1%}"),
     ("length_p90", "len p90", "{:.0f}"),
     ("word_boundary_f1", "word-boundary F1", "{:.3f}"),
     ("bits_per_unit_mean", "bits/unit", "{:.2f}"),
     ("bits_per_unit_cv", "CV bits/unit", "{:.3f}"),
+    ("bits_per_unit_cv_at_reference", "CV @ ref rate", "{:.3f}"),  # --curves: interpolated at the reference rate
+    ("bits_per_unit_cv_self", "CV placer-graded", "{:.3f}"),  # --grader: the entropy rows' CV by their own model
     ("encode_mb_per_s", "encode MB/s", "{:.2f}"),
 )
+OPTIONAL = ("bits_per_unit_cv_at_reference", "bits_per_unit_cv_self")  # columns shown only when a row has a value
 
 
 def _cell(value: object, fmt: str) -> str:
@@ -348,13 +353,25 @@ def _cell(value: object, fmt: str) -> str:
     return fmt.format(value)
 
 
+def matched_cell(row: dict, reference: dict | None) -> str:
+    """ref (the reference row), yes (at its rate within 1 %), no (its own rate), no * (could not reach it: see the
+    notes), – (no reference)."""
+    if reference and row["segmenter"] == reference["segmenter"]:
+        return "ref"
+    if row.get("matched") is None:
+        return "–"
+    return "yes" if row["matched"] else "no *" if row.get("match_note") else "no"
+
+
 def compare_rows(results: dict) -> tuple[list[str], list[list[str]]]:
-    headers = ["segmenter", "vocab", *(h for _, h, _ in COLUMNS)]
+    rows_in = results["segmenters"]
+    columns = [c for c in COLUMNS if c[0] not in OPTIONAL or any(r.get(c[0]) is not None for r in rows_in)]
+    headers = ["segmenter", "vocab", columns[0][1], "matched", *(h for _, h, _ in columns[1:])]
     rows = []
-    for r in results["segmenters"]:
+    for r in rows_in:
         vocab = str(r["vocab_size"]) if r["vocab_size"] else "open"
-        name = r["segmenter"] + (" *" if r.get("matched") is False else "")  # off the matched rate: see the notes
-        rows.append([name, vocab, *(_cell(r.get(k), f) for k, _, f in COLUMNS)])
+        cells = [_cell(r.get(k), f) for k, _, f in columns]
+        rows.append([r["segmenter"], vocab, cells[0], matched_cell(r, results.get("reference")), *cells[1:]])
     return headers, rows
 
 
@@ -363,10 +380,14 @@ NARROW_PRIORITY = (
     "segmenter",
     "vocab",
     "bytes/unit",
-    "units/word",
-    "bits/unit",
+    "matched",
     "CV bits/unit",
-    "Rényi eff. (α=2.5)",
+    "CV @ ref rate",
+    "CV placer-graded",
+    "bits/unit",
+    "units/word",
+    "Rényi α=2.5 /log₂types",
+    "Rényi α=2.5 /log₂V",
     "split words",
     "word-boundary F1",
     "len p90",
@@ -376,10 +397,39 @@ NARROW_PRIORITY = (
 
 
 def compare_notes(results: dict) -> list[str]:
-    """The lines under the table: rows off the matched rate (flagged *), and the byte model's fit."""
+    """The lines under the table: the reference rate and which rows are at it, rows that could not reach it
+    (flagged *), who grades bits/unit, and the byte model's fit."""
     from blt.baselines import fit_line
 
-    notes = [f"* {r['match_note']}" for r in results["segmenters"] if r.get("matched") is False]
+    rows, ref = results["segmenters"], results.get("reference")
+    notes = []
+    if ref:
+        at = [r["segmenter"] for r in rows if r.get("matched") and r["segmenter"] != ref["segmenter"]]
+        off = [r["segmenter"] for r in rows if r.get("matched") is False]
+        line = (
+            f"reference rate: {ref['segmenter']}'s {ref['bytes_per_unit']:.3f} bytes/unit on the held-out text; "
+            f"compression-matched (within 1 %): {', '.join(at) or 'none'}"
+        )
+        if off:
+            curves = (
+                "CV @ ref rate interpolates their curves" if results.get("curves") else "--curves compares them there"
+            )
+            line += f"; at their own rate: {', '.join(off)} (their CV is not comparable at another rate; {curves})"
+        notes.append(line)
+    notes += [f"* {r['match_note']}" for r in rows if r.get("matched") is False and r.get("match_note")]
+    grading = results.get("grading")
+    if grading and any(r.get("bits_per_unit_cv") is not None for r in rows):
+        if grading["independent"]:
+            notes.append(
+                f"bits/unit graded by {grading['model']} ({grading['bits_per_byte']:.3f} bits/byte here), not the "
+                "model that placed the entropy boundaries; CV placer-graded is what that model says of its own patches"
+            )
+        else:
+            notes.append(
+                f"bits/unit graded by the byte model's surprisal on held-out text ({grading['model']}); it also placed "
+                "the entropy boundaries, so their CV is graded by their own placer (circular): --grader MODEL grades "
+                "with another"
+            )
     return notes + fit_line(results.get("byte_model") or {})
 
 
@@ -416,8 +466,10 @@ def print_compare(results: dict, console: Console, wide: bool = False) -> None:
         note = f"{len(dropped)} more columns with --wide: {', '.join(dropped)}"
         short = f"{len(dropped)} more columns with --wide (all of them are in report.md)"
         console.print(note if len(note) <= console.width else short, highlight=False)
-    for line in compare_notes(results):
-        console.print(line, highlight=False, markup=False)
+    for line in compare_notes(results):  # wrapped at words: a terminal would cut them mid-word
+        console.print(
+            textwrap.fill(line, width=max(console.width, 40), subsequent_indent="  "), highlight=False, markup=False
+        )
 
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -432,66 +484,6 @@ def _savefig(fig: object, path: Path) -> None:
     plt.close(fig)  # type: ignore[arg-type]
 
 
-def compare_plots(results: dict, out: Path) -> list[str]:
-    """PNG plots beside the report: length histograms, evenness, agreement matrix, bytes/unit per language."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [r["segmenter"] for r in results["segmenters"]]
-    written = []
-    fig, ax = plt.subplots(figsize=(9, 4))
-    for name in names:
-        lengths = results["_lengths"][name]
-        if len(lengths):
-            ax.hist(np.minimum(lengths, 32), bins=np.arange(1, 34) - 0.5, histtype="step", density=True, label=name)
-    ax.set_xlabel("unit length (bytes, 32 = 32 or more)")
-    ax.set_ylabel("share of units")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    _savefig(fig, out / "lengths.png")
-    written.append("lengths.png")
-    bits = {n: results["_bits_per_unit"][n] for n in names if len(results["_bits_per_unit"][n])}
-    if bits:
-        fig, ax = plt.subplots(figsize=(9, 4))
-        ax.boxplot(list(bits.values()), showfliers=False)
-        ax.set_xticks(range(1, len(bits) + 1), list(bits), rotation=30, ha="right", fontsize=8)
-        ax.set_ylabel("bits per unit (byte model)")
-        ax.set_title("information evenness: narrower is more even")
-        fig.tight_layout()
-        _savefig(fig, out / "evenness.png")
-        written.append("evenness.png")
-    matrix = np.array([[results["agreement_f1"][a][b] for b in names] for a in names], dtype=float)
-    fig, ax = plt.subplots(figsize=(1 + 0.7 * len(names), 0.8 + 0.6 * len(names)))
-    im = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(names)), names, fontsize=8)
-    for i in range(len(names)):
-        for j in range(len(names)):
-            if math.isfinite(matrix[i, j]):
-                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w")
-    fig.colorbar(im, ax=ax, label="boundary F1")
-    fig.tight_layout()
-    _savefig(fig, out / "agreement.png")
-    written.append("agreement.png")
-    per_lang = results["by_language"]
-    if per_lang:
-        langs = sorted(per_lang, key=lambda lab: per_lang[lab].get(names[0], 0))
-        fig, ax = plt.subplots(figsize=(max(8, 0.12 * len(langs)), 4.5))
-        for name in names:
-            ax.plot(
-                range(len(langs)), [per_lang[lab].get(name, np.nan) for lab in langs], marker=".", lw=0.8, label=name
-            )
-        ax.set_xticks(range(len(langs)), langs, rotation=90, fontsize=5)
-        ax.set_ylabel("bytes per unit")
-        ax.legend(fontsize=7, ncol=3)
-        fig.tight_layout()
-        _savefig(fig, out / "by_language.png")
-        written.append("by_language.png")
-    return written
-
-
 def write_compare_report(results: dict, out: str | Path, command: str, versions: dict[str, str]) -> Path:
     """`report.md` (tables, plots, the exact command and versions), `results.json` and `results.csv` in `out`."""
     import csv
@@ -499,6 +491,7 @@ def write_compare_report(results: dict, out: str | Path, command: str, versions:
     import json
 
     from blt.compare import finite
+    from blt.compare_plots import compare_plots
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -526,14 +519,19 @@ def write_compare_report(results: dict, out: str | Path, command: str, versions:
         markdown_table(headers, rows),
         "",
     ]
+    given = results["config"]["vocab_size"]
     lines.append(
-        f"Trained tokenisers: vocabulary size {results['vocab_size']} "
-        f"({'given' if results['config']['vocab_size'] else 'chosen from the training bytes and characters'})."
+        f"Trained tokenisers: vocabulary size {given} (given)."
+        if given
+        else f"Trained tokenisers: the largest vocabulary the training split supports, up to {results['vocab_size']} "
+        "(the vocab column)."
     )
-    if results["match_bytes_per_unit"]:
+    ref = results.get("reference")
+    if ref:
         lines.append(
-            f"Entropy thresholds calibrated to {results['config']['match']}'s "
-            f"{results['match_bytes_per_unit']:.3f} bytes/unit on the held-out text (compression-matched)."
+            f"Reference rate: {ref['segmenter']}'s {ref['bytes_per_unit']:.3f} bytes/unit on the held-out text "
+            f"({'the default reference' if ref['chosen'] == 'auto' else 'given with --match'}); entropy thresholds "
+            "are calibrated to it and fixed patches cut at it (compression-matched)."
         )
     if model:
         before = model.get("bits_per_byte_before_adapt")

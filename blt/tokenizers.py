@@ -152,8 +152,11 @@ class ByteBPE(TokenSegmenter):
         self.vocab_size: int | None = tokenizer.get_vocab_size()
 
     @classmethod
-    def train(cls, docs: Iterable[bytes | str], vocab_size: int, *, name: str = "bpe", **opts: Any) -> ByteBPE:
-        """Learn merges on `docs` up to exactly `vocab_size` tokens (256 bytes + merges); `opts` go to BpeTrainer."""
+    def train(
+        cls, docs: Iterable[bytes | str], vocab_size: int, *, name: str = "bpe", at_most: bool = False, **opts: Any
+    ) -> ByteBPE:
+        """Learn merges on `docs` up to exactly `vocab_size` tokens (256 bytes + merges), or with `at_most` until
+        the merges run out below it (every pre-token of the training text one token); `opts` go to BpeTrainer."""
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
         if vocab_size < 256:
@@ -165,7 +168,8 @@ class ByteBPE(TokenSegmenter):
         alphabet = pre_tokenizers.ByteLevel.alphabet()  # all 256 bytes, so every input is representable
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=alphabet, show_progress=False, **opts)
         tok.train_from_iterator(_texts(docs), trainer)
-        if (n := tok.get_vocab_size()) != vocab_size:  # merges ran out: every pre-token is already one token
+        n = tok.get_vocab_size()
+        if n != vocab_size and not at_most:  # merges ran out: every pre-token is already one token
             raise BltError(_too_large(vocab_size, "byte-level BPE", n))
         return cls(tok, name)
 
@@ -252,14 +256,18 @@ class SentencePieceSegmenter(TokenSegmenter):
         *,
         model_type: str = "unigram",
         name: str | None = None,
+        at_most: bool = False,
         **opts: Any,
     ) -> SentencePieceSegmenter:
-        """Train on `docs` at exactly `vocab_size` pieces; `opts` override SentencePieceTrainer options."""
+        """Train on `docs` at exactly `vocab_size` pieces, or with `at_most` at most that many (SentencePiece's soft
+        limit: as many as the corpus supports); `opts` override SentencePieceTrainer options."""
         import sentencepiece as spm
 
         if model_type not in ("unigram", "bpe"):
             raise BltError(f"model_type must be 'unigram' or 'bpe', got {model_type!r}")
         model, spec = io.BytesIO(), {**SP_LOSSLESS, "model_type": model_type, "vocab_size": vocab_size, **opts}
+        if at_most:
+            spec["hard_vocab_limit"] = False
         try:
             spm.SentencePieceTrainer.train(sentence_iterator=_sp_sentences(docs), model_writer=model, **spec)
         except RuntimeError as e:

@@ -77,7 +77,7 @@ def test_compare_end_to_end_equals_the_library(
     assert code == 0, stderr
     assert "Traceback" not in stdout + stderr and "error" not in stderr
     header = next(line for line in stdout.splitlines() if "segmenter" in line)
-    assert [c.strip() for c in header.split("┃")[1:5]] == ["segmenter", "vocab", "bytes/unit", "units/word"]
+    assert [c.strip() for c in header.split("┃")[1:6]] == ["segmenter", "vocab", "bytes/unit", "matched", "units/word"]
     assert stdout.strip().splitlines()[-1] == f"report: {out / 'report.md'}"
     cli = results_of(out)
     lib = run_compare(
@@ -90,7 +90,8 @@ def test_compare_end_to_end_equals_the_library(
     names += ["entropy-global", "entropy-monotonic"]
     assert [r["segmenter"] for r in cli["segmenters"]] == [r["segmenter"] for r in lib["segmenters"]] == names
     for mine, theirs in zip(cli["segmenters"], lib["segmenters"], strict=True):
-        for key in ("units", "bytes_per_unit", "fertility", "renyi_efficiency", "threshold_nats", "bits_per_unit_cv"):
+        keys = ("units", "bytes_per_unit", "fertility", "renyi_efficiency_types", "renyi_efficiency_vocab")
+        for key in (*keys, "threshold_nats", "bits_per_unit_cv"):
             a, b = mine.get(key), theirs.get(key)  # None (no threshold) on both sides, or equal numbers
             assert (a is None and b is None) or a == pytest.approx(b, rel=1e-9), (mine["segmenter"], key)
     table = {line.split("│")[1].strip(): line for line in stdout.splitlines() if line.startswith("│")}
@@ -98,7 +99,10 @@ def test_compare_end_to_end_equals_the_library(
     for r in cli["segmenters"]:
         cells = [c.strip() for c in table[r["segmenter"]].split("│")[1:-1]]
         assert cells[1] == (str(r["vocab_size"]) if r["vocab_size"] else "open")
-        assert cells[2] == f"{r['bytes_per_unit']:.2f}" and cells[3] == f"{r['fertility']:.2f}"
+        assert cells[2] == f"{r['bytes_per_unit']:.2f}" and cells[4] == f"{r['fertility']:.2f}"
+        assert cells[3] == (
+            "ref" if r["segmenter"] == "bpe" else "yes" if r["matched"] else "no *" if r["match_note"] else "no"
+        )
     assert cli["vocab_size"] == 400 and cli["config"]["by_language"] is True
     md = (out / "report.md").read_text()
     assert f"```\nblt {shlex.join(args)}\n```" in md
@@ -108,22 +112,22 @@ def test_compare_end_to_end_equals_the_library(
 
 
 def test_the_table_fits_80_columns_and_wide_shows_every_column(corpus: Path, tmp_path: Path) -> None:
-    """By default the table keeps the columns that fit the terminal (segmenter, vocab, bytes/unit, units/word
-    first) and names the rest; --wide prints all twelve, however wide."""
+    """By default the table keeps the columns that fit the terminal (segmenter, vocab, bytes/unit, matched, CV
+    first) and names the rest; --wide prints all fourteen, however wide; the notes wrap at words."""
     args = ["compare", "--data", str(corpus), "--segmenters", "bpe,space", "--vocab-size", "400"]
     code, stdout, stderr = run_cli(*args, "--out", str(tmp_path / "out"), columns=80)
     assert code == 0, stderr
     table = [line for line in stdout.splitlines() if not line.startswith("report: ")]  # a path is as long as it is
     assert max(len(line) for line in table) <= 80, stdout
     header = next(line for line in stdout.splitlines() if "segmenter" in line)
-    assert [c.strip() for c in header.split("┃")[1:5]] == ["segmenter", "vocab", "bytes/unit", "units/word"]
+    assert [c.strip() for c in header.split("┃")[1:5]] == ["segmenter", "vocab", "bytes/unit", "matched"]
     assert "more columns with --wide" in stdout and "encode MB/s" not in header
     for r in results_of(tmp_path / "out")["segmenters"]:
         assert r["segmenter"] in stdout and f"{r['bytes_per_unit']:.2f}" in stdout
     code, stdout, stderr = run_cli(*args, "--out", str(tmp_path / "wide"), "--wide", columns=80)
     assert code == 0, stderr
     header = next(line for line in stdout.splitlines() if "segmenter" in line)
-    assert len(header.split("┃")) - 2 == 12 and "encode MB/s" in header and "word-boundary F1" in header
+    assert len(header.split("┃")) - 2 == 14 and "encode MB/s" in header and "word-boundary F1" in header
     assert "more columns" not in stdout
 
 
@@ -185,7 +189,8 @@ def test_an_unreachable_match_is_a_flagged_row_and_exit_0(model_dir: Path, corpu
     assert code == 0, err
     rows = {r["segmenter"]: r for r in results_of(out)["segmenters"]}
     assert rows["entropy-monotonic"]["matched"] is False
-    assert "entropy-monotonic *" in stdout and f"* {rows['entropy-monotonic']['match_note']}" in stdout
+    row = next(line for line in stdout.splitlines() if line.startswith("│ entropy-monotonic"))
+    assert row.split("│")[4].strip() == "no *" and f"* {rows['entropy-monotonic']['match_note']}" in stdout
     assert "cannot reach byte's 1.000 bytes/unit" in stdout and "byte model fit:" in stdout
     assert "--adapt-minutes" in stdout
     model = results_of(out)["byte_model"]

@@ -25,7 +25,7 @@ import gflanguages
 import numpy as np
 import pytest
 import torch
-from conftest import make_spiky_model
+from conftest import make_model, make_spiky_model
 
 import blt.checkpoint
 import blt.compare
@@ -167,6 +167,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
         vocab_size=VOCAB,
         eval_fraction=EVAL_FRACTION,
         by_language=True,
+        match="bpe",  # the default (auto) picks tiktoken when it is installed; these tests pin BPE's rate
     )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BLT_CACHE", str(tmp_path_factory.mktemp("cache")))
@@ -251,18 +252,26 @@ def test_units_tile_every_held_out_document(run: Run) -> None:
 
 
 def test_rule_based_units_by_hand(run: Run) -> None:
-    """byte: one unit per byte. fixed at BPE's L bytes/unit: unit i of a document starts at byte ⌊i·L⌋, and the
-    row says it matched (`matched` True, no note). space (on the
+    """byte: one unit per byte. fixed at BPE's rate R bytes/unit: unit i of a document starts at byte ⌊i·L⌋ for
+    the smallest L whose unit count Σ #{i : ⌊i·L⌋ < n} does not exceed round(Σ n / R) (each document's last unit is
+    short, so L > R), and the row says it matched (`matched` True, no note). space (on the
     ASCII documents): a unit starts after the first spacelike byte (not [0-9A-Za-z]) of each run of them, so
     "rights, and" gives "rights," " " → starts after "," only."""
     n = [len(d) for d in run.eval_docs]
     assert run.row("byte")["units"] == sum(n) and run.row("byte")["length_max"] == 1
-    size = run.results["match_bytes_per_unit"]
-    fixed = f"fixed-{size:.2f}"
+    rate = run.results["match_bytes_per_unit"]
+    fixed = f"fixed-{rate:.2f}"
     assert run.row(fixed)["matched"] is True and run.row(fixed)["match_note"] is None
-    assert run.row(fixed)["units"] == sum(math.ceil(k / size) for k in n)
+    size = run.row(fixed)["patch_size"]
+
+    def units(length: float) -> int:
+        return sum(sum(1 for i in range(k + 1) if math.floor(i * length) < k) for k in n)
+
+    want = round(sum(n) / rate)
+    assert size > rate and units(size) <= want < units(size * (1 - 1e-9))
+    assert run.row(fixed)["units"] == units(size) and abs(run.row(fixed)["bytes_per_unit"] / rate - 1) <= 0.01
     for data, starts in zip(run.eval_docs, run.starts(fixed), strict=True):
-        assert starts.tolist() == [math.floor(i * size) for i in range(math.ceil(len(data) / size))]
+        assert starts.tolist() == [math.floor(i * size) for i in range(len(data)) if math.floor(i * size) < len(data)]
     ascii_docs = 0
     for data, starts in zip(run.eval_docs, run.starts("space"), strict=True):
         if not data.isascii():
@@ -473,9 +482,9 @@ def test_report_files_are_complete_strict_and_atomic(run: Run, tmp_path: Path) -
         assert (out / p).read_bytes()[:8] == PNG_SIGNATURE
     md = path.read_text()
     assert f"```\n{command}\n```" in md
-    assert "| segmenter | vocab | bytes/unit | units/word |" in md
+    assert "| segmenter | vocab | bytes/unit | matched | units/word |" in md
     assert sorted(re.findall(r"!\[[^]]*\]\(([^)]+)\)", md)) == sorted(plots)
-    assert f"torch {torch.__version__}" in md and "calibrated to bpe's" in md
+    assert f"torch {torch.__version__}" in md and "Reference rate: bpe's" in md
     for name in names:
         assert f"| {name} |" in md
 
@@ -506,6 +515,94 @@ def test_non_finite_numbers_become_null() -> None:
 # ---------------------------------------------------------------------------------------------- small runs
 
 
+def stats_of(docs: list[bytes], starts: list[np.ndarray], surprisal: list[np.ndarray]) -> dict[str, Any]:
+    stats = SegmentationStats()
+    for d, s, sur in zip(docs, starts, surprisal, strict=True):
+        stats.add(d, s, sur)
+    return stats.summary()
+
+
+def test_a_grader_grades_every_row_and_the_placer_still_places(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """--grader: bits/unit and its CV of every row are the grading model's surprisal summed over the row's units;
+    the entropy boundaries are those of the placing model (same starts as a run without a grader); the entropy
+    rows also carry their CV graded by the placer (`bits_per_unit_cv_self`), the circular number. A grader with
+    the placer's weights is not independent."""
+    placer_dir = save_spiky(tmp_path / "placer")
+    grader_dir = save_model_dir(make_model(seed=7), load_config(REPO / "configs" / "tiny.yaml", []), {}, tmp_path / "g")
+    segs = ["bpe", "fixed", "entropy-global", "entropy-monotonic"]
+    base = dict(sources=["udhr"], segmenters=segs, model=str(placer_dir), vocab_size=VOCAB, eval_fraction=EVAL_FRACTION)
+    graded = compare_with_probes(CompareConfig(**base, grader=str(grader_dir)), monkeypatch)
+    plain = compare_with_probes(CompareConfig(**base), monkeypatch)
+    _, eval_docs, _ = graded["split"]
+    placer_scores = score(load_model(placer_dir), eval_docs)
+    grader_scores = score(load_model(grader_dir), eval_docs)
+    results = graded["results"]
+    assert results["grading"] == {
+        "model": str(grader_dir),
+        "independent": True,
+        "bits_per_byte": pytest.approx(corpus_bits_per_byte(grader_scores), rel=1e-6),
+    }
+    assert plain["results"]["grading"]["independent"] is False
+    for row, plain_row in zip(results["segmenters"], plain["results"]["segmenters"], strict=True):
+        name = row["segmenter"]
+        starts = [np.asarray(graded["segmenters"][name].starts(d), np.int64) for d in eval_docs]
+        same_starts = [np.asarray(plain["segmenters"][name].starts(d), np.int64) for d in eval_docs]
+        assert all(np.array_equal(a, b) for a, b in zip(starts, same_starts, strict=True)), name  # placer places
+        by_grader = stats_of(eval_docs, starts, [s.surprisal_nats for s in grader_scores])
+        by_placer = stats_of(eval_docs, starts, [s.surprisal_nats for s in placer_scores])
+        assert row["bits_per_unit_mean"] == pytest.approx(by_grader["bits_per_unit_mean"], rel=1e-5), name
+        assert row["bits_per_unit_cv"] == pytest.approx(by_grader["bits_per_unit_cv"], rel=1e-5), name
+        assert plain_row["bits_per_unit_cv"] == pytest.approx(by_placer["bits_per_unit_cv"], rel=1e-5), name
+        if name.startswith("entropy-"):
+            assert row["bits_per_unit_cv_self"] == pytest.approx(by_placer["bits_per_unit_cv"], rel=1e-5)
+        else:
+            assert "bits_per_unit_cv_self" not in row
+    assert row["bits_per_unit_cv"] != pytest.approx(row["bits_per_unit_cv_self"], rel=1e-3)  # they do differ
+    same = compare_with_probes(CompareConfig(**base, grader=str(placer_dir)), monkeypatch)["results"]
+    assert same["grading"]["independent"] is False
+
+
+def test_curves_cover_every_row_and_interpolate_at_the_reference(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """--curves: fixed and entropy rows at 2–8 bytes/unit (entropy at the rates its rule reaches) and at the
+    reference rate; BPE at 512 and at its own (largest) size; space at its one rate. A point of the curve is a real
+    segmentation: BPE's 512 point is BPE trained at 512 on the training split. CV @ ref of a matched row is its own
+    CV; space (≈ 6 bytes/unit, off BPE's rate) gets None, its curve being one point."""
+    placer_dir = save_spiky(tmp_path / "placer")
+    cfg = CompareConfig(
+        sources=["udhr"], segmenters=["bpe", "space", "fixed", "entropy-global", "entropy-monotonic"],
+        model=str(placer_dir), eval_fraction=EVAL_FRACTION, curves=True,
+    )  # fmt: skip
+    probe = compare_with_probes(cfg, monkeypatch)
+    results, (train_docs, eval_docs, _) = probe["results"], probe["split"]
+    ref = results["reference"]
+    assert ref["segmenter"] == "bpe" and ref["chosen"] == "auto"
+    curves, rows = results["curves"], {r["segmenter"]: r for r in results["segmenters"]}
+    assert list(curves) == list(rows)
+    fixed = next(n for n in rows if n.startswith("fixed"))
+    assert [round(p["bytes_per_unit"]) for p in curves[fixed]] == sorted(
+        [2, 3, 4, 5, 6, 7, 8, round(ref["bytes_per_unit"])]
+    )
+    for name in ("entropy-global", "entropy-monotonic", fixed, "bpe"):
+        assert rows[name]["matched"] is True
+        assert rows[name]["bits_per_unit_cv_at_reference"] == pytest.approx(rows[name]["bits_per_unit_cv"], rel=1e-6)
+    top = rows["bpe"]["vocab_size"]  # the largest the training split supports (≈ 830 here)
+    assert 512 < top < 1024 and [p["param"] for p in curves["bpe"]] == ["vocab 512", f"vocab {top}"]
+    surprisal = [s.surprisal_nats for s in score(load_model(placer_dir), eval_docs)]
+    bpe512 = ByteBPE.train(list(train_docs), 512)
+    expected = stats_of(eval_docs, [bpe512.starts(d) for d in eval_docs], surprisal)
+    assert curves["bpe"][0]["bits_per_unit_cv"] == pytest.approx(expected["bits_per_unit_cv"], rel=1e-6)
+    assert curves["bpe"][0]["bytes_per_unit"] == pytest.approx(expected["bytes_per_unit"], rel=1e-12)
+    assert len(curves["space"]) == 1 and rows["space"]["matched"] is False
+    assert rows["space"]["bits_per_unit_cv_at_reference"] is None
+    for rule in ("global", "monotonic"):
+        pts = curves[f"entropy-{rule}"]
+        assert len(pts) >= 3 and all(
+            pts[i]["bytes_per_unit"] < pts[i + 1]["bytes_per_unit"] for i in range(len(pts) - 1)
+        )
+
+
 def test_fixed_size_given_and_the_matched_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     """fixed_size=7 overrides BPE's bytes/unit (the row is not a matched one); no byte model is loaded or scored
     without entropy segmenters (the model path does not even exist)."""
@@ -519,7 +616,8 @@ def test_fixed_size_given_and_the_matched_rule(monkeypatch: pytest.MonkeyPatch) 
     )
     probe = compare_with_probes(cfg, monkeypatch)
     rows = probe["results"]["segmenters"]
-    assert [r["segmenter"] for r in rows] == ["bpe", "fixed-7"] and "matched" not in rows[1]
+    assert [r["segmenter"] for r in rows] == ["bpe", "fixed-7"] and rows[0]["matched"] is True  # the reference
+    assert rows[1]["matched"] is False and rows[1]["match_note"] is None  # at its own rate (7 vs BPE's ≈ 4.4)
     _, eval_docs, _ = probe["split"]
     assert rows[1]["units"] == sum(-(-len(d) // 7) for d in eval_docs)
     assert probe["score_calls"] == [] and probe["results"]["byte_model"] == {}
@@ -759,10 +857,18 @@ def test_choose_vocab_size_golden() -> None:
     assert choose_vocab_size(bpe_only, [b"x" * 4_000_000]) == 2048  # √4 MB = 2000 → 2048
 
 
-def test_build_tokenisers_uses_the_chosen_vocab_size() -> None:
+def test_build_tokenisers_default_is_the_largest_vocabulary_the_split_supports() -> None:
+    """No --vocab-size: each trainer goes up to 32768 or until the training text runs out of merges (here a few
+    thousand words of Zipf text): BPE at exactly that size trains, one more is refused as too large."""
     docs = [d.data for d in DOCS]
     segs, vocab = build_tokenisers(CompareConfig(segmenters=["bpe", "space"]), docs, warn=pytest.fail)
-    assert vocab == 512 and [(s.name, s.vocab_size) for s in segs] == [("bpe", 512)]  # rules are built later
+    assert vocab == 32768 and [s.name for s in segs] == ["bpe"]  # rules are built later
+    top = segs[0].vocab_size
+    assert 256 < top < 32768 and ByteBPE.train(docs, top).vocab_size == top
+    with pytest.raises(BltError, match=f"can build at most {top} tokens"):
+        ByteBPE.train(docs, top + 1)
+    segs, vocab = build_tokenisers(CompareConfig(segmenters=["bpe"], vocab_size=300), docs, warn=pytest.fail)
+    assert vocab == 300 and segs[0].vocab_size == 300  # a given size is exact
 
 
 def test_check_lossless_rejects_bad_starts() -> None:
@@ -809,12 +915,12 @@ def test_an_unreachable_match_gives_a_flagged_row_at_the_nearest_rate(
         f"shown at the nearest, {lo:.3f}"
     )
     assert rows["entropy-global"]["matched"] is True and rows["entropy-global"]["match_note"] is None
-    assert "matched" not in rows["byte"]
+    assert rows["byte"]["matched"] is True and results["reference"]["segmenter"] == "byte"
     write_compare_report(results, tmp_path, "blt compare", {})
     saved = {r["segmenter"]: r for r in json.loads((tmp_path / "results.json").read_text())["segmenters"]}
     assert saved["entropy-monotonic"]["matched"] is False and saved["entropy-global"]["matched"] is True
     md = (tmp_path / "report.md").read_text()
-    assert "| entropy-monotonic * |" in md and f"- \\* {mono['match_note']}" in md
+    assert re.search(r"\| entropy-monotonic \| open \| [0-9.]+ \| no \* \|", md) and f"- \\* {mono['match_note']}" in md
 
 
 def test_a_missing_threshold_stops_the_run_before_scoring_or_training(monkeypatch: pytest.MonkeyPatch) -> None:

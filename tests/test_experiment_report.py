@@ -46,7 +46,8 @@ def cell(corpus: str, segmenter: str, kind: str, bpu: float, cv: float | None, f
         "bytes_per_unit": bpu,
         "bits_per_unit_cv": cv,
         "word_boundary_f1": f1,
-        "renyi_efficiency": 0.5,
+        "renyi_efficiency_types": 0.5,
+        "renyi_efficiency_vocab": 0.25 if params.get("vocab_size") else None,  # an open vocabulary has no V
         "encode_mb_per_s": 12.0,
         "fertility": 1.5,
         "train_seconds": None,
@@ -190,6 +191,8 @@ def test_write_experiment_report(tmp_path: Path) -> None:
         assert lines[0].startswith("| bpe-256 | 256 |") and lines[2].startswith("| space | open |")
     assert "| bpe-512 | 512 | 3.142 | 1.500 |" in report  # wiki: 3.14159 bytes/unit, 1.5 units/word
     assert "| bpe-512 | 512 | 3.392 |" in report  # flores: 3.14159 + 0.25
+    assert "| Rényi α=2.5 /log₂types | Rényi α=2.5 /log₂V |" in report  # one normalisation per column
+    assert "| 0.500 | 0.250 |" in lines[0] and "| 0.500 | – |" in lines[2]  # bpe has a V, space has none
     assert "Versions: blt 0.1.0, torch 2.0" in report
     plots = {"tradeoff-evenness.png", "tradeoff-boundary-f1.png", "by-language.png"}
     for name in plots:

@@ -107,6 +107,23 @@ def test_golden_evenness() -> None:
     assert stats == pytest.approx({"mean": 11 / 3, "std": math.sqrt(2) / 3, "cv": math.sqrt(2) / 11, "p90": 4.0})
 
 
+def test_golden_efficiency_normalisations() -> None:
+    """b"aabbaabb" cut at [0, 2, 4, 6]: 4 units "aa" "bb" "aa" "bb", 2 types at p = 1/2 each, so Shannon and Rényi
+    (any α, uniform) entropy are both 1 bit. A closed vocabulary of V = 4: 1 / log2 4 = 0.5 over V, 1 / log2 2 = 1.0
+    over the observed types, so the two keys differ. Open (no V): the _vocab keys are None, _types still 1.0."""
+    stats = SegmentationStats()
+    stats.add(b"aabbaabb", [0, 2, 4, 6])
+    closed, open_ = stats.summary(vocab_size=4), stats.summary()
+    assert closed["shannon_entropy"] == 1.0 and closed["renyi_entropy"] == pytest.approx(1.0, abs=1e-12)
+    assert closed["shannon_efficiency_vocab"] == 0.5 and closed["renyi_efficiency_vocab"] == pytest.approx(0.5)
+    for out in (closed, open_):
+        assert out["shannon_efficiency_types"] == 1.0 and out["renyi_efficiency_types"] == pytest.approx(1.0)
+    assert open_["shannon_efficiency_vocab"] is None and open_["renyi_efficiency_vocab"] is None
+    assert not {"shannon_efficiency", "renyi_efficiency"} & closed.keys()  # no key mixes the two normalisations
+    units = [b"aa", b"bb"] * 2  # the same values through the parity API
+    assert shannon_efficiency(units, vocab_size=4) == 0.5 and shannon_efficiency(units) == 1.0
+
+
 @pytest.mark.parametrize(
     ("units", "renyi", "renyi_eff", "shannon", "shannon_eff"),
     [
@@ -255,8 +272,8 @@ def summary_from_parts(docs: list[tuple[bytes, np.ndarray, np.ndarray]]) -> dict
         "bytes_per_unit": nbytes / len(units) if units else math.nan,
         "fertility": len(units) / words if words else math.nan,
         "continued_word_rate": split / words if words else math.nan,
-        "shannon_efficiency": shannon_efficiency(units),
-        "renyi_efficiency": renyi_efficiency(units),
+        "shannon_efficiency_types": shannon_efficiency(units),
+        "renyi_efficiency_types": renyi_efficiency(units),
         "types": len(set(units)),
         **{f"length_{k}": v for k, v in length_stats(lengths).items()},
         "word_boundary_precision": p,
@@ -323,7 +340,8 @@ def test_empty_document() -> None:
     acc.add(b"", [], np.zeros(0))
     acc.add(b"", [])
     out = acc.summary()
-    assert out["documents"] == 2 and out["units"] == 0 and math.isnan(out["shannon_efficiency"])
+    assert out["documents"] == 2 and out["units"] == 0 and math.isnan(out["shannon_efficiency_types"])
+    assert out["shannon_efficiency_vocab"] is None and out["renyi_efficiency_vocab"] is None  # open: no V
     assert out["bits_per_unit_mean"] is None and out["length_max"] == 0
 
 
