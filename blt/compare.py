@@ -299,7 +299,7 @@ def run_compare(
     wants_model = any(s in ENTROPY for s in cfg.segmenters)
     adapting = bool(cfg.adapt_steps or cfg.adapt_minutes)
     lm = load_model(cfg.model, device="auto") if wants_model or adapting else None
-    grader = load_model(cfg.grader, device="auto") if cfg.grader else None  # a bad name fails before any work
+    grader = _load_grader(cfg.grader) if cfg.grader else None  # a bad name fails before any work
     for name in ENTROPY:  # before any scoring or training: a missing threshold is known now
         if name in cfg.segmenters and cfg.match is None:
             _given_threshold(name, cfg, lm)
@@ -370,6 +370,15 @@ def run_compare(
             reference_bpu=match_bpu, cache=cfg.cache, progress=progress,
         )  # fmt: skip
     return results
+
+
+def _load_grader(name: str) -> Any:
+    from blt.checkpoint import load_model
+
+    try:
+        return load_model(name, device="auto")
+    except BltError as e:
+        raise BltError(f"--grader: {e}") from None
 
 
 def _reference_facts(cfg: CompareConfig, reference: str | None, bpu: float | None) -> dict[str, Any] | None:

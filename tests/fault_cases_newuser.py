@@ -197,3 +197,22 @@ CASES += [
         "--relative-threshold must be ≥ 0 nats",
     ),
 ]
+
+# The grading model and the evenness curves (#11): a bad --grader fails before any scoring or training.
+CASES += [
+    Case(
+        "compare-grader-missing",
+        lambda k: compare(k, "--segmenters", "space,entropy-global", "--grader", "no-such-model-dir"),
+        "--grader: model no-such-model-dir not found",
+    ),
+    Case(
+        "compare-grader-not-a-model",
+        lambda k: compare(k, "--segmenters", "space,entropy-global", "--grader", str(k.write("g.txt", "hi"))),
+        "g.txt",
+    ),
+    Case(
+        "compare-curves-without-a-model",
+        lambda k: compare(k, "--segmenters", "bpe,space", "--curves"),
+        "--curves grades units with a byte model",
+    ),
+]
