@@ -1,5 +1,5 @@
 """Wall time and peak memory of whole `blt compare` runs: the default run (bundled udhr corpus, bundled model) and a
-~10 MB English corpus (KJV + Shakespeare from `scripts/offline_corpora.py`), all segmenters.
+~10 MB English corpus (KJV + Shakespeare from `scripts/offline_corpora.py`), every option at its default.
 
     python scripts/bench_compare.py [--corpora /tmp/blt-corpora] [--out /tmp/blt-bench-compare] [--only default]
 
@@ -46,23 +46,13 @@ def main() -> None:
             prepare(args.corpora)
         english = [str(args.corpora / split / c) for c in ("kjv", "shakespeare") for split in ("train", "val")]
         data = [x for d in english for x in ("--data", d)]
-        rows.append(
-            run(
-                "english-10MB",
-                [
-                    *data,
-                    "--vocab-size",
-                    "16384",
-                    "--segmenters",
-                    "bpe,sp-unigram,sp-bpe,tiktoken-cl100k,"
-                    "tiktoken-o200k,space,fixed,byte,entropy-global,entropy-monotonic",
-                ],
-                args.out,
-            )
-        )
+        rows.append(run("english-10MB", data, args.out))  # every default: segmenters, vocabularies, reference
     for row in rows:
         name = row.split("|")[1].strip()
         print((args.out / name / "report.md").read_text())
+    import os
+
+    print(f"threads: BLT_THREADS={os.environ.get('BLT_THREADS', 'unset')} on {os.cpu_count()} CPUs")
     print("| run | command | wall | peak RSS |\n|---|---|---|---|")
     print("\n".join(rows))
 
