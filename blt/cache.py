@@ -1,18 +1,20 @@
-"""Content-keyed caches on disk: byte-model scores (per-byte entropy and surprisal), trained tokenisers and the
-corpus memmaps (`blt.data`) are stored under `$BLT_CACHE` (default ~/.cache/blt) by a key made of what determines
-them (model weights, corpus bytes, settings), so `blt compare` and `blt experiment` never score or train the same
-thing twice.
+"""Content-keyed caches on disk, the generic part: entries stored under `$BLT_CACHE` (default ~/.cache/blt) by a key
+made of what determines them (model weights, corpus bytes, settings), so `blt compare` and `blt experiment` never
+score or train the same thing twice. What is cached lives with what it caches: byte-model scores in
+`blt.bytelm.score_cache`, corpus memmaps in `blt.bytelm.data`, trained tokenisers in `blt.segment.tokenizers`.
 
 Keys are SHA-256 digests of the inputs themselves, not of paths or names: a changed byte or weight is a new key.
 
 Every entry is a directory, verified on every read. `publish` fills a fresh hidden directory, seals it with
 `MANIFEST.json` (the size and SHA-256 of each file, written last) and renames it into place, so readers see a whole
-entry or none; when two processes build one entry, the loser keeps the winner's (they are equal: same key). `open_entry`
-checks the sizes and the hashes before an entry is used; a damaged entry (a file cut short, overwritten, missing, a
-directory from an older layout) is a miss: one warning line, the entry moved aside, rebuilt by the caller, never
-used and never a crash. Hashing costs about 1 s/GB, so a file's digest is computed once per process and remembered
-by its (device, inode, size, mtime, ctime): a file changed later, even with its mtime put back, has a new ctime and
-is hashed again.
+entry or none; when two processes build one entry, the loser keeps the winner's (they are equal: same key).
+`open_entry` checks the sizes and the hashes before an entry is used; a damaged entry (a file cut short, overwritten,
+missing, a directory from an older layout) is a miss: one warning line, the entry moved aside, rebuilt by the caller,
+never used and never a crash. Hashing costs about 1 s/GB, so a file's digest is computed once per process and
+remembered by its (device, inode, size, mtime, ctime): a file changed later, even with its mtime put back, has a new
+ctime and is hashed again.
+
+A top-level module: imports `blt.errors` and `blt.config` only.
 """
 
 from __future__ import annotations
@@ -27,18 +29,14 @@ import shutil
 import socket
 import sys
 import tempfile
-import time
 import uuid
-import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from blt.config import DataConfig
-from blt.entropy import ByteScores
 from blt.errors import BltError
 
 FORMAT = 2  # bump when the stored layout changes: old entries then miss instead of loading wrongly (2: sealed dirs)
@@ -259,131 +257,26 @@ def cache_dir(kind: str, root: str | Path | None = None) -> Path:
     return make_cache_dir((Path(root) if root is not None else cache_root()) / kind)
 
 
-# ---------------------------------------------------------------------------------------------- scores
-SCORES_FILE = "scores.npz"
+# names of the old blt.cache module that now live with what they cache: resolved on use, with a warning
+_MOVED = {
+    **dict.fromkeys(
+        ("SCORES_FILE", "load_scores", "read_score_arrays", "save_scores", "scores_path", "write_score_arrays"),
+        "blt.bytelm.score_cache",
+    ),
+    "cached_tokenizer": "blt.segment.tokenizers",
+}
 
 
-def write_score_arrays(file: Path, scores: Sequence[ByteScores]) -> None:
-    """Entropy and surprisal of every document, concatenated, with the document lengths (float32, nats), in one
-    `.npz` written atomically (also the per-rank shards of `blt.corpus.score_corpus`)."""
-    from blt.report import write_atomic
+def __getattr__(name: str) -> object:
+    """Deprecated: score and tokeniser cache functions moved next to what they cache (removed from here in 0.3)."""
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    import warnings
 
-    arrays = {
-        "lengths": np.array([len(s) for s in scores], dtype=np.int64),
-        "entropy_nats": np.concatenate([s.entropy_nats for s in scores]) if scores else np.zeros(0, np.float32),
-        "surprisal_nats": np.concatenate([s.surprisal_nats for s in scores]) if scores else np.zeros(0, np.float32),
-    }
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a name
-            np.savez(f, **arrays)
-
-    write_atomic(file, write)
-
-
-def _score_arrays(file: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(lengths [D] int64, entropy_nats [N], surprisal_nats [N]) when `file` is whole and consistent (N = the sum of
-    the lengths, no NaN); else None (missing, foreign, truncated, inconsistent)."""
-    try:
-        with np.load(file) as z:
-            lengths, ent, sur = z["lengths"], z["entropy_nats"], z["surprisal_nats"]
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
-        return None
-    if lengths.ndim != 1 or lengths.dtype.kind not in "iu" or (lengths < 0).any():
-        return None
-    n = int(lengths.sum())
-    if ent.shape != (n,) or sur.shape != (n,) or np.isnan(ent).any() or np.isnan(sur).any():
-        return None
-    return lengths, ent, sur
-
-
-def _split(arrays: tuple[np.ndarray, np.ndarray, np.ndarray], docs: Sequence[bytes]) -> list[ByteScores] | None:
-    lengths, ent, sur = arrays
-    if lengths.tolist() != [len(d) for d in docs]:
-        return None  # another set of documents
-    bounds = np.concatenate(([0], np.cumsum(lengths)))
-    return [ByteScores(d, ent[a:b], sur[a:b]) for d, a, b in zip(docs, bounds[:-1], bounds[1:], strict=True)]
-
-
-def read_score_arrays(file: Path, docs: Sequence[bytes]) -> list[ByteScores] | None:
-    """The scores in `file` when it is whole, consistent and fits `docs` (one length per document); else None."""
-    arrays = _score_arrays(file)
-    return None if arrays is None else _split(arrays, docs)
-
-
-def scores_path(
-    model: torch.nn.Module,
-    docs: Sequence[bytes],
-    *,
-    precision: str = "32",
-    batch_size: int = 16,
-    cache_root: str | Path | None = None,
-    model_sha: str | None = None,
-) -> Path:
-    """Where the byte model's scores of `docs` are cached (by `blt.corpus.score_corpus` and
-    `blt.entropy.score_cached`): the entry (a directory, see `publish`) `<cache>/scores/<key>`. `model_sha`: the
-    model's `model_hash`, when the caller has it (hashing a large model's weights is not free)."""
-    model_sha = model_sha or model_hash(model)
-    key = cache_key("scores", model=model_sha, docs=documents_hash(docs), precision=precision, batch_size=batch_size)
-    return cache_dir("scores", cache_root) / key
-
-
-def save_scores(path: Path, scores: Sequence[ByteScores]) -> Path:
-    """Store `scores` as the sealed entry `path` (a directory holding `scores.npz`); see `publish`."""
-    return publish(path, lambda tmp: write_score_arrays(tmp / SCORES_FILE, scores), "score cache entry")
-
-
-def load_scores(path: Path, docs: Sequence[bytes]) -> list[ByteScores] | None:
-    """The stored scores of `docs`, or None when the entry is missing, damaged (then discarded, with a warning) or
-    holds other documents' scores."""
-    if open_entry(path, "score cache entry") is None:
-        return None
-    arrays = _score_arrays(path / SCORES_FILE)
-    if arrays is None:  # sealed, yet inconsistent: a broken writer; never use it
-        discard_entry(path, f"the score cache entry {path} is inconsistent; rescoring")
-        return None
-    return _split(arrays, docs)
-
-
-# ---------------------------------------------------------------------------------------------- tokenisers
-def cached_tokenizer(
-    kind: str,
-    vocab: int,
-    train_docs: Sequence[bytes],
-    *,
-    train_sha: str | None = None,
-    cache: bool = True,
-    at_most: bool = False,
-) -> tuple[Any, Path | None, float]:
-    """A trained tokeniser — `bpe` (byte-level BPE), `sp-unigram` or `sp-bpe` (SentencePiece) — of `vocab` (with
-    `at_most`: as large as the training text supports up to `vocab`) on `train_docs`, trained once per (kind, vocab,
-    at_most, training bytes) and then loaded from the sealed entry
-    `<cache>/tokenizers/<key>/` (`tokenizer.tok` and `meta.json`). Returns (tokeniser, its `.tok` file or None when
-    `cache` is off, training seconds of the run that trained it). A damaged entry is retrained."""
-    from blt import tokenizers as tk
-
-    cls = tk.ByteBPE if kind == "bpe" else tk.SentencePieceSegmenter
-    limit = {"at_most": True} if at_most else {}  # exact sizes keep the keys they always had
-    key = cache_key("tokenizer", kind=kind, vocab=vocab, train=train_sha or documents_hash(train_docs), **limit)
-    entry = cache_dir("tokenizers") / key if cache else None
-    if entry is not None and open_entry(entry, "tokenizer cache entry") is not None:
-        try:
-            seconds = float(json.loads((entry / "meta.json").read_text())["train_seconds"])
-            return cls.load(entry / "tokenizer.tok"), entry / "tokenizer.tok", seconds
-        except (BltError, OSError, ValueError, KeyError, TypeError) as e:  # sealed, yet unreadable: a broken writer
-            discard_entry(entry, f"the tokenizer cache entry {entry} does not load ({e}); retraining")
-    t = time.perf_counter()
-    if kind == "bpe":
-        seg: Any = tk.ByteBPE.train(train_docs, vocab, at_most=at_most)
-    else:
-        seg = tk.SentencePieceSegmenter.train(train_docs, vocab, model_type=kind.removeprefix("sp-"), at_most=at_most)
-    seconds = time.perf_counter() - t
-    if entry is None:
-        return seg, None, seconds
-
-    def fill(tmp: Path) -> None:
-        seg.save(tmp / "tokenizer.tok")
-        (tmp / "meta.json").write_text(json.dumps({"train_seconds": seconds, "kind": kind, "vocab": vocab}))
-
-    publish(entry, fill, "tokenizer cache entry")
-    return seg, entry / "tokenizer.tok", seconds
+    warnings.warn(
+        f"blt.cache.{name} moved to {_MOVED[name]}.{name}; the old path will be removed in 0.3",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(_MOVED[name]), name)

@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from blt.checkpoint import load_model
-from blt.entropy import evaluate_corpus
+from blt.bytelm.checkpoint import load_model
+from blt.bytelm.entropy import evaluate_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))

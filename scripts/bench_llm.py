@@ -32,7 +32,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import torch  # noqa: E402
 
-from blt.llm import HFModel, aggregate, generate_hf, load_hf, score_hf  # noqa: E402
+from blt.llm.scorers import HFModel, aggregate, generate_hf, load_hf, score_hf  # noqa: E402
 
 TUTORIAL = Path("/usr/share/doc/python3.11/html/_sources/tutorial")
 PROMPTS = [

@@ -20,7 +20,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from blt.patching import calibrate_threshold, patch_lengths
+from blt.patching.calibration import calibrate_threshold
+from blt.patching.rules import patch_lengths
 
 THREADS = 1
 

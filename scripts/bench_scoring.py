@@ -1,4 +1,4 @@
-"""Entropy-scoring throughput of a byte model: `blt.entropy.score` (windowing, batching, entropy and surprisal)
+"""Entropy-scoring throughput of a byte model: `blt.bytelm.entropy.score` (windowing, batching, entropy and surprisal)
 against a bare forward pass over the same windows, in one run, at fp32 and bf16 autocast; and end-to-end patching
 (`Patcher.patch`: scoring + boundaries) on the same text.
 
@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from blt.checkpoint import load_model
+from blt.bytelm.checkpoint import load_model
+from blt.bytelm.entropy import autocast_for, plan_windows, score
 from blt.config import BOS_ID
-from blt.entropy import autocast_for, plan_windows, score
-from blt.segmenters import Patcher
+from blt.segment.patcher import Patcher
 
 
 def sample_text(megabytes: float, doc_bytes: int = 8192) -> list[bytes]:

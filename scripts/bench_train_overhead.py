@@ -20,9 +20,9 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from blt.bytelm.data import IGNORE_INDEX, RandomWindows, build_cache, split_window
+from blt.bytelm.train import ByteLMModule, build_trainer, resolve_precision
 from blt.config import load_config
-from blt.data import IGNORE_INDEX, RandomWindows, build_cache, split_window
-from blt.train import ByteLMModule, build_trainer, resolve_precision
 
 REPO = Path(__file__).resolve().parents[1]
 

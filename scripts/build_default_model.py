@@ -1,5 +1,5 @@
 """Build the bundled default model: prepare the offline corpus mix, train `configs/small.yaml` on its training
-documents with `blt.train`, and copy the exported model into `blt/assets/default_model/`.
+documents with `blt.bytelm.train`, and copy the exported model into `blt/assets/default_model/`.
 
     python scripts/build_default_model.py [--corpora /tmp/blt-corpora] [--out runs/default] [--set k=v ...]
 
@@ -20,10 +20,10 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from offline_corpora import prepare  # noqa: E402
 
-from blt.checkpoint import bundled_model_dir, load_model, update_card  # noqa: E402
+from blt.bytelm.checkpoint import bundled_model_dir, load_model, update_card  # noqa: E402
+from blt.bytelm.train import train  # noqa: E402
 from blt.config import load_config  # noqa: E402
-from blt.segmenters import DEFAULT_TARGET_BYTES_PER_PATCH, default_thresholds  # noqa: E402
-from blt.train import train  # noqa: E402
+from blt.segment.patcher import DEFAULT_TARGET_BYTES_PER_PATCH, default_thresholds  # noqa: E402
 
 
 def add_default_thresholds(model_dir: Path, corpora: Path) -> None:

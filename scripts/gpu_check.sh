@@ -11,8 +11,8 @@ from pathlib import Path
 import lightning as L
 import torch
 from blt.config import load_config
-from blt.data import RandomWindows, build_cache
-from blt.train import ByteLMModule, build_trainer, resolve_precision
+from blt.bytelm.data import RandomWindows, build_cache
+from blt.bytelm.train import ByteLMModule, build_trainer, resolve_precision
 
 steps, peak = int(sys.argv[1]), float(sys.argv[2])
 assert torch.cuda.is_available(), "no CUDA device visible"
@@ -51,9 +51,9 @@ python - <<'PY'
 import time
 import numpy as np
 import torch
-from blt.checkpoint import load_model
-from blt.corpus import score_corpus
-from blt.sources import udhr_documents
+from blt.bytelm.checkpoint import load_model
+from blt.bytelm.corpus import score_corpus
+from blt.bytelm.sources import udhr_documents
 
 docs = [d.data for d in udhr_documents()][:300]
 cpu = score_corpus(load_model("default", device="cpu"), docs, accelerator="cpu", cache=False)

@@ -22,11 +22,11 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 # made 200 Adam steps of the tiny model take 55 s instead of 0.5 s.
 torch.set_num_threads(1)
 
+from blt.bytelm.model import ByteLM  # noqa: E402
 from blt.config import ModelConfig  # noqa: E402
 from blt.errors import BltError  # noqa: E402
-from blt.model import ByteLM  # noqa: E402
-from blt.pretrained import HFTokenizerSegmenter, TiktokenSegmenter  # noqa: E402
-from blt.tokenizers import ByteBPE, SentencePieceSegmenter  # noqa: E402
+from blt.segment.pretrained import HFTokenizerSegmenter, TiktokenSegmenter  # noqa: E402
+from blt.segment.tokenizers import ByteBPE, SentencePieceSegmenter  # noqa: E402
 
 # The tiny shape of configs/tiny.yaml: trains and scores in milliseconds on a CPU.
 TINY = ModelConfig(n_layers=1, d_model=32, n_heads=2, context=64)

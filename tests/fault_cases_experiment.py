@@ -19,7 +19,7 @@ def config(k: Kit, text: str = GOOD) -> str:
 
 
 def record(k: Kit, **fields: object) -> None:
-    """An experiment.json as a run writes it (the fields `blt.experiment_dir` requires), with `fields` changed."""
+    """An experiment.json as a run writes it (the fields `blt.experiments.outdir` requires), with `fields` changed."""
     meta = {"name": "exp", "config": {}, "config_sha256": "0" * 64, "cells": 1, "complete": True, **fields}
     k.write("out/experiment.json", json.dumps(meta))
 

@@ -1,6 +1,6 @@
 """Bad-input cases: output paths that cannot be written (one table of `faults.Case`; see test_faults.py).
 
-Every command that writes checks its --out/--html/--plot first (`blt.cli_shared.check_output`), before a model
+Every command that writes checks its --out/--html/--plot first (`blt.cli.shared.check_output`), before a model
 loads or a corpus is read: a file where a directory is needed, a path under a file, a directory where a file is
 needed, a plot name that is not .png. The inputs are otherwise fine or never reached: the check comes first.
 """

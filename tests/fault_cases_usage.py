@@ -1,5 +1,5 @@
 """Bad-input cases: click's own usage errors (wrong type, unknown option, missing value, bad choice) print one line
-and exit 2 through `blt.cli_shared.OneLineErrors`, like the library's errors (exit 1)."""
+and exit 2 through `blt.cli.shared.OneLineErrors`, like the library's errors (exit 1)."""
 
 from __future__ import annotations
 

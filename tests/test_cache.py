@@ -26,25 +26,16 @@ import pytest
 import torch
 from conftest import make_model, make_spiky_model, run_cli
 
-import blt.tokenizers as tk
-from blt.cache import (
-    MANIFEST,
-    cache_key,
-    cached_tokenizer,
-    check_entry,
-    documents_hash,
-    load_scores,
-    model_hash,
-    open_entry,
-    publish,
-    save_scores,
-    seal,
-)
-from blt.checkpoint import save_model_dir
-from blt.compare import CompareConfig, run_compare
+import blt.segment.tokenizers as tk
+from blt.bytelm.checkpoint import save_model_dir
+from blt.bytelm.corpus import score_corpus
+from blt.bytelm.entropy import score
+from blt.bytelm.score_cache import load_scores, save_scores, scores_path
+from blt.cache import MANIFEST, cache_key, check_entry, documents_hash, model_hash, open_entry, publish, seal
+from blt.compare.config import CompareConfig
+from blt.compare.run import run_compare
 from blt.config import Config
-from blt.corpus import score_corpus, scores_path
-from blt.entropy import score
+from blt.segment.tokenizers import cached_tokenizer
 
 
 def test_documents_hash_sees_document_boundaries_and_order() -> None:
@@ -97,7 +88,7 @@ def test_a_tokeniser_trains_once_per_kind_vocab_and_training_bytes(
 ) -> None:
     """First call trains and stores; the second loads the same tokeniser (same units) without training; other
     training bytes or another size is another entry; cache=False trains and writes nothing."""
-    import blt.tokenizers as tk
+    import blt.segment.tokenizers as tk
 
     docs = [f"document {i}: the cat sat on the mat, naïve café {i * 7}".encode() for i in range(60)]
     cls = tk.ByteBPE if kind == "bpe" else tk.SentencePieceSegmenter
@@ -402,7 +393,7 @@ KILL_HOOKS = {
     "entry sealed": "import blt.cache as c\nreal, n = c.seal, [0]\n"
     "def seal(d):\n    real(d); n[0] += 1\n    n[0] == {n} and os.kill(os.getpid(), signal.SIGKILL)\n"
     "c.seal = seal",
-    "mid-scoring": "import blt.corpus as c\n"
+    "mid-scoring": "import blt.bytelm.corpus as c\n"
     "c.ScoringModule.predict_step = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)",
 }
 
@@ -429,10 +420,10 @@ def test_compare_killed_then_rerun_gives_the_undisturbed_numbers(
 
 # ---------------------------------------------------------------------------------------------- blt segment --data
 SEGMENT_KILLS = {
-    "after the second batch": "import blt.corpus as c\nreal, n = c.ParquetWriter.write_on_batch_end, [0]\n"
+    "after the second batch": "import blt.bytelm.corpus as c\nreal, n = c.ParquetWriter.write_on_batch_end, [0]\n"
     "def hook(self, *a):\n    real(self, *a); n[0] += 1\n    n[0] == 2 and os.kill(os.getpid(), signal.SIGKILL)\n"
     "c.ParquetWriter.write_on_batch_end = hook\n",
-    "after summary.json": "import blt.corpus as c\nreal = c.write_atomic\n"
+    "after summary.json": "import blt.bytelm.corpus as c\nreal = c.write_atomic\n"
     "def hook(path, write):\n    real(path, write)\n"
     "    path.name == 'summary.json' and os.kill(os.getpid(), signal.SIGKILL)\nc.write_atomic = hook\n",
 }

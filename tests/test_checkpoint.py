@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from blt.checkpoint import bundled_model_dir, load_model, save_model_dir
+from blt.bytelm.checkpoint import bundled_model_dir, load_model, save_model_dir
+from blt.bytelm.model import ByteLM
 from blt.config import Config, ModelConfig
 from blt.errors import BltError, brief
-from blt.model import ByteLM
 
 
 def tiny(seed: int = 0, **kw: object) -> tuple[ByteLM, Config]:

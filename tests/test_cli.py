@@ -12,11 +12,11 @@ import pytest
 import torch
 from conftest import assert_user_error, run_cli
 
-from blt.checkpoint import bundled_model_dir, load_model, save_model_dir
+from blt.bytelm.checkpoint import bundled_model_dir, load_model, save_model_dir
+from blt.bytelm.entropy import corpus_bits_per_byte, score
+from blt.bytelm.model import ByteLM
 from blt.config import Config, ModelConfig
-from blt.entropy import corpus_bits_per_byte, score
 from blt.errors import BltError
-from blt.model import ByteLM
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,7 +75,7 @@ def test_a_second_eval_reads_the_score_cache(
     def no_scoring(*a: object, **k: object) -> None:
         raise AssertionError("scored again")
 
-    monkeypatch.setattr("blt.entropy.score", no_scoring)
+    monkeypatch.setattr("blt.bytelm.entropy.score", no_scoring)
     code, second, err = run_cli(*args)
     assert code == 0, err
     assert json.loads(second) == json.loads(first)
@@ -197,12 +197,12 @@ def test_resume_without_a_run_says_how_to_start_one(tmp_path: Path) -> None:
 
 SLOW_SCORING = """
 import pathlib, sys, time
-import blt.corpus
+import blt.bytelm.corpus
 flag = pathlib.Path(sys.argv.pop(1))
 def predict_step(self, batch, batch_idx):  # scoring that takes long enough for Ctrl-C to land inside it
     flag.touch()
     time.sleep(120)
-blt.corpus.ScoringModule.predict_step = predict_step
+blt.bytelm.corpus.ScoringModule.predict_step = predict_step
 sys.argv[0] = "blt"
 from blt.cli import main
 main()

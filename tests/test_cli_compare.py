@@ -16,14 +16,15 @@ import pytest
 import torch
 from conftest import assert_user_error, make_spiky_model, run_cli
 
-import blt.pretrained
-import blt.tokenizers
-from blt.checkpoint import load_model, save_model_dir
-from blt.compare import CompareConfig, run_compare, split_corpus
+import blt.segment.pretrained
+import blt.segment.tokenizers
+from blt.bytelm.checkpoint import load_model, save_model_dir
+from blt.bytelm.entropy import score
+from blt.compare.config import CompareConfig
+from blt.compare.run import run_compare, split_corpus
 from blt.config import Config
-from blt.entropy import score
 from blt.errors import BltError
-from blt.patching import patch_starts
+from blt.patching.rules import patch_starts
 
 CARD_THRESHOLDS = {"global": 0.3, "monotonic": 0.05}  # nats
 
@@ -242,7 +243,7 @@ def test_unavailable_tiktoken_is_a_warning(corpus: Path, tmp_path: Path, monkeyp
     def unavailable(*args: object, **kwargs: object) -> None:
         raise BltError("the tiktoken segmenters need the tiktoken extra: pip install 'blt-patcher[tiktoken]'")
 
-    monkeypatch.setattr(blt.pretrained, "TiktokenSegmenter", unavailable)
+    monkeypatch.setattr(blt.segment.pretrained, "TiktokenSegmenter", unavailable)
     out = tmp_path / "out"
     code, stdout, stderr = run_cli(
         "compare",

@@ -14,12 +14,13 @@ import typer
 from conftest import make_spiky_model, save_tiny_hf
 from typer.testing import CliRunner
 
-from blt.checkpoint import save_model_dir
-from blt.cli_llm import llm_app
+from blt.bytelm.checkpoint import save_model_dir
+from blt.cli.llm import llm_app
 from blt.config import Config
-from blt.llm import aggregate, score_hf
-from blt.llm_report import TOKENIZER_WARNING
-from blt.patching import calibrate_threshold, patch_starts
+from blt.llm.report import TOKENIZER_WARNING
+from blt.llm.scorers import aggregate, score_hf
+from blt.patching.calibration import calibrate_threshold
+from blt.patching.rules import patch_starts
 
 transformers = pytest.importorskip("transformers")
 
@@ -140,10 +141,10 @@ def test_compare_of_empty_samples_warns_and_saves_the_generations(
 ) -> None:
     """An instruct model compared without --chat ends each sample at its first token: a warning names --chat, and
     generations.jsonl shows the (empty) samples."""
-    import blt.llm
+    import blt.llm.scorers
 
     eos = transformers.AutoTokenizer.from_pretrained(hf_dir).eos_token_id
-    monkeypatch.setattr(blt.llm, "_sample", lambda logits, *a: eos)
+    monkeypatch.setattr(blt.llm.scorers, "_sample", lambda logits, *a: eos)
     prompts = tmp_path / "p.txt"
     prompts.write_text("the cat\nsay hi\n")
     out_dir = tmp_path / "cmp"
@@ -236,10 +237,12 @@ def test_bad_input_is_one_red_line(args: list[str], pattern: str, hf_dir: str, t
 def test_gguf_without_extra_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
-    import blt.llm
+    import blt.llm.scorers
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(blt.llm.importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real(name))
+    monkeypatch.setattr(
+        blt.llm.scorers.importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real(name)
+    )
     gguf = _files(tmp_path)["model"]
     code, _, err = run_llm("score", "--model", gguf, "--text", "x")
     assert code == 1 and err.startswith("error:") and "GGUF models need gguf" in " ".join(err.split()), err

@@ -1,4 +1,4 @@
-"""`blt.cli_shared.check_output`, the check every writing command runs first: what it accepts (new paths under
+"""`blt.cli.shared.check_output`, the check every writing command runs first: what it accepts (new paths under
 writable directories, created by nobody but the command), what it refuses and that its message names the fix. The
 commands' own cases (one per output option) are in fault_cases_outputs.py."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from blt.cli_shared import check_output
+from blt.cli.shared import check_output
 from blt.errors import BltError
 
 

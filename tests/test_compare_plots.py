@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blt.compare_plots import (
+from blt.compare.plots import (
     ENTROPY_COLOURS,
     compare_plots,
     family,

@@ -1,4 +1,4 @@
-"""The reference rate and evenness curves (`blt.compare_rates`) and exact fixed sizes (`fixed_size_for`): golden
+"""The reference rate and evenness curves (`blt.compare.rates`) and exact fixed sizes (`fixed_size_for`): golden
 cases by hand, and parity of the curve's evenness with `SegmentationStats`."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blt.compare import fixed_size_for, rule_segmenter
-from blt.compare_rates import choose_reference, evenness_point, fixed_curve, interpolate_at, is_matched
+from blt.compare.rates import choose_reference, evenness_point, fixed_curve, interpolate_at, is_matched
+from blt.compare.segmenters import fixed_size_for, rule_segmenter
 from blt.metrics import SegmentationStats
 
 

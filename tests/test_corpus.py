@@ -15,11 +15,13 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import make_model, make_spiky_model
 
+from blt.bytelm.corpus import score_corpus
+from blt.bytelm.entropy import score
+from blt.bytelm.score_cache import scores_path
 from blt.config import DataConfig
-from blt.corpus import score_corpus, scores_path, segment_corpus
-from blt.entropy import score
 from blt.errors import BltError
-from blt.segmenters import Patcher
+from blt.segment.corpus import segment_corpus
+from blt.segment.patcher import Patcher
 
 THRESHOLD = 0.1  # nats, about the median entropy of the spiky model
 
@@ -181,7 +183,7 @@ def _same(a: list, b: list) -> bool:
 def test_score_corpus_equals_score_and_is_cached(monkeypatch: pytest.MonkeyPatch) -> None:
     """Several predict batches (group_bytes 300) give what one direct `score` call gives; the second run reads the
     cache without calling the model, and changing one byte of one document misses it."""
-    import blt.corpus
+    import blt.bytelm.corpus
 
     model = make_model()
     direct = score(model, SCORE_DOCS)
@@ -191,7 +193,7 @@ def test_score_corpus_equals_score_and_is_cached(monkeypatch: pytest.MonkeyPatch
         calls.append(len(texts))
         return score(m, texts, **kw)
 
-    monkeypatch.setattr(blt.corpus, "score", counting)
+    monkeypatch.setattr(blt.bytelm.corpus, "score", counting)
     first = score_corpus(model, SCORE_DOCS, accelerator="cpu", group_bytes=300)
     assert _same(first, direct) and len(calls) > 1 and sum(calls) == len(SCORE_DOCS)
     calls.clear()

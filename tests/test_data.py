@@ -11,9 +11,8 @@ import pytest
 import torch
 from conftest import write_jsonl
 
-import blt.data
-from blt.config import BOS_ID, EOS_ID, PAD_ID, DataConfig
-from blt.data import (
+import blt.bytelm.data
+from blt.bytelm.data import (
     IGNORE_INDEX,
     ByteDataModule,
     ByteStream,
@@ -23,6 +22,7 @@ from blt.data import (
     split_window,
     validation_windows,
 )
+from blt.config import BOS_ID, EOS_ID, PAD_ID, DataConfig
 from blt.errors import BltError
 
 
@@ -121,7 +121,7 @@ def test_cache_is_reused_without_rereading(tmp_path: Path, monkeypatch: pytest.M
     def refuse(_cfg: DataConfig) -> None:
         raise AssertionError("the cache was rebuilt")
 
-    monkeypatch.setattr(blt.data, "iter_documents", refuse)
+    monkeypatch.setattr(blt.bytelm.data, "iter_documents", refuse)
     second = build_cache(cfg)
     assert second.path == first.path
     assert split_docs(second.train) == split_docs(first.train) and second.labels == first.labels

@@ -12,8 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blt.config import BOS_ID, ModelConfig
-from blt.entropy import (
+from blt.bytelm.entropy import (
     LN2,
     ByteScores,
     autocast_for,
@@ -25,7 +24,8 @@ from blt.entropy import (
     surprisal_from_logits,
     varentropy_from_logits,
 )
-from blt.model import ByteLM
+from blt.bytelm.model import ByteLM
+from blt.config import BOS_ID, ModelConfig
 
 # ---------------------------------------------------------------------------------------------- logits -> nats
 

@@ -10,7 +10,7 @@ import yaml
 
 from blt.config import ConfigError
 from blt.errors import BltError
-from blt.experiment import (
+from blt.experiments.config import (
     METRICS,
     Cell,
     apply_overrides,

@@ -1,4 +1,4 @@
-"""The output directory of `blt experiment` (blt.experiment_dir): a user's own files are never overwritten, not even
+"""The output directory of `blt experiment` (blt.experiments.outdir): a user's own files are never overwritten, not even
 with --force; damaged cells are computed again on --resume; a damaged record is refused with nothing changed; and a
 run killed while writing its tables or report resumes to the same table, leaving no temp file behind.
 
@@ -20,11 +20,11 @@ from conftest import assert_user_error, run_cli
 from faults import snapshot
 from test_compare import zipf_documents
 
-import blt.experiment_run
+import blt.experiments.run
 from blt.errors import BltError
-from blt.experiment import TIMINGS, expand, experiment_from_dict
-from blt.experiment_dir import check_out_dir, clear_out_dir
-from blt.experiment_run import run_experiment
+from blt.experiments.config import TIMINGS, expand, experiment_from_dict
+from blt.experiments.outdir import check_out_dir, clear_out_dir
+from blt.experiments.run import run_experiment
 
 DOCS = zipf_documents(per_language=6)
 
@@ -121,8 +121,8 @@ def test_damaged_cells_are_computed_again_on_resume(tmp_path: Path, monkeypatch:
     cells[1].with_name("extra.json").write_text("[]")  # not a cell of this grid: ignored, left alone
     json.loads((out / "experiment.json").read_text())  # the record stays valid
     evaluated: list[str] = []
-    real = blt.experiment_run.evaluate_cell
-    monkeypatch.setattr(blt.experiment_run, "evaluate_cell", lambda c, ctx: evaluated.append(c.id) or real(c, ctx))
+    real = blt.experiments.run.evaluate_cell
+    monkeypatch.setattr(blt.experiments.run, "evaluate_cell", lambda c, ctx: evaluated.append(c.id) or real(c, ctx))
     warnings: list[str] = []
     run_experiment(cfg, out, resume=True, warn=warnings.append)
     assert len(warnings) == 5 and all("is damaged" in w and "computing that cell again" in w for w in warnings)
@@ -164,11 +164,11 @@ def test_check_out_dir_refuses_a_file(tmp_path: Path) -> None:
 
 KILL_WHILE_WRITING = """
 import os, signal, sys
-import blt.experiment_report, blt.report
-from blt.experiment import load_experiment
-from blt.experiment_run import run_experiment
+import blt.experiments.report, blt.report.terminal
+from blt.experiments.config import load_experiment
+from blt.experiments.run import run_experiment
 
-real = blt.report.write_atomic
+real = blt.report.terminal.write_atomic
 
 def write_atomic(path, write):
     if path.name != sys.argv[2]:
@@ -178,7 +178,7 @@ def write_atomic(path, write):
         os.kill(os.getpid(), signal.SIGKILL)
     return real(path, half)
 
-blt.report.write_atomic = blt.experiment_report.write_atomic = write_atomic
+blt.report.terminal.write_atomic = blt.experiments.report.write_atomic = write_atomic
 run_experiment(load_experiment(sys.argv[1]), sys.argv[3])
 """
 

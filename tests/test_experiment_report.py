@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-from blt.experiment_report import (  # noqa: E402
+from blt.experiments.report import (  # noqa: E402
     _draw_panel,
     fmt,
     number,

@@ -19,14 +19,14 @@ import pytest
 from conftest import assert_user_error, run_cli
 from test_compare import save_spiky, zipf_documents
 
-import blt.corpus
-import blt.experiment_run
-import blt.pretrained
-import blt.sources
-import blt.tokenizers
+import blt.bytelm.corpus
+import blt.bytelm.sources
+import blt.experiments.run
+import blt.segment.pretrained
+import blt.segment.tokenizers
 from blt.errors import BltError
-from blt.experiment import METRICS, TIMINGS, expand, experiment_from_dict
-from blt.experiment_run import PARAM_COLUMNS, run_experiment
+from blt.experiments.config import METRICS, PARAM_COLUMNS, TIMINGS, expand, experiment_from_dict
+from blt.experiments.run import run_experiment
 from blt.metrics import SegmentationStats
 
 DOCS = zipf_documents(per_language=12)
@@ -60,9 +60,9 @@ def counts(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """The bundled corpus replaced by labelled Zipf documents; byte-model score and tokeniser train calls counted."""
     counted = {"score": 0, "bpe": 0, "sp": 0}
     real_score, real_bpe, real_sp = (
-        blt.corpus.score,
-        blt.tokenizers.ByteBPE.train,
-        blt.tokenizers.SentencePieceSegmenter.train,
+        blt.bytelm.corpus.score,
+        blt.segment.tokenizers.ByteBPE.train,
+        blt.segment.tokenizers.SentencePieceSegmenter.train,
     )
 
     def score(*a: Any, **k: Any) -> Any:
@@ -77,10 +77,10 @@ def counts(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         counted["sp"] += 1
         return real_sp(*a, **k)
 
-    monkeypatch.setattr(blt.sources, "udhr_documents", lambda: iter(DOCS))
-    monkeypatch.setattr(blt.corpus, "score", score)
-    monkeypatch.setattr(blt.tokenizers.ByteBPE, "train", bpe)
-    monkeypatch.setattr(blt.tokenizers.SentencePieceSegmenter, "train", sp)
+    monkeypatch.setattr(blt.bytelm.sources, "udhr_documents", lambda: iter(DOCS))
+    monkeypatch.setattr(blt.bytelm.corpus, "score", score)
+    monkeypatch.setattr(blt.segment.tokenizers.ByteBPE, "train", bpe)
+    monkeypatch.setattr(blt.segment.tokenizers.SentencePieceSegmenter, "train", sp)
     return counted
 
 
@@ -119,16 +119,17 @@ def test_one_row_per_cell_with_every_parameter_and_metric(tmp_path: Path, model:
 
 def _held_out() -> list[bytes]:
     """The held-out documents of the grid's split of the udhr stand-in."""
-    from blt.compare import CompareConfig, split_corpus
+    from blt.compare.config import CompareConfig
+    from blt.compare.run import split_corpus
 
     return split_corpus(CompareConfig(sources=["udhr"], eval_fraction=0.25, max_eval_bytes=1_000_000))[1]
 
 
 def test_a_row_equals_a_direct_computation(tmp_path: Path, model: Path, counts: dict) -> None:
     """space and fixed-3: bytes/unit, F1 and the CV of bits per unit equal SegmentationStats fed by hand."""
-    from blt.checkpoint import load_model
-    from blt.entropy import score
-    from blt.patching import patch_starts
+    from blt.bytelm.checkpoint import load_model
+    from blt.bytelm.entropy import score
+    from blt.patching.rules import patch_starts
 
     run_experiment(experiment_from_dict(grid(model)), tmp_path / "out")
     docs = _held_out()
@@ -166,7 +167,7 @@ def test_resume_after_an_interruption_computes_only_missing_cells(
 ) -> None:
     cfg = experiment_from_dict(grid(model))
     run_experiment(cfg, tmp_path / "whole")
-    real = blt.experiment_run.evaluate_cell
+    real = blt.experiments.run.evaluate_cell
     evaluated: list[str] = []
 
     def interrupted(cell: Any, ctx: Any) -> Any:
@@ -175,7 +176,7 @@ def test_resume_after_an_interruption_computes_only_missing_cells(
         evaluated.append(cell.id)
         return real(cell, ctx)
 
-    monkeypatch.setattr(blt.experiment_run, "evaluate_cell", interrupted)
+    monkeypatch.setattr(blt.experiments.run, "evaluate_cell", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(cfg, tmp_path / "out")
     assert len(list((tmp_path / "out" / "cells").glob("*.json"))) == 4
@@ -188,7 +189,7 @@ def test_resume_after_an_interruption_computes_only_missing_cells(
         evaluated.append(cell.id)
         return real(cell, ctx)
 
-    monkeypatch.setattr(blt.experiment_run, "evaluate_cell", counting)
+    monkeypatch.setattr(blt.experiments.run, "evaluate_cell", counting)
     run_experiment(cfg, tmp_path / "out", resume=True)
     assert len(evaluated) == 6  # only the missing cells
     assert table(tmp_path / "out") == table(tmp_path / "whole")
@@ -206,8 +207,8 @@ def test_resume_after_kill_9(tmp_path: Path, model: Path) -> None:
     script = textwrap.dedent(
         f"""
         import os, signal
-        from blt.experiment import load_experiment
-        from blt.experiment_run import run_experiment
+        from blt.experiments.config import load_experiment
+        from blt.experiments.run import run_experiment
         def on_cell(done, total):
             if done == 3:
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -269,7 +270,7 @@ def test_unavailable_pretrained_tokeniser_is_skipped_with_a_warning(
     def unavailable(*a: Any, **k: Any) -> Any:
         raise BltError("tiktoken is not installed; pip install 'blt-patcher[tiktoken]'")
 
-    monkeypatch.setattr(blt.pretrained, "TiktokenSegmenter", unavailable)
+    monkeypatch.setattr(blt.segment.pretrained, "TiktokenSegmenter", unavailable)
     warnings: list[str] = []
     cfg = experiment_from_dict(grid(model, segmenters=["space", "tiktoken-cl100k"]))
     run_experiment(cfg, tmp_path / "out", warn=warnings.append)

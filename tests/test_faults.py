@@ -15,7 +15,7 @@ import pytest
 from conftest import make_model, run_cli
 from faults import Case, Kit, snapshot
 
-from blt.checkpoint import save_model_dir
+from blt.bytelm.checkpoint import save_model_dir
 from blt.config import Config, ModelConfig
 
 TABLES = sorted(p.stem for p in Path(__file__).parent.glob("fault_cases_*.py"))

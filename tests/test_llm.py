@@ -17,12 +17,14 @@ import pytest
 import torch
 from conftest import save_tiny_hf
 
-import blt.entropy
-import blt.llm as llm
+import blt.bytelm.entropy
+import blt.llm.scorers as llm
+from blt.bytelm.entropy import LN2, score
+from blt.bytelm.model import ByteLM
 from blt.config import BOS_ID
-from blt.entropy import LN2, score
 from blt.errors import BltError
-from blt.llm import (
+from blt.llm.report import sample_warnings
+from blt.llm.scorers import (
     HFModel,
     TokenScores,
     aggregate,
@@ -32,8 +34,6 @@ from blt.llm import (
     score_byte_model,
     score_hf,
 )
-from blt.llm_report import sample_warnings
-from blt.model import ByteLM
 
 BARE = "the samples continue the bare prompt"
 CHAT_HINT = "the tokenizer has a chat template (an instruct model?): pass --chat"
@@ -123,9 +123,9 @@ def test_logits_come_in_blocks(tiny: HFModel, monkeypatch: pytest.MonkeyPatch) -
     the model's own output layer (≤ 4 positions a forward); and the scores do not change."""
     whole = as_array(score_hf(tiny, TEXT, context=32, stride=10))
     blocks: list[tuple[int, int]] = []
-    real_moments = blt.entropy._moments
+    real_moments = blt.bytelm.entropy._moments
     monkeypatch.setattr(llm, "LOGIT_ELEMENTS", 4 * tiny.vocab_size)
-    monkeypatch.setattr(blt.entropy, "_moments", lambda x: blocks.append(tuple(x.shape)) or real_moments(x))
+    monkeypatch.setattr(blt.bytelm.entropy, "_moments", lambda x: blocks.append(tuple(x.shape)) or real_moments(x))
     np.testing.assert_allclose(as_array(score_hf(tiny, TEXT, context=32, stride=10)), whole, atol=2e-5)
     assert max(r * b for r, b in blocks) <= 4 * tiny.vocab_size and min(b for _, b in blocks) < tiny.vocab_size
     kv, rows = HFModel(tiny.model, tiny.tokenizer, tiny.name), []
@@ -274,7 +274,7 @@ def test_samples_keep_their_prompts_and_empty_ones_or_an_unapplied_template_are_
 
 # ----------------------------------------------------------------------------------------------- byte model
 def test_byte_model_equals_blt_entropy_score(model_factory: Callable[..., ByteLM]) -> None:
-    """Entropy and surprisal are blt.entropy.score's exactly; varentropy and top-1 match a forward on each of
+    """Entropy and surprisal are blt.bytelm.entropy.score's exactly; varentropy and top-1 match a forward on each of
     score's windows (context 64, stride 48: [BOS] + data[:63], then data[start - 1 : end - 1])."""
     model = model_factory(seed=1)
     texts = ["héllo", "x" * 150 + " long enough for three windows"]

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blt.entropy import LN2
+from blt.bytelm.entropy import LN2
 from blt.errors import BltError
-from blt.llm import aggregate
-from blt.logprobs import entropy_bounds_nats, parse_logprobs_json
+from blt.llm.logprobs import entropy_bounds_nats, parse_logprobs_json
+from blt.llm.scorers import aggregate
 
 
 # ------------------------------------------------------------------------------------------ logprobs: bounds

@@ -406,7 +406,7 @@ def test_bad_arguments() -> None:
         acc.add(b"cde", [0], [0.1, 0.2])
 
 
-# ---------------------------------------------------------------- the byte model's fit (blt.baselines)
+# ---------------------------------------------------------------- the byte model's fit (blt.compare.baselines)
 
 
 def test_compressor_baselines_equal_python_compressors() -> None:
@@ -414,7 +414,7 @@ def test_compressor_baselines_equal_python_compressors() -> None:
     import gzip
     import lzma
 
-    from blt.baselines import compressor_bits_per_byte
+    from blt.compare.baselines import compressor_bits_per_byte
 
     d = b"the cat sat on the mat; " * 40 + bytes(range(256))
     assert compressor_bits_per_byte(d) == {
@@ -428,7 +428,7 @@ def test_compressor_baselines_equal_python_compressors() -> None:
 def test_calibration_gap_golden() -> None:
     """Two documents, 4 bytes, surprisal ln2·[1, 3] and ln2·[2, 2] nats (8 bits: 2 bits/byte paid), entropy
     ln2·[1, 1] and ln2·[1, 3] nats (6 bits: 1.5 bits/byte predicted): gap (2 − 1.5) / 2 = 0.25."""
-    from blt.baselines import calibration_gap
+    from blt.compare.baselines import calibration_gap
 
     ln2 = math.log(2)
     paid, predicted, gap = calibration_gap(

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from blt.bytelm.model import ByteLM
 from blt.config import BOS_ID, ModelConfig
-from blt.model import ByteLM
 
 V = 260  # 256 byte values + BOS, EOS, PAD and one spare id
 

@@ -14,18 +14,17 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from blt.errors import BltError
-from blt.patching import (
+from blt.patching.calibration import _calibrate_threshold_loop, calibrate_threshold
+from blt.patching.rules import (
     RULES,
-    StreamingPatcher,
-    _calibrate_threshold_loop,
     _patch_lengths_loop,
     _patch_start_mask_loop,
     _Spec,
-    calibrate_threshold,
     patch_lengths,
     patch_start_mask,
     patch_starts,
 )
+from blt.patching.streaming import StreamingPatcher
 
 SETTINGS = settings(max_examples=80, deadline=None)
 NATS = [0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0]  # a few values, so that ties and equal-to-threshold cases happen

@@ -21,7 +21,7 @@ import pytest
 from conftest import INVALID, check_lossless, get
 
 from blt.errors import BltError
-from blt.pretrained import TIKTOKEN_URL, HFTokenizerSegmenter, TiktokenSegmenter, seed_tiktoken_cache
+from blt.segment.pretrained import TIKTOKEN_URL, HFTokenizerSegmenter, TiktokenSegmenter, seed_tiktoken_cache
 
 
 # ------------------------------------------------------------------------------------- tiktoken

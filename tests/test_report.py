@@ -20,19 +20,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from blt.entropy import ByteScores
-from blt.report import (
-    char_spans,
-    patches_html,
-    plot_patches,
-    render_entropy_table,
-    render_terminal,
-    shown_prefix,
-    write_atomic,
-    write_json,
-    write_patches_html,
-)
-from blt.segmenters import Patcher, Patches
+from blt.bytelm.entropy import ByteScores
+from blt.files import write_atomic
+from blt.report.html import patches_html, write_patches_html
+from blt.report.plots import plot_patches
+from blt.report.terminal import render_entropy_table, render_terminal, write_json
+from blt.report.text import char_spans, shown_prefix
+from blt.segment.patcher import Patcher, Patches
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TEXT = "héllo wörld 日本 😀\nsecond line"

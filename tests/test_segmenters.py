@@ -18,12 +18,12 @@ from conftest import make_spiky_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blt.checkpoint import load_model, save_model_dir
+from blt.bytelm.checkpoint import load_model, save_model_dir
+from blt.bytelm.entropy import score
 from blt.config import Config
-from blt.entropy import score
 from blt.errors import BltError
-from blt.patching import RULES, patch_starts
-from blt.segmenters import Patcher, Patches, score_resetting_at_newlines
+from blt.patching.rules import RULES, patch_starts
+from blt.segment.patcher import Patcher, Patches, score_resetting_at_newlines
 
 TEXT = "Hello, world! Ünïcödé café — 日本語のテキスト, русский текст, emoji 😀🚀.\nSecond line\r\nthird\rfourth\n"
 INVALID = b"ok \xff\xfe broken \xe6\x97 end \xc3"  # lone bytes, a truncated 3-byte character, a dangling lead byte

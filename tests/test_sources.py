@@ -17,12 +17,12 @@ from conftest import write_jsonl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blt.config import DataConfig
-from blt.data import (
+from blt.bytelm.data import (
     build_cache,
 )
+from blt.bytelm.sources import DOCUMENT_BYTES, Document, iter_documents, piece_starts, stdlib_documents, udhr_documents
+from blt.config import DataConfig
 from blt.errors import BltError
-from blt.sources import DOCUMENT_BYTES, Document, iter_documents, piece_starts, stdlib_documents, udhr_documents
 
 
 def docs_of(*sources: str | Path, **kw: object) -> list[Document]:

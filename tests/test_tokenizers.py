@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blt.errors import BltError
-from blt.tokenizers import ByteBPE, SentencePieceSegmenter, _chunks, default_vocab_size, utf8_pieces
+from blt.segment.tokenizers import ByteBPE, SentencePieceSegmenter, _chunks, default_vocab_size, utf8_pieces
 
 
 # ------------------------------------------------------------------------------------- helpers and heuristics
@@ -67,7 +67,7 @@ def test_one_megabyte_document_and_chunking(
     check_lossless(get(segmenters, name), doc)
     part = doc[:100_000]
     whole = get(segmenters, name).starts(part)
-    monkeypatch.setattr("blt.tokenizers.CHUNK_CHARS", 5000)
+    monkeypatch.setattr("blt.segment.tokenizers.CHUNK_CHARS", 5000)
     chunked = check_lossless(get(segmenters, name), part)
     if name != "sp-unigram":  # cuts after a newline followed by text, where these pre-tokenisers split anyway
         assert np.array_equal(chunked, whole)

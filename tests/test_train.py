@@ -11,10 +11,10 @@ import lightning as L
 import pytest
 import torch
 
-from blt.checkpoint import load_model
+from blt.bytelm.checkpoint import load_model
+from blt.bytelm.train import LrSchedule, ReportProgress, TrainingInterrupted, adapt, build_trainer, train
 from blt.config import Config, load_config
 from blt.errors import BltError
-from blt.train import LrSchedule, ReportProgress, TrainingInterrupted, adapt, build_trainer, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -248,9 +248,9 @@ def test_adapt_reports_progress_and_lightning_stays_quiet(
     summary, no bar) that would break the caller's spinner."""
     from conftest import make_model
 
-    from blt.checkpoint import save_model_dir
+    from blt.bytelm.checkpoint import save_model_dir
 
-    monkeypatch.setattr("blt.train.PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr("blt.bytelm.train.PROGRESS_EVERY_S", 0.0)
     cfg = load_config(REPO / "configs" / "tiny.yaml", [])
     lm = load_model(save_model_dir(make_model(0), cfg, {"steps": 0}, tmp_path / "model"))
     docs = [(f"document {i} says hello to the byte model. " * 5).encode() for i in range(60)]

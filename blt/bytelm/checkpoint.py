@@ -21,9 +21,9 @@ import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_model
 
+from blt.bytelm.model import ByteLM
 from blt.config import Config, ConfigError, config_from_dict
 from blt.errors import BltError, brief
-from blt.model import ByteLM
 
 MODEL_FORMAT = "blt-byte-lm"
 MODEL_FORMAT_VERSION = 1

@@ -1,5 +1,5 @@
 """Documents to training data: a deterministic train/validation split by document content, `uint8` memmap caches,
-and the Lightning data module that serves random training windows (documents come from `blt.sources`).
+and the Lightning data module that serves random training windows (documents come from `blt.bytelm.sources`).
 
 The model sees every document as `BOS bytes EOS`. The cache stores only the raw bytes (`uint8`) plus the document
 start offsets, and windows are cut from that virtual id stream on the fly, so corpora larger than RAM train
@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from blt.bytelm.sources import iter_documents, resolve_source
 from blt.cache import cache_root, open_entry, publish
 from blt.config import BOS_ID, EOS_ID, PAD_ID, DataConfig
 from blt.errors import BltError
-from blt.sources import iter_documents, resolve_source
 
 CACHE_FORMAT = 3  # bump when the cache layout changes (2: sealed entries, `blt.cache.publish`; 3: 64 KiB documents)
 IGNORE_INDEX = -100  # targets that carry no loss (BOS after a document end, padding)

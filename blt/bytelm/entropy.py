@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from blt.bytelm.model import ByteLM
 from blt.config import BOS_ID, PAD_ID
 from blt.errors import BltError
-from blt.model import ByteLM
 
 LN2 = math.log(2)
 
@@ -256,7 +256,7 @@ def score_cached(
     if not cache:
         return score(model, docs, batch_size=batch_size, precision=precision, progress=progress)
     # Imported here: the cache modules import this one (they store `ByteScores`).
-    from blt.cache import load_scores, save_scores, scores_path
+    from blt.bytelm.score_cache import load_scores, save_scores, scores_path
 
     path = scores_path(model, docs, precision=precision, batch_size=batch_size, model_sha=model_sha)
     scores = load_scores(path, docs)

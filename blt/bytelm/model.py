@@ -2,7 +2,7 @@
 
 `ByteLM(cfg)(ids [B, T] int64) -> logits [B, T, V] float`. Pre-norm blocks (RMSNorm), rotary positions,
 `F.scaled_dot_product_attention` (flash / memory-efficient kernels on GPU), SwiGLU MLP, optional sliding-window
-attention and weight tying. No Lightning and no file I/O here: `blt.train` trains it, `blt.checkpoint` saves it.
+attention and weight tying. No Lightning and no file I/O here: `bytelm.train` trains it, `bytelm.checkpoint` saves it.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class ByteLM(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.card: dict = {}  # provenance (data, steps, val bits/byte) set by blt.checkpoint.load_model
+        self.card: dict = {}  # provenance (data, steps, val bits/byte) set by blt.bytelm.checkpoint.load_model
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)

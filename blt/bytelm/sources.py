@@ -45,7 +45,7 @@ TEXT_SUFFIXES = (
     ".sh",
 )
 RECORD_SUFFIXES = (".jsonl", ".json", ".parquet")
-# The longest document. The train/validation split holds out whole documents (`blt.data.is_validation`), so a corpus
+# The longest document. The train/validation split holds out whole documents (`data.is_validation`), so a corpus
 # of a few big files would put a file's share, not the asked fraction, in validation: longer texts are cut into runs
 # of paragraphs of at most this size (`piece_starts`). 64 KiB is 128 windows of the default 512-byte context.
 DOCUMENT_BYTES = 1 << 16

@@ -37,11 +37,11 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torchmetrics import SumMetric
 
-from blt.checkpoint import read_lightning_checkpoint, save_model_dir
+from blt.bytelm.checkpoint import read_lightning_checkpoint, save_model_dir
+from blt.bytelm.data import IGNORE_INDEX, ByteDataModule, split_window
+from blt.bytelm.model import ByteLM
 from blt.config import N_BYTE_VALUES, Config
-from blt.data import IGNORE_INDEX, ByteDataModule, split_window
 from blt.errors import BltError, brief
-from blt.model import ByteLM
 
 # Lightning's advertising and a deprecation inside Lightning itself are noise in a user's terminal.
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "litlogger" not in r.getMessage())
@@ -450,8 +450,8 @@ def adapt(
     `steps` (cosine schedule) and/or `minutes` of wall time (a time budget alone keeps the rate constant after
     warmup, since the number of steps is not known in advance). `progress` receives "step i/N, x steps/s, ETA"
     about once a second; Lightning's own banner, summary and bar stay silent so a caller's spinner is not broken."""
-    from blt.checkpoint import load_model
-    from blt.corpus import quiet_lightning
+    from blt.bytelm.checkpoint import load_model
+    from blt.bytelm.corpus import quiet_lightning
 
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus"

@@ -1,4 +1,4 @@
-"""`blt experiment`: run a config-driven sweep (blt.experiment_run) with a progress bar over cells, or list the
+"""`blt experiment`: run a config-driven sweep (blt.experiments.run) with a progress bar over cells, or list the
 shipped experiments."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from blt.cli_shared import check_output, err_console, out_console, parse_devices, user_errors
+from blt.cli.shared import check_output, err_console, out_console, parse_devices, user_errors
 from blt.errors import BltError
 
 
@@ -27,9 +27,9 @@ def experiment(
     list_: Annotated[bool, typer.Option("--list", help="list the shipped experiments and exit")] = False,
 ) -> None:
     """Sweep corpora × byte models × segmenters × parameters into one tidy table and a report."""
-    from blt.experiment import load_experiment, shipped_experiments
-    from blt.experiment_report import print_experiment
-    from blt.experiment_run import run_experiment
+    from blt.experiments.config import load_experiment, shipped_experiments
+    from blt.experiments.report import print_experiment
+    from blt.experiments.run import run_experiment
 
     if list_:
         for name, path in shipped_experiments().items():

@@ -1,4 +1,4 @@
-"""`blt llm`: the typer sub-app over `blt.llm_report` (scoring full language models, their reports, token patches).
+"""`blt llm`: the typer sub-app over `blt.llm.report` (scoring full language models, their reports, token patches).
 Each command parses its options, calls the library and prints or saves; bad input is one red line and exit 1.
 `blt.cli` registers it as `blt llm`.
 """
@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from blt.cli_shared import check_output, err_console, out_console, print_json, user_errors
+from blt.cli.shared import check_output, err_console, out_console, print_json, user_errors
 from blt.errors import BltError
 
 llm_app = typer.Typer(
@@ -95,7 +95,7 @@ def _quiet(*models: str | None) -> None:
 
 
 def _show(results: dict[str, Any], scores: list[Any], as_json: bool, out: Path | None, single: bool) -> None:
-    from blt.llm_report import print_results, write_llm_report
+    from blt.llm.report import print_results, write_llm_report
 
     if out is not None:
         write_llm_report(results, scores, out, _command())
@@ -133,7 +133,7 @@ def score(
 ) -> None:
     """Entropy figures of one model on a text (teacher-forced), its own samples (--generate), or API logprobs."""
     check_output(out, "--out")
-    from blt.llm_report import llm_results, score_source
+    from blt.llm.report import llm_results, score_source
 
     texts = read_texts({"--text": text, "--file": file, "--logprobs-json": logprobs_json})
     _quiet(model)
@@ -169,7 +169,7 @@ def compare(
 ) -> None:
     """Several models side by side on the same texts or prompts: table, report, plots; warns when tokenizers differ."""
     check_output(out, "--out")
-    from blt.llm_report import llm_results, score_source
+    from blt.llm.report import llm_results, score_source
 
     if len(model) < 2:
         raise BltError("compare needs at least two models: --model A --model B (one model: blt llm score)")
@@ -208,7 +208,8 @@ def segment(
     """Cut a model's token stream into patches at entropy spikes (the byte patcher's rules on token entropies)."""
     check_output(html_out, "--html", "file")
     check_output(plot, "--plot", "file", ".png")
-    from blt.llm_report import (
+    from blt.files import write_atomic
+    from blt.llm.report import (
         check_threshold,
         plot_token_patches,
         render_token_patches,
@@ -216,7 +217,6 @@ def segment(
         segment_tokens,
         token_patches_html,
     )
-    from blt.report import write_atomic
 
     texts = read_texts({"--text": text, "--file": file})
     check_threshold(threshold, target_tokens_per_patch)

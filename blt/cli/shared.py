@@ -1,5 +1,5 @@
 """What every `blt` command shares: the consoles, the one-red-line handling of user mistakes, reading TEXT or
---file, and printing JSON. Kept apart from `blt.cli` so the command modules (`blt.cli`, `blt.cli_llm`) can both
+--file, and printing JSON. Kept apart from `blt.cli` so the command modules (`blt.cli`, `blt.cli.llm`) can both
 import it.
 """
 
@@ -10,8 +10,9 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
@@ -41,7 +42,7 @@ def user_errors(fn: F) -> F:
         except (BltError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
             print_error(str(exc))
             raise typer.Exit(1) from None
-        except KeyboardInterrupt as exc:  # Ctrl-C; a message (blt.train.TrainingInterrupted) says what was saved
+        except KeyboardInterrupt as exc:  # Ctrl-C; a message (blt.bytelm.train.TrainingInterrupted) says what was saved
             print_error(str(exc) or "interrupted")
             raise typer.Exit(130) from None
 
@@ -130,3 +131,52 @@ def check_output(path: Path | None, option: str, kind: Literal["dir", "file"] = 
         raise BltError(f"{option} {path} lies under {anchor}, which is a file; choose a path outside it")
     if not os.access(anchor, os.W_OK | os.X_OK):
         raise BltError(f"{option} {path}: {anchor} is not writable; choose a directory you can write to")
+
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="'default' (bundled), a model/run directory or .ckpt")]
+
+
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a config value: section.key=value")]
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "32"
+    bf16 = "bf16"
+
+
+class Rule(str, Enum):
+    global_ = "global"
+    monotonic = "monotonic"
+    combined = "combined"
+    space = "space"
+    fixed = "fixed"
+    byte = "byte"
+
+
+class Split(str, Enum):
+    all = "all"
+    train = "train"
+    val = "val"
+
+
+RuleOpt = Annotated[Rule, typer.Option("--rule", "-r", help="boundary rule")]
+
+
+ThresholdOpt = Annotated[float | None, typer.Option("--threshold", "-t", help="global threshold (nats)")]
+
+
+RelativeOpt = Annotated[float | None, typer.Option("--relative-threshold", help="monotonic threshold (nats)")]
+
+
+TargetOpt = Annotated[
+    float | None, typer.Option("--target-bytes-per-patch", help="calibrate the threshold to this mean patch size")
+]
+
+
+MaxLenOpt = Annotated[int | None, typer.Option("--max-patch-length", help="cut longer patches (bytes)")]
+
+
+SizeOpt = Annotated[
+    float | None, typer.Option("--patch-size", help="bytes per patch for --rule fixed (2.5: unit i starts at ⌊2.5·i⌋)")
+]

@@ -3,7 +3,7 @@ matrix, bytes/unit per language grouped by script, and (when the run swept rates
 
 Input is `run_compare`'s results dict; any number may be NaN or missing (such points are left out, cells are shown
 grey). Each segmenter keeps one colour in every plot: tokenisers cool colours, rule-based greys and browns, entropy
-patches warm colours. Files are written atomically through `blt.report._savefig`.
+patches warm colours. Files are written atomically through `blt.report.terminal._savefig`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from blt.report import _savefig
+from blt.report.plots import _savefig
 
 MAX_LENGTH = 32  # lengths.png's x axis ends here; longer units count as 32 ("32+")
 TOKENISER_COLOURS = ("#1f77b4", "#2ca02c", "#9467bd", "#17becf", "#bcbd22", "#393b79", "#637939", "#7b4173")

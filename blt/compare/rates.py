@@ -95,8 +95,9 @@ def entropy_curve(
 ) -> list[dict[str, Any]]:
     """An entropy rule's curve: its threshold calibrated to each reachable rate of `rates` over these documents'
     entropies [n] nats (the scores that place the patches), graded by `surprisal`."""
-    from blt.compare import reachable_bytes_per_patch
-    from blt.patching import calibrate_threshold, patch_starts
+    from blt.compare.run import reachable_bytes_per_patch
+    from blt.patching.calibration import calibrate_threshold
+    from blt.patching.rules import patch_starts
 
     rows = [e for e in entropies if len(e)]
     if not rows:
@@ -115,7 +116,7 @@ def entropy_curve(
 
 def fixed_curve(docs: Sequence[bytes], surprisal: Sequence[np.ndarray], rates: Sequence[float]) -> list[dict]:
     """Fixed patches at each rate exactly over these documents (`fixed_size_for`: unit i at byte ⌊i·L⌋)."""
-    from blt.compare import fixed_size_for, rule_segmenter
+    from blt.compare.segmenters import fixed_size_for, rule_segmenter
 
     points = []
     for rate in sorted(rates):
@@ -137,7 +138,7 @@ def tokenizer_curve(
 ) -> list[dict[str, Any]]:
     """A trained tokeniser's curve: trained at 512, 1024, ... below `top_vocab` (sizes its trainer refuses, e.g.
     SentencePiece below one piece per character, are left out); the row's own point is added by the caller."""
-    from blt.cache import cached_tokenizer
+    from blt.segment.tokenizers import cached_tokenizer
 
     points, vocab = [], CURVE_MIN_VOCAB
     while vocab < top_vocab:
@@ -167,7 +168,7 @@ def evenness_curves(
     curve reaches the reference rate: entropy rules and fixed patches over `RATE_GRID` (and the reference rate),
     trained tokenisers over vocabularies, the others (pretrained tokenisers, space) at their one rate."""
     from blt.cache import documents_hash
-    from blt.compare import ENTROPY, TRAINED
+    from blt.compare.config import ENTROPY, TRAINED
 
     rates = sorted({*RATE_GRID, *([reference_bpu] if reference_bpu else [])})
     train_sha = documents_hash(train_docs) if any(r["segmenter"] in TRAINED for r in rows) else ""

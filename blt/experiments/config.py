@@ -5,7 +5,7 @@ and bad value reported in one error), and expanded into cells — one measuremen
 A segmenter entry names a `kind` (as in `blt compare`) and lists values for the parameters that kind takes; the
 cells of an entry are the product of its lists. Parameters: trained tokenisers `vocab_size`; `fixed` `patch_size`;
 entropy patchers `target_bytes_per_patch` (calibrated on the corpus) or `threshold` (nats; for `entropy-monotonic`
-the relative threshold), and `max_patch_length`. Execution lives in `blt.experiment_run`.
+the relative threshold), and `max_patch_length`. Execution lives in `blt.experiments.run`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from blt.compare import ENTROPY, PRETRAINED, RULE_BASED, SEGMENTERS, TRAINED
+from blt.compare.config import ENTROPY, PRETRAINED, RULE_BASED, SEGMENTERS, TRAINED
 from blt.config import ConfigError, _coerce, _type_name
 
 # Which parameters each kind takes (hf:NAME takes none, like the pretrained tokenisers).

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from blt.errors import BltError
-from blt.experiment import METRICS, PARAM_COLUMNS, Cell, ExperimentConfig
-from blt.experiment_report import PLOT_FILES
+from blt.experiments.config import METRICS, PARAM_COLUMNS, Cell, ExperimentConfig
+from blt.experiments.report import PLOT_FILES
 
 # Everything a run writes, so all that --force may remove: the record, cells/<id>.json, the tables, report and
 # plots, and write_atomic's temp files (.NAME.<random>SUFFIX) of those that a kill -9 left behind.

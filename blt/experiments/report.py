@@ -18,8 +18,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from blt.compare import ENTROPY, PRETRAINED, RULE_BASED, TRAINED
-from blt.report import _savefig, markdown_table, write_atomic
+from blt.compare.config import ENTROPY, PRETRAINED, RULE_BASED, TRAINED
+from blt.files import write_atomic
+from blt.report.markdown import markdown_table
+from blt.report.plots import _savefig
 
 Row = dict[str, Any]  # one cell of the runner's table (or one language of a cell)
 KIND_ORDER = (*TRAINED, *PRETRAINED, "hf", *RULE_BASED, *ENTROPY)  # hf:NAME kinds sort after tiktoken

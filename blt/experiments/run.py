@@ -1,11 +1,11 @@
 """Running an experiment (`blt experiment`): prepare every input once, then measure every cell, resumably.
 
 1. Corpora are split (or read with their own evaluation sources); each corpus is scored once per byte model through
-   `blt.corpus.score_corpus` (Lightning predict loop, cached by model weights and corpus bytes), and each trained
+   `blt.bytelm.corpus.score_corpus` (Lightning predict loop, cached by model weights and corpus bytes), and each trained
    tokeniser is trained once per corpus and vocabulary size (cached likewise, in `$BLT_CACHE/tokenizers`).
 2. Cells run inline or in `workers` processes; each finished cell is written to `OUT/cells/<id>.json` atomically,
    so an interrupted run (kill -9 included) resumes with `resume=True` and computes only the missing (or damaged)
-   cells. What a run may write or remove in `OUT` is `blt.experiment_dir`'s to decide.
+   cells. What a run may write or remove in `OUT` is `blt.experiments.outdir`'s to decide.
 3. The tidy table (`results.parquet`, `results.csv`: a row per cell, every parameter and metric), per-language rows,
    `experiment.json` (resolved config, versions, model and corpus hashes) and the report are written last.
 """
@@ -24,24 +24,22 @@ from typing import Any
 
 import numpy as np
 
-from blt.cache import cached_tokenizer, documents_hash, load_scores, model_hash
-from blt.compare import (
-    ENTROPY,
-    TRAINED,
-    CompareConfig,
-    check_lossless,
-    choose_vocab_size,
-    finite,
-    rule_segmenter,
-    split_corpus,
-)
-from blt.entropy import corpus_bits_per_byte
+from blt.bytelm.entropy import corpus_bits_per_byte
+from blt.bytelm.score_cache import load_scores
+from blt.cache import documents_hash, model_hash
+from blt.compare.config import ENTROPY, TRAINED, CompareConfig
+from blt.compare.measure import check_lossless
+from blt.compare.run import split_corpus
+from blt.compare.segmenters import choose_vocab_size, rule_segmenter
 from blt.errors import BltError
-from blt.experiment import METRICS, PARAM_COLUMNS, Cell, CorpusSpec, ExperimentConfig, expand
-from blt.experiment_dir import RECORD, check_out_dir, clear_out_dir, read_cell
+from blt.experiments.config import METRICS, PARAM_COLUMNS, Cell, CorpusSpec, ExperimentConfig, expand
+from blt.experiments.outdir import RECORD, check_out_dir, clear_out_dir, read_cell
+from blt.files import finite, write_atomic
 from blt.metrics import SegmentationStats
-from blt.patching import calibrate_threshold, patch_starts
-from blt.report import package_versions, write_atomic
+from blt.patching.calibration import calibrate_threshold
+from blt.patching.rules import patch_starts
+from blt.report.markdown import package_versions
+from blt.segment.tokenizers import cached_tokenizer
 
 
 @dataclass
@@ -92,7 +90,7 @@ def prepare(
     """Split, score and train everything the cells need; returns the context, the input facts for
     experiment.json and the cells that can run (unavailable pretrained tokenisers are skipped with a warning).
     A rank other than 0 of a multi-device scoring run returns None once its share is scored."""
-    from blt.checkpoint import load_model
+    from blt.bytelm.checkpoint import load_model
 
     ctx = Context({}, {}, {}, {}, {}, {}, cfg.metrics, cfg.by_language)
     cards: dict[str, dict[str, float]] = {}
@@ -159,8 +157,8 @@ def _score_corpora(
     """Every corpus's held-out documents scored by `lm`, each cached under its own key (`scores_path`). What is not
     cached yet is scored in one Lightning predict run over all corpora together, so a multi-device run launches
     its processes once per model. None on ranks other than 0."""
-    from blt.cache import save_scores, scores_path
-    from blt.corpus import score_corpus
+    from blt.bytelm.corpus import score_corpus
+    from blt.bytelm.score_cache import save_scores, scores_path
 
     paths = {c: scores_path(lm, docs, precision=precision, model_sha=model_sha) for c, docs in eval_docs.items()}
     hits = {c: load_scores(paths[c], docs) for c, docs in eval_docs.items()}
@@ -179,8 +177,8 @@ def _score_corpora(
 # ------------------------------------------------------------------------------------------- one cell
 def _segmenter(cell: Cell, ctx: Context) -> tuple[Callable[[bytes], np.ndarray], int | None, dict[str, Any]]:
     """(bytes -> starts, vocabulary size, parameter columns) of a cell."""
-    from blt import pretrained
-    from blt import tokenizers as tk
+    from blt.segment import pretrained
+    from blt.segment import tokenizers as tk
 
     p, kind = cell.param, cell.kind
     cols: dict[str, Any] = dict.fromkeys(PARAM_COLUMNS)
@@ -363,7 +361,7 @@ def run_experiment(
     table = [rows[c.id] for c in runnable]
     language_rows = [lang for r in table for lang in r.pop("_languages")]
     meta.update(cells=len(runnable), seconds=time.perf_counter() - t0, complete=True)
-    from blt.experiment_report import write_experiment_report, write_tables
+    from blt.experiments.report import write_experiment_report, write_tables
 
     # Every file below is written atomically and the record last: a kill in between leaves complete=False, and
     # --resume (every cell already on disk) writes them all again.

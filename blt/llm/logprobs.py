@@ -1,5 +1,5 @@
 """Top-k logprobs JSON from APIs (OpenAI chat completions, legacy completions, vLLM; one response, a list of
-them, or a JSONL file) read as a bounded `blt.llm.TokenScores`. An API reports only the top k log-probabilities
+them, or a JSONL file) read as a bounded `blt.llm.scorers.TokenScores`. An API reports only the top k log-probabilities
 of each position, so the entropy is known only as an interval: `entropy_bounds_nats` gives the tightest one given
 the vocabulary size, and `parse_logprobs_json` applies it per position. Nats inside, bits in reports.
 """
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from blt.errors import BltError, brief
-from blt.llm import TokenScores
+from blt.llm.scorers import TokenScores
 
 CENSORED_LOGPROB = -9999.0  # what OpenAI/vLLM report for a sampled token outside the top k (vLLM: also for -inf)
 SUM_TOLERANCE = 1e-4  # rounded logprobs may sum this far above 1 before it is an error

@@ -20,11 +20,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from blt.entropy import LN2
+from blt.bytelm.entropy import LN2
 from blt.errors import BltError
-from blt.llm import TokenScores, aggregate, concat_scores, generate_hf, load_hf, score_byte_model, score_hf
-from blt.patching import calibrate_threshold, patch_starts
-from blt.report import PATCH_STYLES, _savefig, char_spans, markdown_table, write_atomic
+from blt.files import write_atomic
+from blt.llm.scorers import TokenScores, aggregate, concat_scores, generate_hf, load_hf, score_byte_model, score_hf
+from blt.patching.calibration import calibrate_threshold
+from blt.patching.rules import patch_starts
+from blt.report.markdown import markdown_table
+from blt.report.plots import _savefig
+from blt.report.terminal import PATCH_STYLES
+from blt.report.text import char_spans
 
 BYTE_MODEL_PREFIX = "blt:"
 TOKENIZER_WARNING = "not comparable token by token; compare entropy per byte"
@@ -65,7 +70,7 @@ def score_source(
     `generate=N`: on-policy, N sampled tokens after each text as a prompt. `logprobs_json`: an API logprobs file
     (no model, no texts), read with `parse_logprobs_json`."""
     if logprobs_json is not None:
-        from blt.logprobs import parse_logprobs_json
+        from blt.llm.logprobs import parse_logprobs_json
 
         if generate:
             raise BltError("--generate samples from a model, a --logprobs-json file is already scored: drop one")

@@ -1,10 +1,10 @@
 """Full language models scored with the byte model's entropy functions, as one `TokenScores`: Hugging Face causal
 LMs (hub name, local directory or GGUF file; teacher-forced or on-policy) and the bundled byte model (bytes as
 tokens); plus `concat_scores` and `aggregate`, the corpus figures that compare them (API logprobs come from
-`blt.logprobs` as the same `TokenScores`).
+`blt.llm.logprobs` as the same `TokenScores`).
 
-Entry t is about token t given tokens < t (as in `blt.entropy`). Exact sources take entropy, surprisal, varentropy
-and top-1 mass from the logits (sums in float32, combined in float64); bounded sources (`blt.logprobs`) know only
+Entry t is about token t given tokens < t (as in `bytelm.entropy`). Exact sources take entropy, surprisal, varentropy
+and top-1 mass from the logits (sums in float32, combined in float64); bounded sources (`blt.llm.logprobs`) know only
 the top k, so their entropy is an interval `[entropy_lower_nats, entropy_upper_nats]`. Nats inside, bits in reports.
 """
 
@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from blt.entropy import LN2, as_bytes, head_stats, plan_windows, position_stats
-from blt.entropy import score as score_bytes
+from blt.bytelm.entropy import LN2, as_bytes, head_stats, plan_windows, position_stats
+from blt.bytelm.entropy import score as score_bytes
 from blt.errors import BltError, brief
-from blt.pretrained import exact_lengths
+from blt.segment.pretrained import exact_lengths
 
 LLM_EXTRA = "pip install 'blt-patcher[llm]'"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -389,9 +389,9 @@ def generate_hf(
 def score_byte_model(
     model: Any, text: str | bytes | Sequence[str | bytes], *, stride: int | None = None, batch_size: int = 16
 ) -> TokenScores:
-    """The byte model (a `ByteLM`, or a name/path for `blt.checkpoint.load_model`) as a token model whose tokens
-    are bytes: `blt.entropy.score` with its extra statistics (varentropy, top-1 mass), one pass."""
-    from blt.checkpoint import load_model
+    """The byte model (a `ByteLM`, or a name/path for `blt.bytelm.checkpoint.load_model`) as a token model whose tokens
+    are bytes: `blt.bytelm.entropy.score` with its extra statistics (varentropy, top-1 mass), one pass."""
+    from blt.bytelm.checkpoint import load_model
 
     lm = load_model(model) if isinstance(model, (str, Path)) else model
     datas = [as_bytes(t) for t in ([text] if isinstance(text, (str, bytes)) else text)]

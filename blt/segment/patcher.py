@@ -1,6 +1,6 @@
 """Segmenters: one interface that maps raw bytes to boundary offsets over those bytes, losslessly.
 
-`Patcher` is the entropy segmenter: it scores bytes with a byte model (`blt.entropy.score`: windowed, batch
+`Patcher` is the entropy segmenter: it scores bytes with a byte model (`blt.bytelm.entropy.score`: windowed, batch
 invariant) and turns the entropies into patches with the pure rules of `blt.patching`. Every segmenter's units
 concatenate back to the exact input bytes, invalid UTF-8 included.
 """
@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from blt.entropy import LN2, ByteScores, as_bytes, score, score_cached
+from blt.bytelm.entropy import LN2, ByteScores, as_bytes, score, score_cached
+from blt.bytelm.model import ByteLM
 from blt.errors import BltError
-from blt.model import ByteLM
-from blt.patching import ENTROPY_RULES, RULES, calibrate_threshold, patch_starts
+from blt.patching.calibration import calibrate_threshold
+from blt.patching.rules import ENTROPY_RULES, RULES, patch_starts
 
 
 @dataclass
@@ -72,7 +73,7 @@ class Patcher:
 
     Give `threshold` (nats) or `target_bytes_per_patch` (the threshold is then calibrated exactly on the text
     being segmented, or once on a corpus with `fit`). `relative_threshold` drives the monotonic rule.
-    `cache=True` keeps the byte model's scores in the on-disk score cache (`blt.entropy.score_cached`), so scoring
+    `cache=True` keeps the byte model's scores in the on-disk score cache (`entropy.score_cached`), so scoring
     the same texts again (`blt calibrate` twice) reads them back; `progress(n)` hears of every n bytes scored.
     """
 
@@ -112,7 +113,7 @@ class Patcher:
         if rule == "combined" and target_bytes_per_patch is not None:
             raise BltError("calibration supports the global and monotonic rules; give thresholds for combined")
         if isinstance(model, str) and rule in ENTROPY_RULES:
-            from blt.checkpoint import load_model
+            from blt.bytelm.checkpoint import load_model
 
             model = load_model(model)
         if rule in ENTROPY_RULES and not threshold_given and target_bytes_per_patch is None:

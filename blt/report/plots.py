@@ -1,0 +1,54 @@
+"""Matplotlib figures shared by the jobs: the entropy plot with patch boundaries (the BLT paper's Figure 4) and the one
+way every figure is saved (atomically, headless).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from blt.bytelm.entropy import LN2
+from blt.errors import BltError
+from blt.files import write_atomic
+from blt.report.text import char_spans, summary_line
+from blt.segment.patcher import Patches
+
+
+def plot_patches(patches: Patches, path: str | Path, max_bytes: int = 400) -> Path:
+    """Per-byte entropy (bits) with the threshold and patch boundaries, characters on the x axis (the BLT paper's
+    Figure 4, for the user's text). Long inputs show their first `max_bytes` bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if patches.entropies_nats is None:
+        raise BltError("plots need an entropy rule (global, monotonic or combined)")
+    n = min(len(patches.data), max_bytes)
+    bits = patches.entropies_nats[:n] / LN2
+    fig, ax = plt.subplots(figsize=(max(8.0, n * 0.18), 3.6))
+    ax.plot(np.arange(n), bits, marker="o", markersize=3, linewidth=1, color="#1d3557")
+    if patches.threshold_nats is not None:
+        ax.axhline(patches.threshold_nats / LN2, color="#e63946", linestyle="--", linewidth=1, label="threshold")
+        ax.legend(loc="upper right")
+    for s in patches.starts[1:]:
+        if s < n:
+            ax.axvline(s - 0.5, color="#a8dadc", linewidth=1)
+    spans = [c for c in char_spans(patches.data[:n]) if c[0] < n]
+    ax.set_xticks([s for s, _, _ in spans])
+    ax.set_xticklabels([{" ": "␣", "\n": "↵"}.get(lbl, lbl) for _, _, lbl in spans], fontsize=7)
+    ax.set_xlim(-0.5, n - 0.5)
+    ax.set_ylabel("entropy (bits)")
+    ax.set_title(summary_line(patches), fontsize=9)
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)
+    return Path(path)
+
+
+def _savefig(fig: object, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))  # type: ignore[attr-defined]
+    plt.close(fig)  # type: ignore[arg-type]
