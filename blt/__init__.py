@@ -12,9 +12,8 @@ The public entry points are re-exported here so scripts need one import. Old mod
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from blt._moved import install as _install_moved
+from blt._version import __version__
 from blt.bytelm.checkpoint import load_model, save_model_dir
 from blt.bytelm.entropy import ByteScores, corpus_bits_per_byte, entropy_from_logits, score
 from blt.bytelm.model import ByteLM

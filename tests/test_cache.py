@@ -420,10 +420,10 @@ def test_compare_killed_then_rerun_gives_the_undisturbed_numbers(
 
 # ---------------------------------------------------------------------------------------------- blt segment --data
 SEGMENT_KILLS = {
-    "after the second batch": "import blt.bytelm.corpus as c\nreal, n = c.ParquetWriter.write_on_batch_end, [0]\n"
+    "after the second batch": "import blt.segment.corpus as c\nreal, n = c.ParquetWriter.write_on_batch_end, [0]\n"
     "def hook(self, *a):\n    real(self, *a); n[0] += 1\n    n[0] == 2 and os.kill(os.getpid(), signal.SIGKILL)\n"
     "c.ParquetWriter.write_on_batch_end = hook\n",
-    "after summary.json": "import blt.bytelm.corpus as c\nreal = c.write_atomic\n"
+    "after summary.json": "import blt.segment.corpus as c\nreal = c.write_atomic\n"
     "def hook(path, write):\n    real(path, write)\n"
     "    path.name == 'summary.json' and os.kill(os.getpid(), signal.SIGKILL)\nc.write_atomic = hook\n",
 }

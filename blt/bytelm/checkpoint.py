@@ -38,7 +38,7 @@ def bundled_model_dir() -> Path:
 
 def save_model_dir(model: ByteLM, cfg: Config, card: dict[str, Any], path: str | Path) -> Path:
     """Write `path/{model.safetensors, config.yaml, card.json}` atomically (a temp dir renamed into place)."""
-    import blt
+    from blt._version import __version__
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,7 +49,7 @@ def save_model_dir(model: ByteLM, cfg: Config, card: dict[str, Any], path: str |
         full_card = {
             "format": MODEL_FORMAT,
             "format_version": MODEL_FORMAT_VERSION,
-            "blt_version": blt.__version__,
+            "blt_version": __version__,
             "torch_version": torch.__version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **card,

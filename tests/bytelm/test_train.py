@@ -16,7 +16,7 @@ from blt.bytelm.train import LrSchedule, ReportProgress, TrainingInterrupted, ad
 from blt.config import Config, load_config
 from blt.errors import BltError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def tiny_config(corpus: Path, **train_overrides: object) -> Config:

@@ -1,5 +1,5 @@
 """Documents to training data: the train/val split, the memmap cache, the virtual id stream and its windows, and
-the data module (reading the sources: tests/test_sources.py)."""
+the data module (reading the sources: tests/bytelm/test_sources.py)."""
 
 from __future__ import annotations
 

@@ -172,7 +172,7 @@ def test_the_documented_example_is_a_valid_experiment() -> None:
     """docs/experiments.md's YAML: 1 corpus × 2 models × (bpe 2 + global 3×2 + space + tiktoken) = 20 cells."""
     import re
 
-    text = (Path(__file__).resolve().parents[1] / "docs" / "experiments.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "experiments.md").read_text()
     block = re.search(r"```yaml\n(.*?)```", text, re.S)
     assert block is not None
     cfg = experiment_from_dict(yaml.safe_load(block[1]))

@@ -18,7 +18,7 @@ from blt.bytelm.model import ByteLM
 from blt.config import Config, ModelConfig
 from blt.errors import BltError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,7 @@ from blt.metrics import SegmentationStats
 from blt.patching.rules import patch_starts
 from blt.segment.tokenizers import ByteBPE, SentencePieceSegmenter
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LANGS = ("de_Latn", "en_Latn", "es_Latn", "fr_Latn")
 VOCAB = 512
