@@ -1,12 +1,9 @@
-"""Corpus-scale scoring and patching through Lightning's predict loop: documents go in groups to whatever devices
-the Trainer has (`--devices N` shards them over GPUs), and results are written to disk as they arrive.
+"""Corpus-scale scoring through Lightning's predict loop: documents go in groups to whatever devices the Trainer
+has (`--devices N` shards them over GPUs), and results are written to disk as they arrive.
 
-- `segment_corpus`: patch every document of a corpus into `patches-<rank>.parquet` (one row per document: name,
-  label, bytes, patches, bytes_per_patch, patch_lengths) and `summary.json`, streaming, so memory stays flat. The
-  Parquet files stay hidden temp files until the end, when `summary.json` (naming them) is written and they are
-  renamed into place: a run killed at any point leaves no output or an incomplete one that the next run replaces.
-- `score_corpus`: per-byte entropy and surprisal of a list of documents (what `blt compare` and `blt experiment`
-  measure), cached on disk by model weights and corpus content (`blt.cache`), so no corpus is scored twice.
+`score_corpus`: per-byte entropy and surprisal of a list of documents (what `blt compare` and `blt experiment`
+measure), cached on disk by model weights and corpus content (`blt.bytelm.score_cache`), so no corpus is scored
+twice. Corpus-scale patching (`segment_corpus`) builds on this module in `blt.segment.corpus`.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blt.config import ModelConfig
+from blt.config import Config, ModelConfig
 
 
 def _ffn_hidden(cfg: ModelConfig) -> int:
@@ -110,6 +110,8 @@ class ByteLM(nn.Module):
 
     `logits[:, t]` is the prediction for the id at position t + 1, i.e. the model sees ids[:, : t + 1].
     """
+
+    full_config: Config  # the whole config it was trained with: set by blt.bytelm.checkpoint.load_model
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()

@@ -1,5 +1,5 @@
-"""The comparison: entropy patches next to BPE, SentencePiece, tiktoken, HF tokenisers and rule-based segmenters,
-on one corpus, with the same metrics for all (`blt compare`).
+"""Running the comparison: entropy patches next to BPE, SentencePiece, tiktoken, HF tokenisers and rule-based
+segmenters, on one corpus, with the same metrics for all (`blt compare`); `run_compare` strings the steps together.
 
 Flow: the corpus is split by document (`blt.bytelm.data`); trainable tokenisers learn on the training split (by default
 at the largest vocabulary it supports, up to 32k); the byte model (optionally adapted to the training split first)

@@ -284,7 +284,7 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
 
 def experiments_dir() -> Path:
     """configs/experiments of this source tree (the package sits next to configs/ in a checkout)."""
-    return Path(__file__).resolve().parents[1] / "configs" / "experiments"
+    return Path(__file__).resolve().parents[2] / "configs" / "experiments"
 
 
 def shipped_experiments() -> dict[str, Path]:

@@ -1,4 +1,5 @@
-"""Entropies → patches: boundary rules, patch starts and lengths, threshold calibration, a streaming patcher.
+"""Entropies → patches: the boundary rules, patch starts and lengths (calibration and streaming build on these
+in `calibration` and `streaming`).
 
 Owns `entropies → patch_starts → patch_lengths` as pure vectorised numpy functions (torch tensors accepted).
 Convention: `entropies[t]` is the entropy (nats) of the prediction for byte `t` given the bytes before it; byte 0 of

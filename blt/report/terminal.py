@@ -1,6 +1,5 @@
-"""Showing results: patches in the terminal (alternating colours), as a self-contained HTML page (boxes shaded by
-entropy, per-byte values on hover), and as the entropy plot of the BLT paper's Figure 4 for the user's own text;
-files are written atomically.
+"""Patches and scores in the terminal: patches in alternating colours, the per-byte entropy table of
+`blt entropy`, JSON on stdout in chunks, and a byte-counting progress bar.
 """
 
 from __future__ import annotations

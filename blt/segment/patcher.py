@@ -36,7 +36,7 @@ class Patches:
 
     @property
     def spans(self) -> list[tuple[int, int]]:
-        ends = np.append(self.starts[1:], len(self.data)) if len(self.starts) else []
+        ends: np.ndarray | list[int] = np.append(self.starts[1:], len(self.data)) if len(self.starts) else []
         return [(int(s), int(e)) for s, e in zip(self.starts, ends, strict=True)]
 
     @property
