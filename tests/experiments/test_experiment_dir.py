@@ -164,11 +164,11 @@ def test_check_out_dir_refuses_a_file(tmp_path: Path) -> None:
 
 KILL_WHILE_WRITING = """
 import os, signal, sys
-import blt.experiments.report, blt.report.terminal
+import blt.experiments.report, blt.report.plots
 from blt.experiments.config import load_experiment
 from blt.experiments.run import run_experiment
 
-real = blt.report.terminal.write_atomic
+real = blt.report.plots.write_atomic
 
 def write_atomic(path, write):
     if path.name != sys.argv[2]:
@@ -178,7 +178,7 @@ def write_atomic(path, write):
         os.kill(os.getpid(), signal.SIGKILL)
     return real(path, half)
 
-blt.report.terminal.write_atomic = blt.experiments.report.write_atomic = write_atomic
+blt.report.plots.write_atomic = blt.experiments.report.write_atomic = write_atomic
 run_experiment(load_experiment(sys.argv[1]), sys.argv[3])
 """
 
