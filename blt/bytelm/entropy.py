@@ -152,7 +152,7 @@ def plan_windows(n: int, context: int, stride: int) -> list[tuple[int, int, int]
 def autocast_for(device: torch.device, precision: str) -> torch.autocast | nullcontext:
     """`precision`: "32" (fp32), "bf16" (autocast), or "auto" (bf16 on CUDA and on CPUs with native bf16)."""
     if precision == "auto":
-        precision = "bf16" if device.type == "cuda" or _cpu_has_bf16() else "32"
+        precision = "bf16" if device.type == "cuda" or cpu_has_bf16() else "32"
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     if precision != "32":
@@ -160,7 +160,7 @@ def autocast_for(device: torch.device, precision: str) -> torch.autocast | nullc
     return nullcontext()
 
 
-def _cpu_has_bf16() -> bool:
+def cpu_has_bf16() -> bool:
     try:
         with open("/proc/cpuinfo") as f:
             flags = f.read()
