@@ -149,7 +149,7 @@ def plan_windows(n: int, context: int, stride: int) -> list[tuple[int, int, int]
         start += stride
 
 
-def autocast_for(device: torch.device, precision: str) -> torch.autocast | nullcontext:
+def autocast_for(device: torch.device, precision: str) -> torch.autocast | nullcontext[None]:
     """`precision`: "32" (fp32), "bf16" (autocast), or "auto" (bf16 on CUDA and on CPUs with native bf16)."""
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" or cpu_has_bf16() else "32"
@@ -292,8 +292,15 @@ def evaluate_corpus(
 
     def flush() -> None:
         nonlocal total_nats, total_bytes, group_bytes
-        kw = {"batch_size": batch_size, "precision": precision, "progress": progress}
-        for s in score_cached(model, group, cache=cache, model_sha=model_sha, **kw):
+        for s in score_cached(
+            model,
+            group,
+            cache=cache,
+            model_sha=model_sha,
+            batch_size=batch_size,
+            precision=precision,
+            progress=progress,
+        ):
             total_nats += float(s.surprisal_nats.sum(dtype=np.float64))
             total_bytes += len(s)
         group.clear()

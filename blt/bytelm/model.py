@@ -8,6 +8,7 @@ attention and weight tying. No Lightning and no file I/O here: `bytelm.train` tr
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,10 @@ def _ffn_hidden(cfg: ModelConfig) -> int:
 
 class Rotary(nn.Module):
     """Rotary position embedding tables for positions 0..context-1 (extended on demand)."""
+
+    inv_freq: torch.Tensor  # buffers, registered in __init__
+    cos: torch.Tensor
+    sin: torch.Tensor
 
     def __init__(self, head_dim: int, context: int, base: float) -> None:
         super().__init__()
@@ -102,7 +107,8 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.attn_norm(x))
-        return x + self.mlp(self.mlp_norm(x))
+        out: torch.Tensor = x + self.mlp(self.mlp_norm(x))
+        return out
 
 
 class ByteLM(nn.Module):
@@ -116,7 +122,8 @@ class ByteLM(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.card: dict = {}  # provenance (data, steps, val bits/byte) set by blt.bytelm.checkpoint.load_model
+        # provenance (data, steps, val bits/byte) set by blt.bytelm.checkpoint.load_model
+        self.card: dict[str, Any] = {}
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
@@ -147,4 +154,5 @@ class ByteLM(nn.Module):
         x = self.embed(ids)  # [B, T, D]
         for block in self.blocks:
             x = block(x)
-        return self.head(self.norm(x))  # [B, T, V]
+        logits: torch.Tensor = self.head(self.norm(x))  # [B, T, V]
+        return logits

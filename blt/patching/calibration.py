@@ -30,12 +30,16 @@ def calibrate_threshold(
     if target is None or not math.isfinite(target) or total == 0:
         raise BltError(f"calibrate_threshold needs entropies and a target ≥ 1, got {total} bytes and {target!r}")
     e, first = rows.entropies, rows.starts[rows.lengths > 0]
+    assert e is not None  # an entropy rule: _rows checked entropies are given
     v = e if rule == "global" else np.concatenate((e[:1], e[1:] - e[:-1]))  # [N] the value deciding each start
     keep = np.ones(total, dtype=bool)
     keep[first] = False
     x = v[keep]  # [N - rows] the values that can start a patch (a row's first byte always does)
     if max_len is None:
-        count = lambda theta: n_rows + int(np.count_nonzero(x > theta))  # noqa: E731
+
+        def count(theta: float) -> int:
+            return n_rows + int(np.count_nonzero(x > theta))
+
         k_min = n_rows
     else:  # rows are contiguous and begin with an always-start (inf), so the gaps between starts are the patches
         v = v.copy()
@@ -72,7 +76,9 @@ def calibrate_threshold(
     else:  # candidates 0 and the positive values, sorted: the count falls about one per step, with plateaus at ties
         cands = np.concatenate((np.zeros(1, x.dtype), np.sort(x[x > 0])))
         cache = {0: k_max, cands.size - 1: k_min}
-        count_at = lambda i: cache[i] if i in cache else cache.setdefault(i, count(float(cands[i])))  # noqa: E731
+
+        def count_at(i: int) -> int:
+            return cache[i] if i in cache else cache.setdefault(i, count(float(cands[i])))
 
         def first_at_most(k: int, hi: int) -> int:
             # smallest i ≤ hi with count_at(i) ≤ k (true at hi): Illinois regula falsi from the tightest cached
@@ -112,4 +118,5 @@ def _calibrate_threshold_loop(rows: list[Any], target: float, rule: str, max_pat
         spec = _Spec(rule, theta, theta, max_patch_length)
         k = sum(len(_patch_lengths_loop(_patch_start_mask_loop(r, None, spec))) for r in rows)
         best = min(best or (math.inf,), (abs(total / k - target), k, theta))
+    assert best is not None  # the loop runs at least once (θ = 0)
     return best[2]

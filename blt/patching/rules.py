@@ -11,6 +11,7 @@ has a plain-Python twin (`_*_loop`, at the end) that the tests compare against.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -54,7 +55,7 @@ class _Spec:
                 problems.append(
                     f"rule {rule!r} needs {name} (nats); pass {name}=... (CLI: --{name.replace('_', '-')}) {_HINT}"
                 )
-            elif rule in rules and not (_real(value) is not None and _real(value) >= 0):  # NaN fails too
+            elif rule in rules and not ((real := _real(value)) is not None and real >= 0):  # NaN fails too
                 problems.append(f"{name} must be ≥ 0 nats, got {value!r}; pass {name}=... {_HINT}")
             setattr(self, name, _real(value) if rule in rules else None)
         value = _real(self.max_patch_length)
@@ -62,7 +63,7 @@ class _Spec:
         if self.max_patch_length is not None and not ok:
             got = self.max_patch_length
             problems.append(f"max_patch_length must be an integer ≥ 1, got {got!r}; pass None for no limit")
-        self.max_patch_length = int(value) if self.max_patch_length is not None and ok else None
+        self.max_patch_length = int(value) if value is not None and self.max_patch_length is not None and ok else None
         value = _real(self.patch_size)  # an integral size stays an int, so integer sizes patch exactly as before
         ok = value is not None and math.isfinite(value) and value >= 1
         if rule == "fixed" and not ok:
@@ -70,7 +71,9 @@ class _Spec:
                 f"patch_size must be an integer ≥ 1 or a rate in bytes (2.75: unit i starts at byte floor(i·2.75)) "
                 f"≥ 1, got {self.patch_size!r}"
             )
-        self.patch_size = (int(value) if value == int(value) else value) if rule == "fixed" and ok else None
+        self.patch_size = (
+            (int(value) if value == int(value) else value) if rule == "fixed" and ok and value is not None else None
+        )
         if self.blt_compat and rule not in ENTROPY_RULES:
             problems.append(f"blt_compat applies to the entropy rules ({', '.join(ENTROPY_RULES)}), not {rule!r}")
         if problems:
@@ -93,7 +96,8 @@ class _Rows:
 def _to_numpy(x: Any) -> np.ndarray:
     if hasattr(x, "detach"):  # a torch tensor; numpy has no bfloat16, so half precisions widen to float32
         x = x.detach().cpu()
-        return (x.float() if x.is_floating_point() and x.dtype.itemsize < 4 else x).numpy()
+        a: np.ndarray = (x.float() if x.is_floating_point() and x.dtype.itemsize < 4 else x).numpy()
+        return a
     return np.asarray(x)
 
 
@@ -120,7 +124,10 @@ def _is_row_list(x: Any) -> bool:
     return isinstance(x, (list, tuple)) and len(x) > 0 and _real(x[0]) is None
 
 
-def _layout(x: Any, conv: Any, row_lengths: Any, allow_list: bool) -> tuple:
+_Layout = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, tuple[int, ...], bool]
+
+
+def _layout(x: Any, conv: Callable[[Any], np.ndarray], row_lengths: Any, allow_list: bool) -> _Layout:
     """One input -> (flat [N], row starts [B], row lengths [B], valid [N] or None, shape, batched)."""
     if allow_list and _is_row_list(x):
         rows = [conv(r) for r in x]
@@ -158,30 +165,43 @@ def _rows(entropies: Any, data: Any, row_lengths: Any, spec: _Spec, *, allow_lis
     d = None if data is None else _layout(data, _as_data, row_lengths, allow_list)
     if e and d and (e[4] != d[4] or not np.array_equal(e[2], d[2])):
         raise BltError(f"entropies and data differ in shape: {e[4]} vs {d[4]} (row lengths {e[2]} vs {d[2]})")
-    rows = _Rows(e[0] if e else None, d[0] if d else None, *(e or d)[1:])
-    if spec.rule in ENTROPY_RULES and not np.isfinite(rows.entropies.sum()):  # one pass; overflow rechecks below
-        bad = ~np.isfinite(rows.entropies) & (True if rows.valid is None else rows.valid)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            r = int(np.searchsorted(rows.starts, i, side="right") - 1)
-            where = f"[{r}, {i - rows.starts[r]}]" if rows.batched else f"[{i}]"
-            raise BltError(f"entropies{where} is {rows.entropies[i]}; entropies must be finite nats (use log_softmax)")
+    layout = e or d
+    assert layout is not None  # entropies or data, checked above
+    rows = _Rows(e[0] if e else None, d[0] if d else None, *layout[1:])
+    if spec.rule in ENTROPY_RULES:
+        assert rows.entropies is not None  # the rule needs entropies, checked above
+        if not np.isfinite(rows.entropies.sum()):  # one pass; overflow rechecks below
+            bad = ~np.isfinite(rows.entropies) & (True if rows.valid is None else rows.valid)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                r = int(np.searchsorted(rows.starts, i, side="right") - 1)
+                where = f"[{r}, {i - rows.starts[r]}]" if rows.batched else f"[{i}]"
+                raise BltError(
+                    f"entropies{where} is {rows.entropies[i]}; entropies must be finite nats (use log_softmax)"
+                )
     return rows
 
 
 def _native_mask(rows: _Rows, spec: _Spec) -> np.ndarray:
     """[N] bool: the rule's starts over the flat layout, row starts forced, padding cleared, no max-length cuts."""
-    e, d, rule, n = rows.entropies, rows.data, spec.rule, len(rows.entropies if rows.data is None else rows.data)
+    e, d, rule = rows.entropies, rows.data, spec.rule
+    flat = e if d is None else d
+    assert flat is not None  # _rows gives entropies or data
+    n = len(flat)
     m = np.zeros(n, dtype=bool)
     s = int(spec.blt_compat)  # compat: position p reads entropies[p - 1]
     with np.errstate(invalid="ignore", over="ignore"):  # NaN or inf in padding compares False
         if rule == "global" and n > s:
+            # an entropy rule: _rows checked entropies are given, _Spec its thresholds
+            assert e is not None and spec.threshold is not None
             np.greater(e[: n - s], spec.threshold, out=m[s:])
         elif rule in ("monotonic", "combined") and n > 1 + s:
+            assert e is not None and spec.relative_threshold is not None
             np.greater(e[1 : n - s] - e[: n - 1 - s], spec.relative_threshold, out=m[1 + s :])
             if rule == "combined":
                 m[1 + s :] &= e[1 : n - s] > spec.threshold
     if rule == "space":
+        assert d is not None  # _rows checked the space rule has data
         sp, cont = _SPACELIKE[d], (d & 0xC0) == 0x80
         first = sp.copy()  # the first spacelike byte of each run, runs restarting at each row
         first[1:] &= ~sp[:-1]
@@ -195,6 +215,7 @@ def _native_mask(rows: _Rows, spec: _Spec) -> np.ndarray:
             target = np.minimum.accumulate(np.where(barrier, np.arange(n), n)[::-1])[::-1][deferred]
             m[target[target < n]] = True
     elif rule == "fixed":  # offsets within each row
+        assert spec.patch_size is not None  # _Spec validated it for rule 'fixed'
         m = _fixed_mask(np.arange(n) - np.repeat(rows.starts, np.diff(rows.starts, append=n)), spec.patch_size)
     elif rule == "byte":
         m[:] = True
@@ -212,9 +233,11 @@ def _fixed_mask(offsets: np.ndarray, size: float) -> np.ndarray:
     exactly for a non-integer size); an integer size is `o % size == 0`. Since size ≥ 1 the starts floor(i · size)
     are distinct, and only i = ceil(o / size) can give o, up to one step of rounding either way: try all three."""
     if isinstance(size, int):
-        return offsets % size == 0
+        whole: np.ndarray = offsets % size == 0
+        return whole
     i = np.ceil(offsets / size)
-    return np.any([np.floor(np.maximum(i + d, 0) * size) == offsets for d in (-1, 0, 1)], axis=0)
+    hit: np.ndarray = np.any([np.floor(np.maximum(i + d, 0) * size) == offsets for d in (-1, 0, 1)], axis=0)
+    return hit
 
 
 def _lengths(m: np.ndarray, rows: _Rows, max_len: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -268,7 +291,9 @@ def patch_start_mask(
     return m.reshape(rows.shape)
 
 
-def _patch(entropies: Any, row_lengths: Any = None, data: Any = None, **rule: Any) -> tuple:
+def _patch(
+    entropies: Any, row_lengths: Any = None, data: Any = None, **rule: Any
+) -> tuple[np.ndarray | list[np.ndarray], np.ndarray]:
     valid = {"row_lengths", "data", *(f.name for f in fields(_Spec))}
     if set(rule) - valid:
         raise BltError(f"unknown argument(s) {sorted(set(rule) - valid)}; valid: {', '.join(sorted(valid))}")
@@ -301,11 +326,15 @@ def _patch_start_mask_loop(entropies: Any, data: Any, spec: _Spec) -> list[bool]
     e = None if entropies is None else np.asarray(entropies)  # numpy scalars keep the array's float arithmetic
     compat, out, pending, last = int(spec.blt_compat), [], False, 0
     unit = 1  # fixed: the next unit's index i (unit 0 is byte 0, which always starts)
-    spacelike = lambda b: not (chr(b).isascii() and chr(b).isalnum()) and not 0x80 <= b <= 0xBF  # noqa: E731
+
+    def spacelike(b: int) -> bool:
+        return not (chr(b).isascii() and chr(b).isalnum()) and not 0x80 <= b <= 0xBF
+
     for t in range(len(e) if e is not None else len(data)):
         if t == 0 or (compat and t < (2 if spec.rule == "global" else 3)):
             start = True
         elif spec.rule in ENTROPY_RULES:
+            assert e is not None  # an entropy rule is given entropies
             now, before = e[t - compat], e[t - 1 - compat]
             start = spec.rule == "global" or now - before > spec.relative_threshold
             if spec.rule != "monotonic":
@@ -317,6 +346,7 @@ def _patch_start_mask_loop(entropies: Any, data: Any, spec: _Spec) -> list[bool]
         elif spec.rule == "byte":
             start = True
         else:  # fixed: unit i starts at byte floor(i * patch_size)
+            assert spec.patch_size is not None  # _Spec validated it for rule 'fixed'
             start = t == math.floor(unit * spec.patch_size)
             unit += start
         if start or t - last == spec.max_patch_length:

@@ -21,6 +21,10 @@ class StreamingPatcher:
     Rules: global, monotonic, combined, fixed, byte (space patches come from bytes: `patch_start_mask`).
     """
 
+    _pos: int  # set by finish()
+    _prev: float | None
+    _last_start: int
+
     def __init__(
         self,
         rule: str = "global",
@@ -50,10 +54,11 @@ class StreamingPatcher:
         m = _native_mask(one_row, spec)[ext.size - e.size :]  # [n]; the rules look one byte back at most
         t = np.arange(t0, t0 + e.size)
         if spec.rule == "fixed":  # the batch kernel counts from the row start, here from the stream start
+            assert spec.patch_size is not None  # _Spec validated it for rule 'fixed'
             m = _fixed_mask(t, spec.patch_size)
         if spec.max_patch_length is not None:
             m |= (t - np.maximum.accumulate(np.where(m, t, self._last_start))) % spec.max_patch_length == 0
-        starts = t[m].tolist()
+        starts: list[int] = t[m].tolist()
         self._pos, self._prev, self._last_start = t0 + e.size, e[-1], starts[-1] if starts else self._last_start
         return starts
 
