@@ -35,8 +35,9 @@ class Segmenter:
 
 
 def choose_vocab_size(cfg: CompareConfig, train_docs: Sequence[bytes]) -> int:
-    """The default vocabulary size: `default_vocab_size` of the training bytes, raised to the next power of two
-    that lossless SentencePiece (character_coverage=1.0) can reach: one piece per distinct character + 259."""
+    """An experiment cell's vocabulary size when it gives none (`blt compare` uses `vocab_cap`): `default_vocab_size`
+    of the training bytes, raised to the next power of two that lossless SentencePiece (character_coverage=1.0) can
+    reach: one piece per distinct character + 259."""
     from blt.segment.tokenizers import default_vocab_size
 
     vocab = default_vocab_size(sum(map(len, train_docs)))
