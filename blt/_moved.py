@@ -17,7 +17,7 @@ import importlib.machinery
 import sys
 import types
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 REMOVED_IN = "0.3"
 
@@ -50,6 +50,19 @@ MOVED: dict[str, tuple[str, ...]] = {
 
 def moved_message(old: str, new: Sequence[str]) -> str:
     return f"{old} moved to {' and '.join(new)}; the old path will be removed in {REMOVED_IN}"
+
+
+def moved_names(module: str, table: dict[str, str]) -> Callable[[str], object]:
+    """A module-level `__getattr__` for `module` whose names in `table` (name -> new module) moved away: reading one
+    warns (at the caller's line) and returns the new module's object; any other name is an AttributeError."""
+
+    def __getattr__(name: str) -> object:
+        if name not in table:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        warnings.warn(moved_message(f"{module}.{name}", [f"{table[name]}.{name}"]), DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(table[name]), name)
+
+    return __getattr__
 
 
 class _View(types.ModuleType):

@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from blt._moved import moved_names
 from blt.config import DataConfig
 from blt.errors import BltError
 
@@ -267,16 +268,5 @@ _MOVED = {
 }
 
 
-def __getattr__(name: str) -> object:
-    """Deprecated: score and tokeniser cache functions moved next to what they cache (removed from here in 0.3)."""
-    if name not in _MOVED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-    import warnings
-
-    warnings.warn(
-        f"blt.cache.{name} moved to {_MOVED[name]}.{name}; the old path will be removed in 0.3",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return getattr(importlib.import_module(_MOVED[name]), name)
+# Deprecated: score and tokeniser cache functions moved next to what they cache (removed from here in 0.3).
+__getattr__ = moved_names("blt.cache", _MOVED)

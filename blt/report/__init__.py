@@ -10,6 +10,7 @@ May import the top-level modules, `blt.bytelm` (scores), `blt.segment` (patches)
 
 from __future__ import annotations
 
+from blt._moved import moved_names
 from blt.files import write_atomic
 from blt.report.html import html_pieces, patches_html, write_patches_html
 from blt.report.markdown import markdown_table, package_versions
@@ -64,16 +65,5 @@ _MOVED_UP = {
 }
 
 
-def __getattr__(name: str) -> object:
-    """Deprecated: the comparison's renderers moved to `blt.compare.report` (removed from here in 0.3)."""
-    if name not in _MOVED_UP:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-    import warnings
-
-    warnings.warn(
-        f"blt.report.{name} moved to {_MOVED_UP[name]}.{name}; the old path will be removed in 0.3",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return getattr(importlib.import_module(_MOVED_UP[name]), name)
+# Deprecated: the comparison's renderers moved to `blt.compare.report` (removed from here in 0.3).
+__getattr__ = moved_names("blt.report", _MOVED_UP)
