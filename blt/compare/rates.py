@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from blt.errors import BltError
-from blt.metrics import unit_information
+from blt.metrics import evenness_stats, unit_information
 
 # The default reference, first available wins: a pretrained BPE's bytes/token on the evaluation text, as the BLT
 # paper matched Llama 3's tokeniser (o200k: GPT-4o's 200k BPE, the closest offline kin of Llama 3's 128k one);
@@ -50,21 +50,13 @@ def is_matched(bytes_per_unit: float, reference_bpu: float | None) -> bool | Non
 def evenness_point(
     starts_of: Callable[[bytes], np.ndarray], docs: Sequence[bytes], surprisal: Sequence[np.ndarray]
 ) -> tuple[float, float]:
-    """(bytes/unit, CV of bits/unit) of one segmentation of `docs`, graded by per-byte `surprisal` [n] nats;
-    population std as in `SegmentationStats`."""
-    units, total, total_sq = 0, 0.0, 0.0
-    for data, sur in zip(docs, surprisal, strict=True):
-        if not len(data):
-            continue
-        bits = unit_information(sur, starts_of(data)).astype(np.float64)
-        units += bits.size
-        total += float(bits.sum())
-        total_sq += float((bits * bits).sum())
+    """(bytes/unit, CV of bits/unit) of one segmentation of `docs`, graded by per-byte `surprisal` [n] nats:
+    `evenness_stats` over every unit, as the row's `SegmentationStats` gives it."""
+    bits = [unit_information(sur, starts_of(data)) for data, sur in zip(docs, surprisal, strict=True) if len(data)]
+    units = sum(b.size for b in bits)
     if not units:
         return math.nan, math.nan
-    mean = total / units
-    var = max(total_sq / units - mean * mean, 0.0)
-    return sum(map(len, docs)) / units, (math.sqrt(var) / mean if mean > 0 else math.nan)
+    return sum(map(len, docs)) / units, evenness_stats(np.concatenate(bits))["cv"]
 
 
 def interpolate_at(points: Sequence[dict[str, Any]], rate: float, key: str = "bits_per_unit_cv") -> float | None:

@@ -41,12 +41,7 @@ def choose_vocab_size(cfg: CompareConfig, train_docs: Sequence[bytes]) -> int:
     from blt.segment.tokenizers import default_vocab_size
 
     vocab = default_vocab_size(sum(map(len, train_docs)))
-    if any(s.startswith("sp-") for s in cfg.segmenters):
-        chars = set()
-        for d in train_docs:
-            chars.update(d.decode("utf-8", errors="surrogateescape"))
-        vocab = max(vocab, 2 ** math.ceil(math.log2(len(chars) + 259 + 64)))
-    return vocab
+    return max(vocab, sentencepiece_floor(train_docs)) if any(s.startswith("sp-") for s in cfg.segmenters) else vocab
 
 
 def vocab_cap(cfg: CompareConfig, train_docs: Sequence[bytes]) -> int:
@@ -54,10 +49,16 @@ def vocab_cap(cfg: CompareConfig, train_docs: Sequence[bytes]) -> int:
     (character_coverage=1.0) needs when the training text has more distinct characters than that allows."""
     if not any(s.startswith("sp-") for s in cfg.segmenters):
         return MAX_VOCAB
-    chars = set()
+    return max(MAX_VOCAB, sentencepiece_floor(train_docs))
+
+
+def sentencepiece_floor(train_docs: Sequence[bytes]) -> int:
+    """The smallest power of two lossless SentencePiece can train at on these documents: one piece per distinct
+    character + 259 byte/control pieces, + 64 to spare."""
+    chars: set[str] = set()
     for d in train_docs:
         chars.update(d.decode("utf-8", errors="surrogateescape"))
-    return max(MAX_VOCAB, 2 ** math.ceil(math.log2(len(chars) + 259 + 64)))
+    return int(2 ** math.ceil(math.log2(len(chars) + 259 + 64)))
 
 
 def build_tokenisers(
