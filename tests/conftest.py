@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,8 +23,10 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 # made 200 Adam steps of the tiny model take 55 s instead of 0.5 s.
 torch.set_num_threads(1)
 
+from blt.bytelm.checkpoint import save_model_dir  # noqa: E402
 from blt.bytelm.model import ByteLM  # noqa: E402
-from blt.config import ModelConfig  # noqa: E402
+from blt.bytelm.sources import Document  # noqa: E402
+from blt.config import ModelConfig, load_config  # noqa: E402
 from blt.errors import BltError  # noqa: E402
 from blt.segment.pretrained import HFTokenizerSegmenter, TiktokenSegmenter  # noqa: E402
 from blt.segment.tokenizers import ByteBPE, SentencePieceSegmenter  # noqa: E402
@@ -225,3 +228,33 @@ def check_lossless(seg, data: bytes) -> np.ndarray:
     assert starts[0] == 0 and np.all(np.diff(starts) > 0) and starts[-1] < len(data)
     assert b"".join(seg.segments(data)) == data
     return starts
+
+
+# ---------------------------------------------------------------- a labelled Zipf corpus and a saved spiky model
+LANGS = ("de_Latn", "en_Latn", "es_Latn", "fr_Latn")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def zipf_documents(per_language: int = 25, seed: int = 0) -> list[Document]:
+    """`per_language` documents per language of LANGS, labelled like udhr's (`en_Latn`); 15–34 words drawn
+    from the language's UDHR specimen with p ∝ 1/rank, so a small BPE learns the frequent words."""
+    import gflanguages
+
+    rng = np.random.default_rng(seed)
+    languages = gflanguages.LoadLanguages()
+    docs = []
+    for lang in LANGS:
+        words = languages[lang].sample_text.specimen_16.split()
+        p = 1 / np.arange(1, len(words) + 1)
+        for i in range(per_language):
+            text = " ".join(rng.choice(words, size=int(rng.integers(15, 35)), p=p / p.sum()))
+            docs.append(Document(f"udhr/{lang}/{i}", text.encode(), lang))
+    return docs
+
+
+def save_spiky(path: Path, card: dict[str, Any] | None = None) -> Path:
+    """The spiky model saved with the tiny training config (so `adapt` trains it in a few tiny steps)."""
+    model = make_spiky_model()
+    cfg = load_config(REPO / "configs" / "tiny.yaml", [])
+    assert cfg.model == model.cfg
+    return save_model_dir(model, cfg, card or {"steps": 0}, path)

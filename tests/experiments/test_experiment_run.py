@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import assert_user_error, run_cli
-from test_compare import save_spiky, zipf_documents
+from conftest import assert_user_error, run_cli, save_spiky, zipf_documents
 
 import blt.bytelm.corpus
 import blt.bytelm.sources
