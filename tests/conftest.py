@@ -231,19 +231,19 @@ def check_lossless(seg, data: bytes) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- a labelled Zipf corpus and a saved spiky model
-LANGS = ("de_Latn", "en_Latn", "es_Latn", "fr_Latn")
+ZIPF_LANGS = ("de_Latn", "en_Latn", "es_Latn", "fr_Latn")
 REPO = Path(__file__).resolve().parents[1]
 
 
 def zipf_documents(per_language: int = 25, seed: int = 0) -> list[Document]:
-    """`per_language` documents per language of LANGS, labelled like udhr's (`en_Latn`); 15–34 words drawn
+    """`per_language` documents per language of ZIPF_LANGS, labelled like udhr's (`en_Latn`); 15–34 words drawn
     from the language's UDHR specimen with p ∝ 1/rank, so a small BPE learns the frequent words."""
     import gflanguages
 
     rng = np.random.default_rng(seed)
     languages = gflanguages.LoadLanguages()
     docs = []
-    for lang in LANGS:
+    for lang in ZIPF_LANGS:
         words = languages[lang].sample_text.specimen_16.split()
         p = 1 / np.arange(1, len(words) + 1)
         for i in range(per_language):

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import LANGS, make_model, make_spiky_model, save_spiky, zipf_documents
+from conftest import ZIPF_LANGS, make_model, make_spiky_model, save_spiky, zipf_documents
 
 import blt.bytelm.checkpoint
 import blt.bytelm.corpus
@@ -425,9 +425,9 @@ def test_agreement_matrix_by_hand(run: Run) -> None:
 
 def test_by_language_bytes_per_unit_by_hand(run: Run) -> None:
     by_language = run.results["by_language"]
-    assert set(by_language) == set(run.labels) == set(LANGS)
+    assert set(by_language) == set(run.labels) == set(ZIPF_LANGS)
     names = [r["segmenter"] for r in run.results["segmenters"]]
-    for lang in LANGS:
+    for lang in ZIPF_LANGS:
         assert list(by_language[lang]) == names
         for name in ("bpe", "entropy-global"):
             pairs = zip(run.eval_docs, run.starts(name), run.labels, strict=True)
