@@ -8,7 +8,9 @@ from typing import Annotated, Any
 import typer
 
 from blt.cli.shared import (
+    BudgetOpt,
     MaxLenOpt,
+    MinLenOpt,
     ModelOpt,
     Precision,
     RelativeOpt,
@@ -40,6 +42,8 @@ def segment(
     relative_threshold: RelativeOpt = None,
     target_bytes_per_patch: TargetOpt = None,
     max_patch_length: MaxLenOpt = None,
+    budget: BudgetOpt = None,
+    min_patch_length: MinLenOpt = None,
     patch_size: SizeOpt = None,
     reset_at_newlines: Annotated[bool, typer.Option(help="score each line from BOS (entropy drift fix)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print lengths, starts, entropies as JSON")] = False,
@@ -64,6 +68,8 @@ def segment(
         relative_threshold=relative_threshold,
         target_bytes_per_patch=target_bytes_per_patch,
         max_patch_length=max_patch_length,
+        budget=budget,
+        min_patch_length=min_patch_length,
         patch_size=patch_size,
         reset_at_newlines=reset_at_newlines,
         precision=precision.value,
@@ -90,6 +96,7 @@ def segment(
     if as_json:  # streamed: per-byte arrays of a long input never become one list of floats or one string
         write_json(
             {
+                "rule": patches.rule,
                 "lengths": patches.lengths,
                 "starts": patches.starts,
                 "entropies_nats": patches.entropies_nats,
@@ -116,20 +123,22 @@ def calibrate(
     model: ModelOpt = "default",
     rule: RuleOpt = Rule.global_,
     max_patch_length: MaxLenOpt = None,
+    min_patch_length: MinLenOpt = None,
     max_bytes: Annotated[int, typer.Option(help="calibrate on at most this many bytes")] = 4_000_000,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     precision: Annotated[Precision, typer.Option(help="32, bf16 autocast, or auto")] = Precision.fp32,
     cache: Annotated[bool, typer.Option(help="reuse byte-model scores cached in $BLT_CACHE")] = True,
 ) -> None:
-    """Find the threshold that gives a corpus the target mean bytes per patch (exact, not trial and error); scores
+    """Find the threshold (--rule budget: the budget) that gives a corpus the target mean bytes per patch (exact,
+    not trial and error); scores
     are cached, so calibrating the same corpus again (another target) reads them back."""
     from blt.bytelm.sources import iter_documents
     from blt.config import DataConfig
     from blt.report.terminal import byte_progress
     from blt.segment.patcher import Patcher
 
-    if rule.value not in ("global", "monotonic"):
-        raise BltError("calibration supports --rule global or monotonic")
+    if rule.value not in ("global", "monotonic", "budget"):
+        raise BltError(f"calibration supports --rule global, monotonic or budget, not {rule.value}")
     if max_bytes < 1:
         raise BltError(f"--max-bytes must be ≥ 1 (bytes to calibrate on), got {max_bytes}")
     docs, size = [], 0
@@ -146,6 +155,7 @@ def calibrate(
             rule=rule.value,
             target_bytes_per_patch=target_bytes_per_patch,
             max_patch_length=max_patch_length,
+            min_patch_length=min_patch_length,
             precision=precision.value,
             cache=cache,
             progress=advance,
@@ -154,8 +164,9 @@ def calibrate(
     if as_json:
         print_json({"rule": rule.value, **result})
     else:
+        what = "budget" if rule.value == "budget" else "threshold"
         out_console.print(
-            f"{rule.value} threshold {result['threshold_nats']:.6f} nats "
+            f"{rule.value} {what} {result['threshold_nats']:.6f} nats "
             f"({result['threshold_bits']:.6f} bits): {result['bytes_per_patch']:.3f} bytes/patch "
             f"over {result['bytes']:,} bytes (target {target_bytes_per_patch})"
         )

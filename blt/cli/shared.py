@@ -149,6 +149,7 @@ class Rule(str, Enum):
     global_ = "global"
     monotonic = "monotonic"
     combined = "combined"
+    budget = "budget"
     space = "space"
     fixed = "fixed"
     byte = "byte"
@@ -175,6 +176,16 @@ TargetOpt = Annotated[
 
 
 MaxLenOpt = Annotated[int | None, typer.Option("--max-patch-length", help="cut longer patches (bytes)")]
+
+
+BudgetOpt = Annotated[
+    float | None, typer.Option("--budget", help="budget rule: the summed entropy (nats) a patch may hold")
+]
+
+
+MinLenOpt = Annotated[
+    int | None, typer.Option("--min-patch-length", help="budget rule: a shorter patch never ends by budget (bytes)")
+]
 
 
 SizeOpt = Annotated[

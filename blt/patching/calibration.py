@@ -14,16 +14,41 @@ from blt.patching.rules import _patch_lengths_loop, _patch_start_mask_loop, _rea
 
 
 def calibrate_threshold(
-    entropies_list: Any, target_bytes_per_patch: float, *, rule: str = "global", max_patch_length: int | None = None
+    entropies_list: Any,
+    target_bytes_per_patch: float,
+    *,
+    rule: str = "global",
+    max_patch_length: int | None = None,
+    min_patch_length: int | None = None,
 ) -> float:
     """The threshold (nats; the relative threshold for `monotonic`) whose bytes/patch over all rows (total bytes /
     total patches) is closest to the target. A patch starts where a value exceeds θ, so the count is a step function
     of θ with steps at the values: without `max_patch_length` the answer is an order statistic (np.partition); with
     it, a search over the sorted values (raising θ only merges patches, and a merge never needs more cut pieces, so
     the count stays monotone). Returns the smallest θ ≥ 0 giving the chosen count: the largest value not starting a
-    patch. Rows are given as for `patch_lengths` (one row, a list of rows, or [B, T])."""
-    if rule not in ("global", "monotonic"):
-        raise BltError(f"calibrate_threshold supports rule 'global' or 'monotonic', got {rule!r}")
+    patch. Rows are given as for `patch_lengths` (one row, a list of rows, or [B, T]).
+
+    `rule="budget"` returns the budget B (nats) instead (`blt.patching.budget.calibrate_budget`), honouring
+    `min_patch_length` too."""
+    if rule not in ("global", "monotonic", "budget"):
+        raise BltError(f"calibrate_threshold supports rule 'global', 'monotonic' or 'budget', got {rule!r}")
+    if rule == "budget":
+        from blt.patching.budget import calibrate_budget
+
+        spec = _Spec(rule, max_patch_length=max_patch_length, budget=0.0, min_patch_length=min_patch_length)
+        rows, target = _rows(entropies_list, None, None, spec), _real(target_bytes_per_patch)
+        if target is None:
+            raise BltError(f"calibrate_threshold needs a target ≥ 1 bytes/patch, got {target_bytes_per_patch!r}")
+        assert rows.entropies is not None
+        keep = rows.lengths > 0
+        return calibrate_budget(
+            rows.entropies,
+            rows.starts[keep],
+            rows.lengths[keep],
+            target,
+            min_patch_length=spec.min_patch_length,
+            max_patch_length=spec.max_patch_length,
+        )
     spec = _Spec(rule, 0.0, 0.0, max_patch_length)
     rows, target = _rows(entropies_list, None, None, spec), _real(target_bytes_per_patch)
     total, n_rows, max_len = int(rows.lengths.sum()), int((rows.lengths > 0).sum()), spec.max_patch_length

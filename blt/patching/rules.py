@@ -19,8 +19,9 @@ import numpy as np
 
 from blt.errors import BltError
 
-RULES = ("global", "monotonic", "combined", "space", "fixed", "byte")
-ENTROPY_RULES = ("global", "monotonic", "combined")
+RULES = ("global", "monotonic", "combined", "budget", "space", "fixed", "byte")
+ENTROPY_RULES = ("global", "monotonic", "combined", "budget")
+THRESHOLD_RULES = ("global", "monotonic", "combined")  # a spike starts a patch (the reference code's rules)
 _HINT = "or use calibrate_threshold / --target-bytes-per-patch"
 # SpaceByte's spacelike bytes: not [0-9A-Za-z] and not a UTF-8 continuation byte (0x80-0xBF)
 _SPACELIKE = np.array([not (chr(b).isascii() and chr(b).isalnum()) and not 0x80 <= b <= 0xBF for b in range(256)])
@@ -44,12 +45,18 @@ class _Spec:
     max_patch_length: int | None = None
     patch_size: float | None = None  # bytes; a non-integer L starts unit i at byte floor(i * L)
     blt_compat: bool = False
+    budget: float | None = None  # nats a budget patch may hold (blt.patching.budget)
+    min_patch_length: int | None = None  # bytes; budget rule only: a shorter patch never ends by budget
 
     def __post_init__(self) -> None:
         rule, problems = self.rule, []
         if rule not in RULES:
             raise BltError(f"unknown rule {rule!r}; valid rules: {', '.join(RULES)}")
-        for name, rules in (("threshold", ("global", "combined")), ("relative_threshold", ("monotonic", "combined"))):
+        for name, rules in (
+            ("threshold", ("global", "combined")),
+            ("relative_threshold", ("monotonic", "combined")),
+            ("budget", ("budget",)),
+        ):
             value = getattr(self, name)
             if rule in rules and value is None:
                 problems.append(
@@ -64,6 +71,14 @@ class _Spec:
             got = self.max_patch_length
             problems.append(f"max_patch_length must be an integer ≥ 1, got {got!r}; pass None for no limit")
         self.max_patch_length = int(value) if value is not None and self.max_patch_length is not None and ok else None
+        value = _real(self.min_patch_length)
+        ok = value is not None and math.isfinite(value) and value >= 1 and value == int(value)
+        if self.min_patch_length is not None and rule == "budget" and not ok:
+            problems.append(f"min_patch_length must be an integer ≥ 1, got {self.min_patch_length!r}; pass None for 1")
+        self.min_patch_length = int(value) if rule == "budget" and ok and value is not None else None
+        low, high = self.min_patch_length, self.max_patch_length
+        if low is not None and high is not None and low > high:
+            problems.append(f"min_patch_length {low} is above max_patch_length {high}; lower it or raise the maximum")
         value = _real(self.patch_size)  # an integral size stays an int, so integer sizes patch exactly as before
         ok = value is not None and math.isfinite(value) and value >= 1
         if rule == "fixed" and not ok:
@@ -74,8 +89,10 @@ class _Spec:
         self.patch_size = (
             (int(value) if value == int(value) else value) if rule == "fixed" and ok and value is not None else None
         )
-        if self.blt_compat and rule not in ENTROPY_RULES:
-            problems.append(f"blt_compat applies to the entropy rules ({', '.join(ENTROPY_RULES)}), not {rule!r}")
+        if self.blt_compat and rule not in THRESHOLD_RULES:
+            problems.append(
+                f"blt_compat applies to the reference code's rules ({', '.join(THRESHOLD_RULES)}), not {rule!r}"
+            )
         if problems:
             raise BltError("; ".join(problems))
 
@@ -219,6 +236,20 @@ def _native_mask(rows: _Rows, spec: _Spec) -> np.ndarray:
         m = _fixed_mask(np.arange(n) - np.repeat(rows.starts, np.diff(rows.starts, append=n)), spec.patch_size)
     elif rule == "byte":
         m[:] = True
+    elif rule == "budget":  # max_patch_length is part of the rule (a forced cut resets the patch's entropy)
+        from blt.patching.budget import budget_scan
+
+        assert e is not None and spec.budget is not None
+        lengths = rows.lengths
+        budget_scan(
+            e,
+            rows.starts,
+            lengths,
+            spec.budget,
+            min_patch_length=spec.min_patch_length,
+            max_patch_length=spec.max_patch_length,
+            out=m,
+        )
     m[rows.starts[rows.lengths > 0]] = True
     if spec.blt_compat:  # the reference forces positions 1 (and 2 unless global) and never starts 3 when combined
         for k in (1, 2) if rule != "global" else (1,):
@@ -269,11 +300,15 @@ def patch_start_mask(
     data: Any = None,
     patch_size: float | None = None,
     row_lengths: Any = None,
+    budget: float | None = None,
+    min_patch_length: int | None = None,
 ) -> np.ndarray:
     """entropies [T] or [B, T] (nats) -> bool mask of the same shape, True where a patch starts.
 
     Byte 0 of each row always starts; byte t ≥ 1 starts under `global` iff entropies[t] > threshold, `monotonic` iff
-    entropies[t] - entropies[t-1] > relative_threshold, `combined` iff both; `space` (needs `data`) starts right
+    entropies[t] - entropies[t-1] > relative_threshold, `combined` iff both; `budget` iff the open patch's summed
+    entropy plus entropies[t] exceeds `budget` nats (a patch shorter than `min_patch_length` goes on; see
+    `blt.patching.budget`); `space` (needs `data`) starts right
     after the first spacelike byte of a run, or after the multi-byte character holding it, never inside one;
     `fixed` every `patch_size` bytes, or for a non-integer size L at floor(i·L) (n=10, L=2.5: starts 0, 2, 5, 7;
     lengths 2, 3, 2, 3); `byte` every byte. `max_patch_length=M` cuts a longer patch into
@@ -281,10 +316,14 @@ def patch_start_mask(
     `blt_compat=True` follows the reference code: position p (BOS at p = 0) reads entropies[p - 1], positions 0 and 1
     always start, monotonic and combined also force 2, and combined never starts 3.
     """
-    spec = _Spec(rule, threshold, relative_threshold, max_patch_length, patch_size, blt_compat)
+    spec = _Spec(
+        rule, threshold, relative_threshold, max_patch_length, patch_size, blt_compat, budget, min_patch_length
+    )
     rows = _rows(entropies, data, row_lengths, spec, allow_list=False)
     m = _native_mask(rows, spec)
-    if spec.max_patch_length is not None:  # every row's byte 0 is a start, so the cuts restart at each row
+    if (
+        spec.max_patch_length is not None and spec.rule != "budget"
+    ):  # every row's byte 0 is a start, so the cuts restart at each row
         t = np.arange(m.size)
         m |= (t - np.maximum.accumulate(np.where(m, t, 0))) % spec.max_patch_length == 0
         m = m if rows.valid is None else m & rows.valid
@@ -323,6 +362,11 @@ def patch_starts(entropies: Any = None, **kwargs: Any) -> np.ndarray | list[np.n
 
 
 def _patch_start_mask_loop(entropies: Any, data: Any, spec: _Spec) -> list[bool]:
+    if spec.rule == "budget":
+        from blt.patching.budget import _budget_mask_loop
+
+        assert spec.budget is not None  # _Spec checked it
+        return _budget_mask_loop(entropies, spec.budget, spec.min_patch_length, spec.max_patch_length)
     e = None if entropies is None else np.asarray(entropies)  # numpy scalars keep the array's float arithmetic
     compat, out, pending, last = int(spec.blt_compat), [], False, 0
     unit = 1  # fixed: the next unit's index i (unit 0 is byte 0, which always starts)

@@ -15,10 +15,11 @@ from blt.patching.rules import _as_entropies, _fixed_mask, _native_mask, _Rows, 
 class StreamingPatcher:
     """Patch starts of one stream of entropies, pushed in chunks or byte by byte (what generation needs).
 
-    Every rule here decides byte t from entropies[t] and entropies[t-1] (and the last start, for cuts), so a start is
-    final as soon as its byte's entropy arrives: `push` returns the starts among the new bytes, O(chunk), keeping
-    three numbers between calls. Concatenated outputs equal `np.flatnonzero(patch_start_mask(all entropies))`.
-    Rules: global, monotonic, combined, fixed, byte (space patches come from bytes: `patch_start_mask`).
+    Every rule here decides byte t from entropies[t] and entropies[t-1] (and the last start, for cuts), or, for
+    `budget`, from entropies[t] and the open patch's summed entropy (one carried float), so a start is final as soon
+    as its byte's entropy arrives: `push` returns the starts among the new bytes, O(chunk), keeping a few numbers
+    between calls. Concatenated outputs equal `np.flatnonzero(patch_start_mask(all entropies))`.
+    Rules: global, monotonic, combined, budget, fixed, byte (space patches come from bytes: `patch_start_mask`).
     """
 
     _pos: int  # set by finish()
@@ -33,10 +34,20 @@ class StreamingPatcher:
         relative_threshold: float | None = None,
         max_patch_length: int | None = None,
         patch_size: float | None = None,
+        budget: float | None = None,
+        min_patch_length: int | None = None,
     ) -> None:
         if rule == "space":
             raise BltError("StreamingPatcher patches entropies; for space patches call patch_start_mask(rule='space')")
-        self._spec = _Spec(rule, threshold, relative_threshold, max_patch_length, patch_size)
+        self._spec = _Spec(
+            rule,
+            threshold,
+            relative_threshold,
+            max_patch_length,
+            patch_size,
+            budget=budget,
+            min_patch_length=min_patch_length,
+        )
         self.finish()
 
     def push(self, entropies_chunk: Any) -> list[int]:
@@ -49,6 +60,23 @@ class StreamingPatcher:
             raise BltError(f"entropies[{t0 + i}] is {e[i]}; entropies must be finite nats")
         if e.size == 0:
             return []
+        if spec.rule == "budget":  # the kernel carries the open patch's entropy and length across chunks
+            from blt.patching.budget import budget_scan
+
+            assert spec.budget is not None  # _Spec checked it
+            m = np.zeros(e.size, dtype=bool)
+            acc, run, _ = budget_scan(
+                e,
+                np.zeros(1, np.int64),
+                np.array([e.size]),
+                spec.budget,
+                min_patch_length=spec.min_patch_length,
+                max_patch_length=spec.max_patch_length,
+                out=m,
+                state=self._budget_state,
+            )
+            self._budget_state, self._pos = (acc, run), t0 + e.size
+            return (np.flatnonzero(m) + t0).tolist()
         ext = e if self._prev is None else np.concatenate((np.asarray([self._prev], dtype=e.dtype), e))
         one_row = _Rows(ext, None, np.zeros(1, np.int64), np.array([ext.size]), None, ext.shape, False)
         m = _native_mask(one_row, spec)[ext.size - e.size :]  # [n]; the rules look one byte back at most
@@ -65,4 +93,5 @@ class StreamingPatcher:
     def finish(self) -> list[int]:
         """End the stream and start a new one; returns the starts still pending (none: each is final when pushed)."""
         self._pos, self._prev, self._last_start = 0, None, 0  # bytes seen, last entropy, last start
+        self._budget_state: tuple[float, int] = (0.0, 0)  # budget: the open patch's entropy (nats) and length
         return []

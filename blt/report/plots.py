@@ -24,12 +24,20 @@ def plot_patches(patches: Patches, path: str | Path, max_bytes: int = 400) -> Pa
     import matplotlib.pyplot as plt
 
     if patches.entropies_nats is None:
-        raise BltError("plots need an entropy rule (global, monotonic or combined)")
+        raise BltError("plots need an entropy rule (global, monotonic, combined or budget)")
     n = min(len(patches.data), max_bytes)
     bits = patches.entropies_nats[:n] / LN2
     fig, ax = plt.subplots(figsize=(max(8.0, n * 0.18), 3.6))
     ax.plot(np.arange(n), bits, marker="o", markersize=3, linewidth=1, color="#1d3557")
-    if patches.threshold_nats is not None:
+    if patches.rule == "budget" and patches.threshold_nats is not None:  # what the rule compares: each patch's sum
+        bits_all = patches.entropies_nats / LN2
+        total = np.cumsum(bits_all)
+        starts = np.asarray(patches.starts)
+        held = total - np.repeat(total[starts] - bits_all[starts], np.diff(np.append(starts, len(bits_all))))
+        ax.step(np.arange(n), held[:n], where="mid", color="#457b9d", linewidth=1, label="patch's summed entropy")
+        ax.axhline(patches.threshold_nats / LN2, color="#e63946", linestyle="--", linewidth=1, label="budget")
+        ax.legend(loc="upper right")
+    elif patches.threshold_nats is not None:
         ax.axhline(patches.threshold_nats / LN2, color="#e63946", linestyle="--", linewidth=1, label="threshold")
         ax.legend(loc="upper right")
     for s in patches.starts[1:]:

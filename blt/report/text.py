@@ -68,7 +68,8 @@ def byte_label(data: bytes, t: int) -> str:
 def summary_line(patches: Patches) -> str:
     line = f"{len(patches.starts)} patches, {len(patches.data)} bytes, {patches.bytes_per_patch:.2f} bytes/patch"
     if patches.threshold_nats is not None:
-        line += f", threshold {patches.threshold_nats:.4f} nats ({patches.threshold_nats / LN2:.4f} bits)"
+        what = "budget" if patches.rule == "budget" else "threshold"
+        line += f", {what} {patches.threshold_nats:.4f} nats ({patches.threshold_nats / LN2:.4f} bits)"
     if patches.relative_threshold_nats is not None:
         rel = patches.relative_threshold_nats
         line += f", relative threshold {rel:.4f} nats ({rel / LN2:.4f} bits)"

@@ -27,8 +27,9 @@ class Patches:
     data: bytes
     starts: np.ndarray  # [P] int64, strictly increasing
     entropies_nats: np.ndarray | None  # [n] float32 for entropy rules, None otherwise
-    threshold_nats: float | None  # the rule's threshold (monotonic: the relative one)
+    threshold_nats: float | None  # the rule's threshold (monotonic: the relative one; budget: the budget)
     relative_threshold_nats: float | None = None  # the combined rule's second threshold
+    rule: str = "global"  # the boundary rule that placed the starts
 
     @property
     def lengths(self) -> np.ndarray:
@@ -62,17 +63,18 @@ DEFAULT_TARGET_BYTES_PER_PATCH = 4.5  # BLT-Entropy's 4.5 bytes/patch in the pap
 def default_thresholds(
     model: ByteLM, texts: Sequence[bytes], target: float = DEFAULT_TARGET_BYTES_PER_PATCH, precision: str = "32"
 ) -> dict[str, float]:
-    """Global and monotonic thresholds that give `texts` `target` bytes/patch: stored in a model's card as the
-    thresholds `Patcher` uses when it is given none."""
+    """Global and monotonic thresholds and the budget that give `texts` `target` bytes/patch: stored in a model's
+    card as the values `Patcher` uses when it is given none."""
     ents = [s.entropy_nats for s in score(model, list(texts), precision=precision)]
-    return {rule: calibrate_threshold(ents, target, rule=rule) for rule in ("global", "monotonic")}
+    return {rule: calibrate_threshold(ents, target, rule=rule) for rule in ("global", "monotonic", "budget")}
 
 
 class Patcher:
     """Entropy (or rule-based) patching of text with a byte model.
 
     Give `threshold` (nats) or `target_bytes_per_patch` (the threshold is then calibrated exactly on the text
-    being segmented, or once on a corpus with `fit`). `relative_threshold` drives the monotonic rule.
+    being segmented, or once on a corpus with `fit`). `relative_threshold` drives the monotonic rule, `budget` (nats
+    per patch) and `min_patch_length` the budget rule (`blt.patching.budget`).
     `cache=True` keeps the byte model's scores in the on-disk score cache (`entropy.score_cached`), so scoring
     the same texts again (`blt calibrate` twice) reads them back; `progress(n)` hears of every n bytes scored.
     """
@@ -92,10 +94,18 @@ class Patcher:
         batch_size: int = 16,
         cache: bool = False,
         progress: Callable[[int], None] | None = None,
+        budget: float | None = None,
+        min_patch_length: int | None = None,
     ) -> None:
         if rule not in RULES:
             raise BltError(f"unknown rule {rule!r}; valid rules: {', '.join(RULES)}")
-        threshold_given = threshold is not None or relative_threshold is not None
+        if budget is not None and rule != "budget":  # else it would be ignored without a word
+            raise BltError(
+                f"--budget sets the budget rule's nats per patch; the {rule} rule has none: add --rule budget"
+            )
+        if min_patch_length is not None and rule != "budget":
+            raise BltError(f"--min-patch-length applies to the budget rule, not {rule!r}: add --rule budget")
+        threshold_given = threshold is not None or relative_threshold is not None or budget is not None
         if threshold_given and target_bytes_per_patch is not None:
             raise BltError("give either a threshold or target_bytes_per_patch (--target-bytes-per-patch), not both")
         if patch_size is not None and rule != "fixed":  # else it would be ignored without a word
@@ -111,7 +121,7 @@ class Patcher:
                 f"(--target-bytes-per-patch; 1 means a patch per byte)"
             )
         if rule == "combined" and target_bytes_per_patch is not None:
-            raise BltError("calibration supports the global and monotonic rules; give thresholds for combined")
+            raise BltError("calibration supports the global, monotonic and budget rules; give thresholds for combined")
         if isinstance(model, str) and rule in ENTROPY_RULES:
             from blt.bytelm.checkpoint import load_model
 
@@ -120,10 +130,19 @@ class Patcher:
             # The model's own thresholds, calibrated when it was built (see default_thresholds).
             stored = getattr(model, "card", {}).get("patch_thresholds_nats", {})
             threshold, relative_threshold = stored.get("global"), stored.get("monotonic")
-            if (rule != "monotonic" and threshold is None) or (rule != "global" and relative_threshold is None):
+            budget = stored.get("budget") if rule == "budget" else None
+            if rule == "budget":
+                threshold = relative_threshold = None
+            missing = (
+                budget is None
+                if rule == "budget"
+                else ((rule != "monotonic" and threshold is None) or (rule != "global" and relative_threshold is None))
+            )
+            if missing:
+                option = "--budget" if rule == "budget" else "--threshold / --relative-threshold"
                 raise BltError(
-                    f"the {rule} rule needs a threshold in nats (--threshold / --relative-threshold) or a target "
-                    f"(--target-bytes-per-patch X) to calibrate one; this model's card stores none"
+                    f"the {rule} rule needs its value in nats ({option}) or a target (--target-bytes-per-patch X) "
+                    f"to calibrate one; this model's card stores none"
                 )
             if rule == "global":
                 relative_threshold = None
@@ -135,6 +154,7 @@ class Patcher:
         self.patch_size, self.reset_at_newlines = patch_size, reset_at_newlines
         self.precision, self.batch_size = precision, batch_size
         self.cache, self.progress = cache, progress
+        self.budget, self.min_patch_length = budget, min_patch_length
 
     # -- scoring ------------------------------------------------------------------------------------------
     def entropies(self, texts: Sequence[str | bytes]) -> list[np.ndarray]:
@@ -154,7 +174,11 @@ class Patcher:
         datas = [as_bytes(t) for t in texts if len(t)]
         ents = self.entropies(datas)
         value = calibrate_threshold(
-            ents, self.target_bytes_per_patch, rule=self.rule, max_patch_length=self.max_patch_length
+            ents,
+            self.target_bytes_per_patch,
+            rule=self.rule,
+            max_patch_length=self.max_patch_length,
+            min_patch_length=self.min_patch_length,
         )
         self._set_threshold(value)
         target, self.target_bytes_per_patch = self.target_bytes_per_patch, None
@@ -171,12 +195,15 @@ class Patcher:
 
     @property
     def rule_threshold(self) -> float | None:
-        """The threshold the rule cuts at (nats): the relative one for monotonic, the global one otherwise."""
-        return self.relative_threshold if self.rule == "monotonic" else self.threshold
+        """The value the rule cuts at (nats): the relative threshold for monotonic, the budget for budget, the
+        global threshold otherwise."""
+        return {"monotonic": self.relative_threshold, "budget": self.budget}.get(self.rule, self.threshold)
 
     def _set_threshold(self, value: float) -> None:
         if self.rule == "monotonic":
             self.relative_threshold = value
+        elif self.rule == "budget":
+            self.budget = value
         else:
             self.threshold = value
 
@@ -195,6 +222,7 @@ class Patcher:
                             self.target_bytes_per_patch,
                             rule=self.rule,
                             max_patch_length=self.max_patch_length,
+                            min_patch_length=self.min_patch_length,
                         )
                     )
         return self._from_entropies(datas, ents)
@@ -205,7 +233,7 @@ class Patcher:
         out = []
         for data, ent in zip(datas, ents, strict=True):
             if not data:  # empty text: zero patches, whatever the rule or threshold
-                out.append(Patches(data, np.zeros(0, dtype=np.int64), ent, threshold, relative))
+                out.append(Patches(data, np.zeros(0, dtype=np.int64), ent, threshold, relative, self.rule))
                 continue
             starts = patch_starts(
                 ent,
@@ -215,8 +243,10 @@ class Patcher:
                 max_patch_length=self.max_patch_length,
                 data=np.frombuffer(data, dtype=np.uint8),
                 patch_size=self.patch_size,
+                budget=self.budget,
+                min_patch_length=self.min_patch_length,
             )
-            out.append(Patches(data, np.asarray(starts, dtype=np.int64), ent, threshold, relative))
+            out.append(Patches(data, np.asarray(starts, dtype=np.int64), ent, threshold, relative, self.rule))
         return out
 
     def segment(self, text: str | bytes) -> list[bytes]:

@@ -98,6 +98,7 @@ def test_segment_file_with_the_space_rule_needs_no_model(tmp_path: Path) -> None
     f.write_bytes(b"ok \xff end")
     got = segment_json("--file", str(f), "--rule", "space")
     assert got == {
+        "rule": "space",
         "lengths": [3, 5],
         "starts": [0, 3],
         "entropies_nats": None,
@@ -314,10 +315,15 @@ def test_bad_input_gives_one_clear_line(model_dir: Path, plain_model_dir: Path, 
     assert_user_error(["segment", "--file", str(tmp_path / "missing.txt"), *m, "--threshold", "1"], "does not exist")
     assert_user_error(["segment", TEXT, "--file", str(corpus / "d0.txt"), "--rule", "byte"], "exactly one")
     assert_user_error(["segment", TEXT, *m, "--rule", "fixed"], "patch_size must be an integer ≥ 1")
+    assert_user_error(["segment", TEXT, *m, "--budget", "3"], "add --rule budget")
+    assert_user_error(["segment", TEXT, *m, "--min-patch-length", "2"], "applies to the budget rule")
+    assert_user_error(["segment", TEXT, *m, "--rule", "budget", "--budget", "-1"], "budget must be ≥ 0 nats")
+    assert_user_error(["segment", TEXT, *m, "-r", "budget", "--budget", "3", "--min-patch-length", "0"], "≥ 1, got 0")
     assert_user_error(["segment", TEXT, "--model", str(plain_model_dir)], "--threshold")  # no card thresholds either
     assert_user_error(["segment", TEXT, "--model", str(tmp_path / "nope"), "--threshold", "1"], "not found")
     assert_user_error(
-        ["calibrate", "--data", str(corpus), "--target-bytes-per-patch", "4", "--rule", "space", *m], "global or mono"
+        ["calibrate", "--data", str(corpus), "--target-bytes-per-patch", "4", "--rule", "space", *m],
+        "monotonic or budget, not space",
     )
     assert_user_error(["calibrate", "--data", str(corpus), "--target-bytes-per-patch", "0.5", *m], "out of reach")
     assert_user_error(

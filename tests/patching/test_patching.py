@@ -236,7 +236,15 @@ def test_torch_input_is_accepted() -> None:
         ({"entropies": [0.1], "rule": "fixed", "patch_size": 0}, r"floor\(i·2\.75\)\) ≥ 1, got 0$"),
         ({"entropies": [0.1], "rule": "fixed", "patch_size": float("inf")}, "patch_size must be an integer ≥ 1"),
         ({"entropies": [0.1], "rule": "space"}, "needs data="),
-        ({"data": b"ab", "rule": "space", "blt_compat": True}, "blt_compat applies to the entropy rules"),
+        ({"data": b"ab", "rule": "space", "blt_compat": True}, "blt_compat applies to the reference code's rules"),
+        ({"entropies": [0.1], "rule": "budget", "budget": 1, "blt_compat": True}, "not 'budget'"),
+        ({"entropies": [0.1], "rule": "budget"}, "rule 'budget' needs budget"),
+        ({"entropies": [0.1], "rule": "budget", "budget": -2}, "budget must be ≥ 0 nats, got -2"),
+        ({"entropies": [0.1], "rule": "budget", "budget": 1, "min_patch_length": 0}, "min_patch_length must be an"),
+        (
+            {"entropies": [0.1], "rule": "budget", "budget": 1, "min_patch_length": 5, "max_patch_length": 4},
+            "min_patch_length 5 is above max_patch_length 4",
+        ),
         ({"entropies": [0.1, 0.2], "data": b"abc", "rule": "space"}, "differ in shape"),
         ({"entropies": np.zeros((2, 3)), "threshold": 1, "row_lengths": [3]}, "row_lengths must be 2 integers"),
         ({"entropies": np.zeros((2, 3)), "threshold": 1, "row_lengths": [3, 4]}, r"row_lengths\[1\] = 4 is outside"),
@@ -273,7 +281,7 @@ def test_calibration_errors() -> None:
         calibrate_threshold(rows, 0.5)
     with pytest.raises(BltError, match="out of reach.*gives 1 to 4 bytes/patch"):
         calibrate_threshold(rows, 5)
-    with pytest.raises(BltError, match="supports rule 'global' or 'monotonic'"):
+    with pytest.raises(BltError, match="supports rule .global., .monotonic. or .budget."):
         calibrate_threshold(rows, 2, rule="space")
     with pytest.raises(BltError, match="needs entropies and a target"):
         calibrate_threshold([np.zeros(0)], 2)
@@ -311,6 +319,9 @@ def cases(draw: st.DrawFn, rules: tuple[str, ...] = RULES, max_size: int = 40) -
         kw["blt_compat"] = draw(st.booleans())
     if rule == "fixed":
         kw["patch_size"] = draw(st.integers(1, 7) | st.floats(1, 7) | st.sampled_from([1.5, 2.5, 2.75, 10 / 3]))
+    if rule == "budget":
+        kw["budget"] = draw(st.sampled_from(NATS) | st.floats(0, 12))
+        kw["min_patch_length"] = draw(st.none() | st.integers(1, kw["max_patch_length"] or 6))
     return e, data, kw
 
 
@@ -364,7 +375,9 @@ def test_raising_threshold_never_adds_patches(e: list, a: float, b: float, rule:
 
 
 @SETTINGS
-@given(st.lists(cases(rules=("global", "monotonic", "combined", "space", "fixed")), min_size=1, max_size=4), nats)
+@given(
+    st.lists(cases(rules=("global", "monotonic", "combined", "budget", "space", "fixed")), min_size=1, max_size=4), nats
+)
 def test_ragged_batch_equals_row_by_row(rows: list, junk: float) -> None:
     """A list of rows, and the same rows right-padded into [B, T] (padding: junk, NaN, inf) with row_lengths, give
     each row's own result; nothing in one row (or its padding) changes another."""
@@ -397,7 +410,10 @@ def test_prefix_patching_is_patching_prefix(case: tuple, k: int) -> None:
 
 
 @SETTINGS
-@given(cases(rules=("global", "monotonic", "combined", "fixed", "byte")), st.lists(st.integers(0, 12), max_size=8))
+@given(
+    cases(rules=("global", "monotonic", "combined", "budget", "fixed", "byte")),
+    st.lists(st.integers(0, 12), max_size=8),
+)
 def test_streaming_equals_batch(case: tuple, cuts: list[int]) -> None:
     e, _, kw = case
     kw = {k: v for k, v in kw.items() if k != "blt_compat"}  # the reference's conventions are batch-only

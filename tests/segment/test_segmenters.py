@@ -33,6 +33,7 @@ RULE_KW = {
     "global": {"threshold": 0.1},
     "monotonic": {"relative_threshold": 0.05},
     "combined": {"threshold": 0.1, "relative_threshold": 0.0},
+    "budget": {"budget": 0.5, "min_patch_length": 2},
     "space": {},
     "fixed": {"patch_size": 3},
     "byte": {},
@@ -78,7 +79,7 @@ def test_every_rule_reassembles_multilingual_invalid_and_empty_input(rule: str) 
         assert p.lengths.sum() == len(data) and (p.lengths > 0).all()
         assert (len(p.starts) == 0) == (not data) and (not data or p.starts[0] == 0)
         assert p.spans == [(int(s), int(s + n)) for s, n in zip(p.starts, p.lengths, strict=True)]
-        assert (p.entropies_nats is not None) == (rule in ("global", "monotonic", "combined"))
+        assert (p.entropies_nats is not None) == (rule in ("global", "monotonic", "combined", "budget"))
     assert patcher.segment(TEXT) == patcher.patch([TEXT])[0].segments
     assert patcher.spans(INVALID) == patcher.patch([INVALID])[0].spans
 
