@@ -12,6 +12,7 @@ from blt.cli.shared import (
     MaxLenOpt,
     MinLenOpt,
     ModelOpt,
+    PatcherOpt,
     Precision,
     RelativeOpt,
     Rule,
@@ -37,7 +38,8 @@ def segment(
     data: Annotated[list[str] | None, typer.Option("--data", "-d", help="segment a whole corpus into --out")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="output directory for --data")] = None,
     model: ModelOpt = "default",
-    rule: RuleOpt = Rule.global_,
+    patcher_dir: PatcherOpt = None,
+    rule: Annotated[Rule | None, typer.Option("--rule", "-r", help="boundary rule [default: global]")] = None,
     threshold: ThresholdOpt = None,
     relative_threshold: RelativeOpt = None,
     target_bytes_per_patch: TargetOpt = None,
@@ -61,19 +63,30 @@ def segment(
     from blt.report.terminal import byte_progress, render_terminal, write_json
     from blt.segment.patcher import Patcher
 
-    patcher = Patcher(
-        model,
-        rule=rule.value,
-        threshold=threshold,
-        relative_threshold=relative_threshold,
-        target_bytes_per_patch=target_bytes_per_patch,
-        max_patch_length=max_patch_length,
-        budget=budget,
-        min_patch_length=min_patch_length,
-        patch_size=patch_size,
-        reset_at_newlines=reset_at_newlines,
-        precision=precision.value,
-    )
+    rule_options = {
+        "threshold": threshold,
+        "relative_threshold": relative_threshold,
+        "target_bytes_per_patch": target_bytes_per_patch,
+        "max_patch_length": max_patch_length,
+        "budget": budget,
+        "min_patch_length": min_patch_length,
+        "patch_size": patch_size,
+    }
+    if patcher_dir is not None:
+        given = [f"--{k.replace('_', '-')}" for k, v in rule_options.items() if v is not None]
+        given += ["--model"] * (model != "default") + ["--rule"] * (rule is not None)
+        given += ["--reset-at-newlines"] * reset_at_newlines
+        if given:
+            raise BltError(f"--patcher DIR carries its model, rule and values; drop {', '.join(given)}")
+        patcher = Patcher.load(patcher_dir, precision=precision.value)
+    else:
+        patcher = Patcher(
+            model,
+            rule=(rule or Rule.global_).value,
+            reset_at_newlines=reset_at_newlines,
+            precision=precision.value,
+            **rule_options,
+        )
     if data:
         if text is not None or file is not None:  # else the text would be dropped without a word
             raise BltError("give TEXT / --file (one text) or --data (a corpus into --out), not both")
@@ -128,6 +141,9 @@ def calibrate(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     precision: Annotated[Precision, typer.Option(help="32, bf16 autocast, or auto")] = Precision.fp32,
     cache: Annotated[bool, typer.Option(help="reuse byte-model scores cached in $BLT_CACHE")] = True,
+    save: Annotated[
+        Path | None, typer.Option("--save", help="keep the calibrated patcher in this directory (use: --patcher DIR)")
+    ] = None,
 ) -> None:
     """Find the threshold (--rule budget: the budget) that gives a corpus the target mean bytes per patch (exact,
     not trial and error); scores
@@ -141,6 +157,11 @@ def calibrate(
         raise BltError(f"calibration supports --rule global, monotonic or budget, not {rule.value}")
     if max_bytes < 1:
         raise BltError(f"--max-bytes must be ≥ 1 (bytes to calibrate on), got {max_bytes}")
+    check_output(save, "--save")
+    if save is not None:
+        from blt.segment.saved import check_save_target
+
+        check_save_target(save)
     docs, size = [], 0
     for doc in iter_documents(DataConfig(sources=data)):
         docs.append(doc.data[: max_bytes - size])
@@ -161,12 +182,17 @@ def calibrate(
             progress=advance,
         )
         result = patcher.fit(docs)
+    if save is not None:
+        patcher.save(save)
+        result["saved"] = str(save)
     if as_json:
         print_json({"rule": rule.value, **result})
     else:
         what = "budget" if rule.value == "budget" else "threshold"
         out_console.print(
-            f"{rule.value} {what} {result['threshold_nats']:.6f} nats "
+            f"{rule.value} rule: {what} {result['threshold_nats']:.6f} nats "
             f"({result['threshold_bits']:.6f} bits): {result['bytes_per_patch']:.3f} bytes/patch "
             f"over {result['bytes']:,} bytes (target {target_bytes_per_patch})"
         )
+        if save is not None:
+            out_console.print(f"patcher saved to {save} (use it with --patcher {save})")

@@ -178,6 +178,12 @@ TargetOpt = Annotated[
 MaxLenOpt = Annotated[int | None, typer.Option("--max-patch-length", help="cut longer patches (bytes)")]
 
 
+PatcherOpt = Annotated[
+    Path | None,
+    typer.Option("--patcher", help="a saved patcher directory (blt calibrate --save DIR): its model, rule and values"),
+]
+
+
 BudgetOpt = Annotated[
     float | None, typer.Option("--budget", help="budget rule: the summed entropy (nats) a patch may hold")
 ]

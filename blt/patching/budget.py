@@ -23,6 +23,7 @@ The kernel is one compiled loop (numba), ≈ 200 M entropies/s on one CPU core; 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,7 @@ def _budget_kernel(
     return acc, run, count
 
 
+_kernel: Callable[..., tuple[float, int, int]]
 try:  # compiled once per machine (cached beside this file, or in numba's user-wide cache when that is read-only)
     from numba import njit
 
@@ -142,9 +144,11 @@ def calibrate_budget(
         raise BltError(f"calibration needs entropies and a finite target ≥ 1, got {total} bytes and {target!r}")
 
     def count(b: float) -> int:
-        return budget_scan(entropies, row_starts, row_lengths, b, **lengths)[2]
+        scan = budget_scan(
+            entropies, row_starts, row_lengths, b, min_patch_length=min_patch_length, max_patch_length=max_patch_length
+        )
+        return scan[2]
 
-    lengths = {"min_patch_length": min_patch_length, "max_patch_length": max_patch_length}
     # No cut by budget at B = the largest row sum (computed the kernel's way: each row's sum, sequential in float64)
     ceiling = max(
         float(np.add.accumulate(entropies[s : s + n], dtype=np.float64)[-1])

@@ -25,6 +25,7 @@ class StreamingPatcher:
     _pos: int  # set by finish()
     _prev: float | None
     _last_start: int
+    _budget_state: tuple[float, int]  # budget: the open patch's entropy (nats) and length
 
     def __init__(
         self,
@@ -76,7 +77,8 @@ class StreamingPatcher:
                 state=self._budget_state,
             )
             self._budget_state, self._pos = (acc, run), t0 + e.size
-            return (np.flatnonzero(m) + t0).tolist()
+            new_starts: list[int] = (np.flatnonzero(m) + t0).tolist()
+            return new_starts
         ext = e if self._prev is None else np.concatenate((np.asarray([self._prev], dtype=e.dtype), e))
         one_row = _Rows(ext, None, np.zeros(1, np.int64), np.array([ext.size]), None, ext.shape, False)
         m = _native_mask(one_row, spec)[ext.size - e.size :]  # [n]; the rules look one byte back at most
@@ -93,5 +95,5 @@ class StreamingPatcher:
     def finish(self) -> list[int]:
         """End the stream and start a new one; returns the starts still pending (none: each is final when pushed)."""
         self._pos, self._prev, self._last_start = 0, None, 0  # bytes seen, last entropy, last start
-        self._budget_state: tuple[float, int] = (0.0, 0)  # budget: the open patch's entropy (nats) and length
+        self._budget_state = (0.0, 0)
         return []

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -122,6 +124,7 @@ class Patcher:
             )
         if rule == "combined" and target_bytes_per_patch is not None:
             raise BltError("calibration supports the global, monotonic and budget rules; give thresholds for combined")
+        self.model_source: str | None = model if isinstance(model, str) else None  # how the model was named
         if isinstance(model, str) and rule in ENTROPY_RULES:
             from blt.bytelm.checkpoint import load_model
 
@@ -155,6 +158,7 @@ class Patcher:
         self.precision, self.batch_size = precision, batch_size
         self.cache, self.progress = cache, progress
         self.budget, self.min_patch_length = budget, min_patch_length
+        self.calibration: dict[str, Any] | None = None  # what the value was calibrated on (see _record_calibration)
 
     # -- scoring ------------------------------------------------------------------------------------------
     def entropies(self, texts: Sequence[str | bytes]) -> list[np.ndarray]:
@@ -184,6 +188,7 @@ class Patcher:
         target, self.target_bytes_per_patch = self.target_bytes_per_patch, None
         patches = self._from_entropies(datas, ents)
         n_patches = sum(len(p.starts) for p in patches)
+        self._record_calibration(datas, target, n_patches)
         return {
             "threshold_nats": value,
             "threshold_bits": value / LN2,
@@ -225,7 +230,38 @@ class Patcher:
                             min_patch_length=self.min_patch_length,
                         )
                     )
+                    patches = self._from_entropies(datas, ents)
+                    kept = [d for d in datas if d]
+                    self._record_calibration(kept, self.target_bytes_per_patch, sum(len(p.starts) for p in patches))
+                    return patches
         return self._from_entropies(datas, ents)
+
+    def _record_calibration(self, datas: Sequence[bytes], target: float | None, n_patches: int) -> None:
+        from blt.cache import documents_hash
+
+        total = sum(map(len, datas))
+        self.calibration = {
+            "target_bytes_per_patch": target,
+            "bytes_per_patch": total / max(n_patches, 1),
+            "bytes": total,
+            "documents": len(datas),
+            "sha256": documents_hash(datas),  # SHA-256 over the documents, each prefixed by its length
+        }
+
+    # -- keeping it -----------------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write this patcher (rule, values, calibration record, model weights) to a directory; see
+        `blt.segment.saved`. Load it with `Patcher.load(path)` or `--patcher DIR`."""
+        from blt.segment.saved import save_patcher
+
+        return save_patcher(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path, **overrides: Any) -> Patcher:
+        """A patcher saved with `save`: its rule and values as saved, never recalibrated."""
+        from blt.segment.saved import load_patcher
+
+        return load_patcher(path, **overrides)
 
     def _from_entropies(self, datas: Sequence[bytes], ents: Sequence[np.ndarray | None]) -> list[Patches]:
         threshold = self.rule_threshold

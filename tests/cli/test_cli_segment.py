@@ -271,7 +271,7 @@ def test_calibrate_prints_nats_and_bits(model_dir: Path, corpus: Path) -> None:
         "calibrate", "--data", str(corpus), "--target-bytes-per-patch", "4", "--model", str(model_dir)
     )
     assert code == 0, err
-    m = re.search(r"global threshold ([\d.]+) nats \(([\d.]+) bits\): ([\d.]+) bytes/patch", out)
+    m = re.search(r"global rule: threshold ([\d.]+) nats \(([\d.]+) bits\): ([\d.]+) bytes/patch", out)
     assert m, out
     assert float(m[2]) == pytest.approx(float(m[1]) / math.log(2), abs=1e-5)
     assert float(m[3]) == pytest.approx(4, abs=0.1)
