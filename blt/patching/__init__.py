@@ -1,7 +1,8 @@
 """Scores → patches, as pure numpy kernels: the boundary rules (global and monotonic entropy thresholds, space, fixed,
-byte) with patch starts and lengths (`rules`), exact threshold calibration to a target bytes/patch (`calibration`)
-and a streaming patcher (`streaming`); each vectorised kernel has a plain-Python loop twin that the tests compare
-against. The names users import from `blt.patching` are re-exported here.
+byte) with patch starts and lengths (`rules`), the entropy-budget rule as one compiled loop (`budget`), exact
+calibration to a target bytes/patch (`calibration`) and a streaming patcher (`streaming`); each vectorised kernel
+has a plain-Python loop twin that the tests compare against. The names users import from `blt.patching` are
+re-exported here.
 
 May import the top-level modules only (`blt.errors`); no torch model, no files. See docs/architecture.md.
 """
