@@ -28,6 +28,7 @@ llm_app = typer.Typer(
 class TokenRule(str, Enum):
     global_ = "global"
     monotonic = "monotonic"
+    budget = "budget"
 
 
 MODEL_HELP = "blt:default / blt:PATH (byte model), a Hugging Face name or directory, or a .gguf file"
@@ -189,9 +190,12 @@ def segment(
     text: TextOpt = None,
     file: FileOpt = None,
     rule: Annotated[TokenRule, typer.Option("--rule", "-r", help="boundary rule")] = TokenRule.global_,
-    threshold: Annotated[float | None, typer.Option("--threshold", "-t", help="threshold (nats)")] = None,
+    threshold: Annotated[float | None, typer.Option("--threshold", "-t", help="global/monotonic: nats")] = None,
+    budget: Annotated[
+        float | None, typer.Option("--budget", help="budget rule: the summed token entropy (nats) a patch may hold")
+    ] = None,
     target_tokens_per_patch: Annotated[
-        float | None, typer.Option("--target-tokens-per-patch", help="calibrate the threshold to this mean")
+        float | None, typer.Option("--target-tokens-per-patch", help="calibrate the threshold or budget to this mean")
     ] = None,
     max_patch_length: Annotated[int | None, typer.Option("--max-patch-length", help="cut longer patches")] = None,
     chat: ChatOpt = False,
@@ -205,7 +209,8 @@ def segment(
     html_out: Annotated[Path | None, typer.Option("--html", help="write a self-contained HTML page")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="write the entropy plot (PNG)")] = None,
 ) -> None:
-    """Cut a model's token stream into patches at entropy spikes (the byte patcher's rules on token entropies)."""
+    """Cut a model's token stream into patches at entropy spikes, or into patches of equal summed entropy (--rule
+    budget): the byte patcher's rules on token entropies."""
     check_output(html_out, "--html", "file")
     check_output(plot, "--plot", "file", ".png")
     from blt.files import write_atomic
@@ -219,12 +224,12 @@ def segment(
     )
 
     texts = read_texts({"--text": text, "--file": file})
-    check_threshold(threshold, target_tokens_per_patch)
+    check_threshold(threshold, target_tokens_per_patch, rule=rule.value, budget=budget)
     _quiet(model)
     load_kw = dict(gguf_file=gguf_file, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
     sc = score_source(model, texts, chat=chat, user=user, context=context, stride=stride, **load_kw)
-    kw = dict(threshold=threshold, target_tokens_per_patch=target_tokens_per_patch, max_patch_length=max_patch_length)
-    patches = segment_tokens(sc, rule=rule.value, **kw)
+    kw = dict(threshold=threshold, budget=budget, target_tokens_per_patch=target_tokens_per_patch)
+    patches = segment_tokens(sc, rule=rule.value, max_patch_length=max_patch_length, **kw)
     if html_out:
         write_atomic(html_out, lambda p: p.write_text(token_patches_html(patches), encoding="utf-8"))
     if plot:

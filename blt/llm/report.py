@@ -1,8 +1,9 @@
 """LLM runs for `blt llm`: a model spec (`blt:NAME` for the byte model, a Hugging Face name or directory, a .gguf
 file) or an API logprobs file → one `TokenScores` (`score_source`); the figures of several side by side
 (`llm_results`, `figure_rows`) with a warning when their tokenizers differ; `report.md`, `results.json` and PNG
-plots (`write_llm_report`); and the patcher's global/monotonic rules on token entropies (`segment_tokens` →
-`TokenPatches`, shown in the terminal, as HTML or as a plot). Nats inside, bits in tables and plots.
+plots (`write_llm_report`); and the patcher's global, monotonic and budget rules on token entropies
+(`segment_tokens` → `TokenPatches`, shown in the terminal, as HTML or as a plot). Nats inside, bits in tables and
+plots.
 """
 
 from __future__ import annotations
@@ -249,6 +250,10 @@ def write_llm_report(results: dict[str, Any], scores: Sequence[TokenScores], out
 
 
 # ---------------------------------------------------------------------------------------------- token patches
+TOKEN_RULES = ("global", "monotonic", "budget")
+RULE_VALUE = {"global": "threshold", "monotonic": "relative threshold", "budget": "budget"}  # what each rule cuts at
+
+
 @dataclass
 class TokenPatches:
     """Patches of a token stream: `starts[i]` is the token index where patch i begins (starts[0] == 0)."""
@@ -258,38 +263,73 @@ class TokenPatches:
     starts: np.ndarray  # [P] int64 token indices
     entropies_nats: np.ndarray  # [T] float64 next-token entropy of each token
     rule: str
-    threshold_nats: float  # the global threshold, or the monotonic rule's relative one
+    threshold_nats: float  # the rule's value: the global threshold, the monotonic rule's relative one, the budget
 
     @property
     def lengths(self) -> np.ndarray:
         return np.diff(np.append(self.starts, len(self.tokens)))
 
+    @property
+    def held_nats(self) -> np.ndarray:
+        """[P] float64: the summed entropy of each patch's tokens (what the budget rule holds under its budget)."""
+        return np.add.reduceat(self.entropies_nats, self.starts) if len(self.starts) else np.zeros(0)
+
     def summary(self) -> str:
         per = len(self.tokens) / max(len(self.starts), 1)
-        kind = "threshold" if self.rule == "global" else "relative threshold"
-        th = self.threshold_nats
-        return f"{len(self.starts)} patches, {len(self.tokens)} tokens, {per:.2f} tokens/patch, {kind} {th:.4f} nats"
+        value = f"{RULE_VALUE[self.rule]} {self.threshold_nats:.4f} nats"
+        if self.rule == "budget" and len(self.starts):  # a budget is per patch; the mean held says how full they are
+            value += f" per patch (mean held {float(self.held_nats.mean()):.4f})"
+        return f"{len(self.starts)} patches, {len(self.tokens)} tokens, {per:.2f} tokens/patch, {value}"
 
     def as_json(self) -> dict[str, Any]:
+        """Lengths, starts, tokens, entropies and the rule's value: `budget_nats` for the budget rule, else
+        `threshold_nats` (the monotonic rule's relative threshold)."""
         return {
             "rule": self.rule,
             "lengths": self.lengths.tolist(),
             "starts": self.starts.tolist(),
             "tokens": self.tokens,
             "entropies_nats": [round(float(x), 6) for x in self.entropies_nats],
-            "threshold_nats": self.threshold_nats,
+            "budget_nats" if self.rule == "budget" else "threshold_nats": self.threshold_nats,
             "tokens_per_patch": len(self.tokens) / max(len(self.starts), 1),
         }
 
 
-def check_threshold(threshold: float | None, target_tokens_per_patch: float | None) -> None:
-    if (threshold is None) == (target_tokens_per_patch is None):
-        raise BltError("pass exactly one of --threshold X (nats) or --target-tokens-per-patch X (calibrates it)")
+def check_threshold(
+    threshold: float | None,
+    target_tokens_per_patch: float | None,
+    *,
+    rule: str = "global",
+    budget: float | None = None,
+) -> None:
+    """The options of a token-patch rule, checked before anything is scored: the threshold rules take --threshold
+    and the budget rule --budget, or --target-tokens-per-patch instead (exactly one of the two); a value is ≥ 0
+    nats, a target finite and > 0."""
+    if rule not in TOKEN_RULES:
+        raise BltError(f"token patches support the rules {', '.join(TOKEN_RULES)}, not {rule!r}")
+    if budget is not None and rule != "budget":  # else it would be ignored without a word
+        raise BltError(f"--budget sets the budget rule's nats per patch; the {rule} rule has none: add --rule budget")
+    if threshold is not None and rule == "budget":
+        raise BltError(
+            "--threshold is for the global and monotonic rules; the budget rule takes --budget NATS (the summed "
+            "token entropy a patch may hold): use --budget, or --target-tokens-per-patch to calibrate it"
+        )
+    value, option = (budget, "--budget") if rule == "budget" else (threshold, "--threshold")
+    if (value is None) == (target_tokens_per_patch is None):
+        what = "nats per patch" if rule == "budget" else "nats"
+        raise BltError(f"pass exactly one of {option} X ({what}) or --target-tokens-per-patch X (calibrates it)")
+    if value is not None and not value >= 0:  # NaN too
+        raise BltError(f"{option} must be ≥ 0 nats, got {value}; or pass --target-tokens-per-patch X to calibrate it")
     if target_tokens_per_patch is not None and not 0 < target_tokens_per_patch < math.inf:  # NaN too
         raise BltError(
             f"--target-tokens-per-patch must be a finite number > 0 of tokens per patch, got {target_tokens_per_patch}"
             " (1 means a patch per token)"
         )
+
+
+def _token_starts(h: np.ndarray, rule: str, value: float, max_patch_length: int | None) -> np.ndarray:
+    key = {"global": "threshold", "monotonic": "relative_threshold", "budget": "budget"}[rule]
+    return np.asarray(patch_starts(h, rule=rule, max_patch_length=max_patch_length, **{key: value}))
 
 
 def segment_tokens(
@@ -299,18 +339,29 @@ def segment_tokens(
     threshold: float | None = None,
     target_tokens_per_patch: float | None = None,
     max_patch_length: int | None = None,
+    budget: float | None = None,
 ) -> TokenPatches:
-    """`patch_starts` on the token entropies of one text; the threshold given (nats) or calibrated to a mean
-    number of tokens per patch with `calibrate_threshold`."""
-    check_threshold(threshold, target_tokens_per_patch)
+    """`patch_starts` on the token entropies of one text. The global and monotonic rules cut at a `threshold`
+    (nats), the budget rule holds at most `budget` nats of summed token entropy per patch (`blt.patching.budget`);
+    either value is given or calibrated exactly to a mean number of tokens per patch with `calibrate_threshold`."""
+    check_threshold(threshold, target_tokens_per_patch, rule=rule, budget=budget)
     h = scores.entropy_nats
     if scores.entropy_lower_nats is not None or not np.isfinite(h).all() or len(np.unique(scores.doc_ids)) > 1:
         raise BltError("token patches need exact entropies of one text (a model, not a logprobs file)")
-    if threshold is None:
-        threshold = calibrate_threshold(h, target_tokens_per_patch, rule=rule, max_patch_length=max_patch_length)
-    key = "threshold" if rule == "global" else "relative_threshold"
-    starts = patch_starts(h, rule=rule, max_patch_length=max_patch_length, **{key: threshold})
-    return TokenPatches(list(scores.tokens), list(scores.token_bytes), np.asarray(starts), h, rule, float(threshold))
+    value = budget if rule == "budget" else threshold
+    if value is None:
+        assert target_tokens_per_patch is not None  # check_threshold: a value or a target
+        # the reachable range in tokens (calibrate_threshold's own message counts bytes): value 0 cuts the most
+        most, fewest = (len(_token_starts(h, rule, v, max_patch_length)) for v in (0.0, math.inf))
+        if not len(h) / most <= target_tokens_per_patch <= len(h) / fewest:
+            raise BltError(
+                f"--target-tokens-per-patch {target_tokens_per_patch:g} is out of reach: the {rule} rule on these "
+                f"{len(h)} tokens gives {len(h) / most:.4g} to {len(h) / fewest:.4g} tokens/patch"
+                f"{'' if max_patch_length is None else f' (--max-patch-length {max_patch_length})'}"
+            )
+        value = calibrate_threshold(h, target_tokens_per_patch, rule=rule, max_patch_length=max_patch_length)
+    starts = _token_starts(h, rule, value, max_patch_length)
+    return TokenPatches(list(scores.tokens), list(scores.token_bytes), starts, h, rule, float(value))
 
 
 def _shown(token: bytes) -> str:
@@ -356,7 +407,8 @@ def token_patches_html(patches: TokenPatches, title: str = "blt llm patches") ->
 
 
 def plot_token_patches(patches: TokenPatches, path: str | Path, max_tokens: int = 200) -> Path:
-    """Per-token entropy (bits) with patch boundaries and (global rule) the threshold; token text on the x axis."""
+    """Per-token entropy (bits) with patch boundaries and the global rule's threshold, or the budget rule's budget
+    beside each patch's running sum of entropy; token text on the x axis."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -365,7 +417,13 @@ def plot_token_patches(patches: TokenPatches, path: str | Path, max_tokens: int 
     n = min(len(patches.tokens), max_tokens)
     fig, ax = plt.subplots(figsize=(max(8.0, n * 0.3), 3.8))
     ax.plot(np.arange(n), patches.entropies_nats[:n] / LN2, marker="o", ms=3, lw=1, color="#1d3557")
-    if patches.rule == "global":
+    if patches.rule == "budget":  # what the rule compares with the budget: the open patch's summed entropy
+        held = np.cumsum(patches.entropies_nats)
+        held -= np.repeat(held[patches.starts] - patches.entropies_nats[patches.starts], patches.lengths)  # [T]
+        ax.step(np.arange(n), held[:n] / LN2, where="mid", color="#457b9d", lw=1, label="patch's summed entropy")
+        ax.axhline(patches.threshold_nats / LN2, color="#e63946", ls="--", lw=1, label="budget")
+        ax.legend(loc="upper right")
+    elif patches.rule == "global":
         ax.axhline(patches.threshold_nats / LN2, color="#e63946", ls="--", lw=1, label="threshold")
         ax.legend(loc="upper right")
     for s in patches.starts[1:]:
