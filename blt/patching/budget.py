@@ -17,7 +17,8 @@ patcher and the loop twin, so all three agree exactly. `calibrate_budget` search
 count is a non-increasing step function of B (greedy packing under a capacity; with `min_patch_length` > 1 this
 can fail, and the search is then a close bisection rather than exact).
 
-The kernel is one compiled loop (numba), ≈ 200 M entropies/s on one CPU core; see scripts/bench_patching.py.
+The kernel is one compiled loop (numba): 137 M entropies/s through `patch_lengths` on one core of the 2-core CI
+machine, 170 M for the bare kernel (docs/benchmarks.md, scripts/bench_patching.py).
 """
 
 from __future__ import annotations
@@ -45,10 +46,12 @@ def _budget_kernel(
     acc: float,  # the open patch's summed entropy, carried in from a previous chunk (streaming)
     run: int,  # the open patch's length in bytes; 0: none open, the next byte starts one
     out: np.ndarray,  # [N] bool, written where a patch starts (length 0: count only)
-) -> tuple[float, int, int]:
+) -> tuple[float, int, int, float]:
     """Patch starts of each row (rows restart acc and run; the first row continues from `acc`, `run`).
-    Returns the final (acc, run) and the number of starts."""
+    Returns the final (acc, run), the number of starts, and the smallest sum `acc + H_t` that exceeded the budget
+    (inf if none did): raising the budget to it is the first change that can alter any decision (calibration)."""
     count = 0
+    smallest_over = math.inf
     write = out.shape[0] > 0
     for r in range(row_starts.shape[0]):
         if r > 0:
@@ -61,6 +64,8 @@ def _budget_kernel(
                 start = False
             else:
                 start = acc + h > budget or (h > spike and acc >= spike_min)
+                if acc + h > budget and acc + h < smallest_over:
+                    smallest_over = acc + h
             if start:
                 acc, run = h, 1
                 count += 1
@@ -69,10 +74,10 @@ def _budget_kernel(
             else:
                 acc += h
                 run += 1
-    return acc, run, count
+    return acc, run, count, smallest_over
 
 
-_kernel: Callable[..., tuple[float, int, int]]
+_kernel: Callable[..., tuple[float, int, int, float]]
 try:  # compiled once per machine (cached beside this file, or in numba's user-wide cache when that is read-only)
     from numba import njit
 
@@ -101,7 +106,7 @@ def budget_scan(
     count only). Returns (acc, run, starts)."""
     sink = np.zeros(0, dtype=bool) if out is None else out
     e = entropies if entropies.dtype in (np.float32, np.float64) else entropies.astype(np.float64)
-    acc, run, count = _kernel(
+    acc, run, count, _ = _kernel(
         e,
         np.ascontiguousarray(row_starts, dtype=np.int64),
         np.ascontiguousarray(row_lengths, dtype=np.int64),
@@ -117,14 +122,6 @@ def budget_scan(
     return float(acc), int(run), int(count)
 
 
-def _bits(x: float) -> int:
-    return int(np.array(x, dtype=np.float64).view(np.int64))
-
-
-def _double(i: int) -> float:
-    return float(np.array(i, dtype=np.int64).view(np.float64))
-
-
 def calibrate_budget(
     entropies: np.ndarray,
     row_starts: np.ndarray,
@@ -135,28 +132,32 @@ def calibrate_budget(
     max_patch_length: int | None = None,
 ) -> float:
     """The budget B ≥ 0 (nats) whose bytes/patch over all rows is closest to `target`: the smallest B giving the
-    chosen patch count. The count changes only at values the rule compares B with (float64 sums acc + H_t), so a
-    bisection over the bit patterns of non-negative doubles (monotone for them) finds each step exactly: the
-    smallest B with count ≤ want, and the smallest B with the count just above it; the closer wins (ties: fewer
-    patches). Rows as in `budget_scan` (non-empty ones)."""
+    chosen patch count (ties: fewer patches). Rows as in `budget_scan` (non-empty ones).
+
+    Exact, in two stages. The patches at B stay the same up to the smallest sum `acc + H_t` that exceeded B (the
+    kernel returns it): below it no decision can change, at it one does. So after a bisection in B has brought the
+    counts on either side close (about 25 kernel passes on 10 M bytes), a walk from the lower side through these
+    change points meets the first B with the wanted count exactly (a few passes). Done twice: for the most patches
+    ≤ N / target and for the fewest above it."""
     total, rows = int(row_lengths.sum()), int((row_lengths > 0).sum())
     if total == 0 or not math.isfinite(target):
         raise BltError(f"calibration needs entropies and a finite target ≥ 1, got {total} bytes and {target!r}")
+    e = entropies if entropies.dtype in (np.float32, np.float64) else entropies.astype(np.float64)
+    starts, lengths = (np.ascontiguousarray(a, dtype=np.int64) for a in (row_starts, row_lengths))
+    min_len, max_len, sink = int(min_patch_length or 1), int(max_patch_length or _NO_LIMIT), np.zeros(0, dtype=bool)
+    seen: dict[float, tuple[int, float]] = {}  # B -> (patches, the next change point above B)
 
-    def count(b: float) -> int:
-        scan = budget_scan(
-            entropies, row_starts, row_lengths, b, min_patch_length=min_patch_length, max_patch_length=max_patch_length
-        )
-        return scan[2]
+    def scan(b: float) -> tuple[int, float]:
+        if b not in seen:
+            seen[b] = _kernel(e, starts, lengths, b, min_len, max_len, math.inf, 0.0, 0.0, 0, sink)[2:]
+        return seen[b]
 
     # No cut by budget at B = the largest row sum (computed the kernel's way: each row's sum, sequential in float64)
-    ceiling = max(
-        float(np.add.accumulate(entropies[s : s + n], dtype=np.float64)[-1])
-        for s, n in zip(row_starts.tolist(), row_lengths.tolist(), strict=True)
-        if n
-    )
-    hi_bits = _bits(max(ceiling, 0.0))
-    k_max, k_min = count(0.0), count(_double(hi_bits))
+    sums = [
+        float(np.add.accumulate(e[s : s + n], dtype=np.float64)[-1]) for s, n in zip(starts, lengths, strict=True) if n
+    ]
+    ceiling = max(max(sums), 0.0)
+    k_max, k_min = scan(0.0)[0], scan(ceiling)[0]
     if not total / k_max <= target <= total / k_min:
         raise BltError(
             f"target_bytes_per_patch={target:g} is out of reach: rule 'budget' on these {total} bytes in {rows} "
@@ -167,24 +168,32 @@ def calibrate_budget(
     if abs(want - round(want)) <= 1e-9 * want:  # 18 / (18 / 7) is 6.999…
         want = float(round(want))
 
-    def smallest_at_most(k: float, hi: int) -> int:  # smallest bit pattern i ≤ hi with count(double(i)) ≤ k
-        lo = 0
-        if count(_double(lo)) <= k:
-            return lo
-        while hi - lo > 1:  # invariant: count(lo) > k ≥ count(hi)
-            mid = (lo + hi) // 2
-            if count(_double(mid)) <= k:
+    def smallest_at_most(k: float) -> float:
+        """The smallest B ≥ 0 with at most k patches (the count falls as B rises; with min_patch_length > 1 it
+        may not, and this is then the first such B found above the bisection's lower end)."""
+        if scan(0.0)[0] <= k:
+            return 0.0
+        lo = max(b for b, (c, _) in seen.items() if c > k)
+        hi = min((b for b, (c, _) in seen.items() if c <= k and b > lo), default=ceiling)
+        while scan(lo)[0] - scan(hi)[0] > 2 and hi - lo > 1e-12 * hi:  # bisect until the counts are close
+            mid = lo + (hi - lo) / 2
+            if scan(mid)[0] <= k:
                 hi = mid
             else:
                 lo = mid
-        return hi
+        b = lo
+        while scan(b)[0] > k:  # walk the change points: the count is constant in between
+            nxt = scan(b)[1]
+            if not math.isfinite(nxt) or nxt > hi:
+                return hi
+            b = nxt
+        return b
 
-    b = smallest_at_most(want, hi_bits)  # the most patches ≤ want
+    b = smallest_at_most(want)  # the most patches ≤ want
     options = [b]
     if b > 0:  # the fewest patches > want: the count just below b, reached first at ...
-        options.append(smallest_at_most(count(_double(b - 1)), b - 1))
-    best = min(options, key=lambda i: (abs(total / count(_double(i)) - target), count(_double(i)), i))
-    return _double(best)
+        options.append(smallest_at_most(scan(float(np.nextafter(b, 0.0)))[0]))
+    return min(options, key=lambda x: (abs(total / scan(x)[0] - target), scan(x)[0], x))
 
 
 def _budget_mask_loop(entropies: Any, budget: float, min_len: int | None, max_len: int | None) -> list[bool]:
