@@ -113,8 +113,9 @@ def segment(
                 "lengths": patches.lengths,
                 "starts": patches.starts,
                 "entropies_nats": patches.entropies_nats,
-                "threshold_nats": patches.threshold_nats,
+                "threshold_nats": None if patches.rule == "budget" else patches.threshold_nats,
                 "relative_threshold_nats": patches.relative_threshold_nats,
+                "budget_nats": patches.threshold_nats if patches.rule == "budget" else None,
                 "bytes_per_patch": patches.bytes_per_patch,
             }
         )
@@ -185,8 +186,9 @@ def calibrate(
     if save is not None:
         patcher.save(save)
         result["saved"] = str(save)
-    if as_json:
-        print_json({"rule": rule.value, **result})
+    if as_json:  # the budget rule's value is a budget, named so
+        named = {k.replace("threshold", "budget") if rule.value == "budget" else k: v for k, v in result.items()}
+        print_json({"rule": rule.value, **named})
     else:
         what = "budget" if rule.value == "budget" else "threshold"
         out_console.print(

@@ -199,12 +199,12 @@ def segment_corpus(
         part.unlink()
     if totals["documents"] == 0:
         raise BltError(f"data sources {cfg.sources} contain no text")
-    threshold = patcher.rule_threshold
+    threshold, what = patcher.rule_threshold, "budget" if patcher.rule == "budget" else "threshold"
     summary = {
         **totals,
         "rule": patcher.rule,
-        "threshold_nats": threshold,
-        "threshold_bits": threshold / LN2 if threshold is not None else None,
+        f"{what}_nats": threshold,  # the budget rule's value is a budget
+        f"{what}_bits": threshold / LN2 if threshold is not None else None,
         "calibrated_on_bytes": calibrated_on or None,
         "bytes_per_patch": totals["bytes"] / max(totals["patches"], 1),
         "max_patch_length": patcher.max_patch_length,

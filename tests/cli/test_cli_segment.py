@@ -104,6 +104,7 @@ def test_segment_file_with_the_space_rule_needs_no_model(tmp_path: Path) -> None
         "entropies_nats": None,
         "threshold_nats": None,
         "relative_threshold_nats": None,
+        "budget_nats": None,
         "bytes_per_patch": 4.0,
     }
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from conftest import assert_user_error, make_spiky_model, run_cli, save_spiky
@@ -127,7 +126,7 @@ def test_calibrate_save_then_segment_patcher(tmp_path: Path) -> None:
     args = ["calibrate", "--data", str(corpus), "--rule", "budget", "--target-bytes-per-patch", "4", *m]
     code, out, err = run_cli(*args, "--save", str(tmp_path / "p"), "--json")
     assert code == 0, err
-    budget = json.loads(out)["threshold_nats"]
+    budget = json.loads(out)["budget_nats"]
     assert json.loads((tmp_path / "p" / "patcher.json").read_text())["budget_nats"] == budget
     code, out, err = run_cli("segment", "--patcher", str(tmp_path / "p"), "--json", "Some new text to patch.")
     assert code == 0, err
@@ -135,7 +134,14 @@ def test_calibrate_save_then_segment_patcher(tmp_path: Path) -> None:
         "segment", *m, "-r", "budget", "--budget", repr(budget), "--json", "Some new text to patch."
     )
     assert code2 == 0 and json.loads(out)["starts"] == json.loads(out2)["starts"]
-    assert np.isclose(json.loads(out)["threshold_nats"], budget)
+    assert json.loads(out)["budget_nats"] == budget and json.loads(out)["threshold_nats"] is None
+    code, out, err = run_cli(
+        "segment", "--data", str(corpus), "--out", str(tmp_path / "o"), "--patcher", str(tmp_path / "p")
+    )
+    assert code == 0, err
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["rule"] == "budget" and summary["budget_nats"] == budget and "threshold_nats" not in summary
+    assert summary["calibrated_on_bytes"] is None  # a kept patcher is never recalibrated
     assert_user_error(["segment", "--patcher", str(tmp_path / "p"), "--rule", "global", "x"], "drop --rule")
     assert_user_error(["segment", "--patcher", str(tmp_path / "p"), *m, "--budget", "1", "x"], "drop --budget, --model")
     assert_user_error(["segment", "--patcher", str(tmp_path / "nope"), "x"], "no saved patcher at")
