@@ -278,30 +278,45 @@ def evaluate_corpus(
     chunk_bytes: int = 1 << 20,
     cache: bool = False,
     progress: Callable[[int], None] | None = None,
+    online_lr: float | None = None,
 ) -> dict[str, float]:
-    """Bits per byte of a document stream, scored in ~`chunk_bytes` groups so memory stays flat. `cache=True`
-    stores each group's scores (`score_cached`), so evaluating the same corpus again reads them back instead of
-    scoring; `progress(n)` hears of every n bytes scored."""
-    total_nats, total_bytes, n_docs, group_bytes = 0.0, 0, 0, 0
+    """Bits per byte of a document stream, scored in ~`chunk_bytes` groups so memory stays flat, with the mean
+    predicted entropy (bits) and the calibration gap ((paid - predicted) / paid, as `blt compare` reports it; > 0: the
+    model is overconfident). `cache=True` stores each
+    group's scores (`score_cached`), so evaluating the same corpus again reads them back instead of scoring;
+    `online_lr` scores online instead (`blt.bytelm.online`: a copy of the model learns from each window after
+    scoring it, across the whole stream; never cached); `progress(n)` hears of every n bytes scored."""
+    total_nats, entropy_nats, total_bytes, n_docs, group_bytes = 0.0, 0.0, 0, 0, 0
     group: list[bytes] = []
     model_sha = None
-    if cache:
+    if cache and online_lr is None:
         from blt.cache import model_hash
 
         model_sha = model_hash(model)  # once, not once per group
+    online = None
+    if online_lr is not None:
+        from blt.bytelm.online import OnlineScorer
+
+        online = OnlineScorer(model, lr=online_lr, precision=precision)
 
     def flush() -> None:
-        nonlocal total_nats, total_bytes, group_bytes
-        for s in score_cached(
-            model,
-            group,
-            cache=cache,
-            model_sha=model_sha,
-            batch_size=batch_size,
-            precision=precision,
-            progress=progress,
-        ):
+        nonlocal total_nats, entropy_nats, total_bytes, group_bytes
+        scored = (
+            online.score(group, progress)
+            if online is not None
+            else score_cached(
+                model,
+                group,
+                cache=cache,
+                model_sha=model_sha,
+                batch_size=batch_size,
+                precision=precision,
+                progress=progress,
+            )
+        )
+        for s in scored:
             total_nats += float(s.surprisal_nats.sum(dtype=np.float64))
+            entropy_nats += float(s.entropy_nats.sum(dtype=np.float64))
             total_bytes += len(s)
         group.clear()
         group_bytes = 0
@@ -317,4 +332,10 @@ def evaluate_corpus(
         flush()
     if total_bytes == 0:
         raise BltError("no bytes to evaluate")
-    return {"bits_per_byte": total_nats / (LN2 * total_bytes), "bytes": total_bytes, "documents": n_docs}
+    return {
+        "bits_per_byte": total_nats / (LN2 * total_bytes),
+        "mean_entropy_bits": entropy_nats / (LN2 * total_bytes),
+        "calibration_gap": (total_nats - entropy_nats) / total_nats if total_nats > 0 else float("nan"),
+        "bytes": total_bytes,
+        "documents": n_docs,
+    }

@@ -10,11 +10,14 @@ import typer
 
 from blt.cli.shared import (
     ModelOpt,
+    OnlineLrOpt,
+    OnlineOpt,
     Precision,
     SetOpt,
     Split,
     check_output,
     err_console,
+    online_lr_for,
     out_console,
     print_json,
     read_input,
@@ -104,24 +107,48 @@ def eval_(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     precision: Annotated[Precision, typer.Option(help="32, bf16 autocast, or auto")] = Precision.fp32,
     cache: Annotated[bool, typer.Option(help="reuse byte-model scores cached in $BLT_CACHE")] = True,
+    online: OnlineOpt = False,
+    online_lr: OnlineLrOpt = None,
 ) -> None:
-    """Corpus bits per byte under the byte model (ratio of sums, lm-eval convention); scores are cached, so
-    evaluating the same corpus again reads them back."""
+    """Corpus bits per byte under the byte model (ratio of sums, lm-eval convention), its mean predicted entropy and
+    calibration gap; scores are cached, so evaluating the same corpus again reads them back. --online also scores
+    it with the model learning as it reads (never before scoring a byte), and prints both."""
+    import time
+
     from blt.bytelm.checkpoint import load_model
     from blt.bytelm.entropy import evaluate_corpus
     from blt.report.terminal import byte_progress
 
+    lr = online_lr_for(online, online_lr)
     lm = load_model(model, device="auto")
-    docs = corpus_documents(lm, data, split.value)
     with byte_progress(err_console, "scoring") as advance:
-        scored = evaluate_corpus(lm, docs, precision=precision.value, cache=cache, progress=advance)
-    result = {"model": model, "data": data, "split": split.value, **scored}
+        t0 = time.perf_counter()
+        static = evaluate_corpus(
+            lm, corpus_documents(lm, data, split.value), precision=precision.value, cache=cache, progress=advance
+        )
+        static_s = time.perf_counter() - t0
+    result: dict[str, Any] = {"model": model, "data": data, "split": split.value, **static}
+    if lr is not None:
+        with byte_progress(err_console, "scoring online") as advance:
+            t0 = time.perf_counter()
+            docs = corpus_documents(lm, data, split.value)
+            scored = evaluate_corpus(lm, docs, precision=precision.value, progress=advance, online_lr=lr)
+            result["online"] = {"lr": lr, "seconds": time.perf_counter() - t0, **scored}
+        result["seconds"] = static_s
     if as_json:
         print_json(result)
-    else:
+        return
+    out_console.print(
+        f"{result['bits_per_byte']:.4f} bits/byte over {result['bytes']:,} bytes in {result['documents']:,} "
+        f"documents ({split.value}); predicted {result['mean_entropy_bits']:.4f}, calibration gap "
+        f"{result['calibration_gap']:+.1%}"
+    )
+    if lr is not None:
+        o = result["online"]
         out_console.print(
-            f"{result['bits_per_byte']:.4f} bits/byte over {result['bytes']:,} bytes "
-            f"in {result['documents']:,} documents ({split.value})"
+            f"{o['bits_per_byte']:.4f} bits/byte online (Adam lr {lr:g}, learning from each window after "
+            f"scoring it); predicted {o['mean_entropy_bits']:.4f}, calibration gap {o['calibration_gap']:+.1%}; "
+            f"{o['seconds']:.1f} s"
         )
 
 

@@ -12,6 +12,8 @@ from blt.cli.shared import (
     MaxLenOpt,
     MinLenOpt,
     ModelOpt,
+    OnlineLrOpt,
+    OnlineOpt,
     PatcherOpt,
     Precision,
     RelativeOpt,
@@ -22,6 +24,7 @@ from blt.cli.shared import (
     ThresholdOpt,
     check_output,
     err_console,
+    online_lr_for,
     out_console,
     parse_devices,
     print_json,
@@ -53,6 +56,8 @@ def segment(
     plot: Annotated[Path | None, typer.Option("--plot", help="write the entropy plot (PNG)")] = None,
     devices: Annotated[str, typer.Option(help="devices for --data scoring (number or auto)")] = "auto",
     precision: Annotated[Precision, typer.Option(help="32, bf16 autocast, or auto")] = Precision.fp32,
+    online: OnlineOpt = False,
+    online_lr: OnlineLrOpt = None,
 ) -> None:
     """Cut text into patches at entropy spikes (or by space/fixed/byte rules) and show them."""
     check_output(out, "--out")
@@ -75,7 +80,7 @@ def segment(
     if patcher_dir is not None:
         given = [f"--{k.replace('_', '-')}" for k, v in rule_options.items() if v is not None]
         given += ["--model"] * (model != "default") + ["--rule"] * (rule is not None)
-        given += ["--reset-at-newlines"] * reset_at_newlines
+        given += ["--reset-at-newlines"] * reset_at_newlines + ["--online"] * online
         if given:
             raise BltError(f"--patcher DIR carries its model, rule and values; drop {', '.join(given)}")
         patcher = Patcher.load(patcher_dir, precision=precision.value)
@@ -85,6 +90,7 @@ def segment(
             rule=(rule or Rule.global_).value,
             reset_at_newlines=reset_at_newlines,
             precision=precision.value,
+            online_lr=online_lr_for(online, online_lr),
             **rule_options,
         )
     if data:
@@ -145,6 +151,8 @@ def calibrate(
     save: Annotated[
         Path | None, typer.Option("--save", help="keep the calibrated patcher in this directory (use: --patcher DIR)")
     ] = None,
+    online: OnlineOpt = False,
+    online_lr: OnlineLrOpt = None,
 ) -> None:
     """Find the threshold (--rule budget: the budget) that gives a corpus the target mean bytes per patch (exact,
     not trial and error); scores
@@ -180,6 +188,7 @@ def calibrate(
             min_patch_length=min_patch_length,
             precision=precision.value,
             cache=cache,
+            online_lr=online_lr_for(online, online_lr),
             progress=advance,
         )
         result = patcher.fit(docs)

@@ -178,6 +178,33 @@ TargetOpt = Annotated[
 MaxLenOpt = Annotated[int | None, typer.Option("--max-patch-length", help="cut longer patches (bytes)")]
 
 
+OnlineOpt = Annotated[
+    bool,
+    typer.Option(
+        "--online", help="the byte model learns as it scores (dynamic evaluation: each window scored, then learnt)"
+    ),
+]
+
+
+OnlineLrOpt = Annotated[
+    float | None, typer.Option("--online-lr", help="Adam step size for --online [default: 3e-4, ONLINE_LR]")
+]
+
+
+def online_lr_for(online: bool, online_lr: float | None) -> float | None:
+    """The step size `--online [--online-lr X]` asks for (None: not online), checked."""
+    if online_lr is not None and not online:  # else it would be ignored without a word
+        raise BltError("--online-lr sets the step size of --online: add --online")
+    if not online:
+        return None
+    from blt.bytelm.online import ONLINE_LR
+
+    lr = ONLINE_LR if online_lr is None else online_lr
+    if not 0 < lr < 1:  # NaN too; 0 would be the static score again
+        raise BltError(f"--online-lr must be in (0, 1), got {lr}")
+    return lr
+
+
 PatcherOpt = Annotated[
     Path | None,
     typer.Option("--patcher", help="a saved patcher directory (blt calibrate --save DIR): its model, rule and values"),

@@ -77,6 +77,7 @@ class Patcher:
     Give `threshold` (nats) or `target_bytes_per_patch` (the threshold is then calibrated exactly on the text
     being segmented, or once on a corpus with `fit`). `relative_threshold` drives the monotonic rule, `budget` (nats
     per patch) and `min_patch_length` the budget rule (`blt.patching.budget`).
+    `online_lr` scores online: a copy of the model learns from each window after scoring it (`blt.bytelm.online`).
     `cache=True` keeps the byte model's scores in the on-disk score cache (`entropy.score_cached`), so scoring
     the same texts again (`blt calibrate` twice) reads them back; `progress(n)` hears of every n bytes scored.
     """
@@ -98,6 +99,7 @@ class Patcher:
         progress: Callable[[int], None] | None = None,
         budget: float | None = None,
         min_patch_length: int | None = None,
+        online_lr: float | None = None,
     ) -> None:
         if rule not in RULES:
             raise BltError(f"unknown rule {rule!r}; valid rules: {', '.join(RULES)}")
@@ -159,12 +161,20 @@ class Patcher:
         self.cache, self.progress = cache, progress
         self.budget, self.min_patch_length = budget, min_patch_length
         self.calibration: dict[str, Any] | None = None  # what the value was calibrated on (see _record_calibration)
+        self.online_lr = online_lr  # score online (blt.bytelm.online): the model learns each window after scoring it
 
     # -- scoring ------------------------------------------------------------------------------------------
     def entropies(self, texts: Sequence[str | bytes]) -> list[np.ndarray]:
         """Per-byte entropies (nats) of each input under the model."""
         assert self.model is not None
         kw = {"precision": self.precision, "batch_size": self.batch_size, "progress": self.progress}
+        if self.online_lr is not None:  # one learner over all the texts, in order; never cached
+            from blt.bytelm.online import OnlineScorer
+
+            if self.reset_at_newlines:
+                raise BltError("--online scores each text as a stream; it does not combine with --reset-at-newlines")
+            learner = OnlineScorer(self.model, lr=self.online_lr, precision=self.precision)
+            return [s.entropy_nats for s in learner.score(list(texts), self.progress)]
         if self.reset_at_newlines:
             return [score_resetting_at_newlines(self.model, as_bytes(t), **kw).entropy_nats for t in texts]
         datas = [as_bytes(t) for t in texts]

@@ -30,7 +30,7 @@ PATCHER_FORMAT_VERSION = 1
 PATCHER_FILE = "patcher.json"
 MODEL_DIR = "model"
 _VALUES = ("threshold", "relative_threshold", "budget")  # Patcher attribute -> "<name>_nats" in the file
-_SETTINGS = ("max_patch_length", "min_patch_length", "patch_size", "reset_at_newlines", "precision")
+_SETTINGS = ("max_patch_length", "min_patch_length", "patch_size", "reset_at_newlines", "precision", "online_lr")
 
 
 def save_patcher(patcher: Patcher, path: str | Path) -> Path:
