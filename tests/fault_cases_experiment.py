@@ -94,6 +94,16 @@ CASES = [
         "expected key=value",
     ),
     Case(
+        "experiment-grader-missing",
+        experiment(lambda k: [config(k, GOOD + "grader: no-such-grader\n")]),
+        "grader: model no-such-grader not found",
+    ),
+    Case(
+        "experiment-budget-with-a-threshold",
+        experiment(lambda k: [config(k, "corpora: [udhr]\nsegmenters: [{kind: entropy-budget, threshold: 2}]\n")]),
+        "unknown parameter 'threshold' (it takes target_bytes_per_patch, budget, max_patch_length)",
+    ),
+    Case(
         "experiment-zero-workers",
         experiment(lambda k: [config(k), "--workers", "0"]),
         "--workers must be ≥ 1",

@@ -196,6 +196,16 @@ CASES += [
         lambda k: ["compare", "--relative-threshold", "-0.5", "--segmenters", "space"],
         "--relative-threshold must be ≥ 0 nats",
     ),
+    Case(
+        "compare-negative-budget",
+        lambda k: ["compare", "--budget", "-0.5", "--segmenters", "space"],
+        "--budget must be ≥ 0 nats, got -0.5",
+    ),
+    Case(
+        "compare-budget-without-a-value-anywhere",
+        lambda k: compare(k, "--segmenters", "space,entropy-budget", "--match", "none"),
+        "entropy-budget needs --match or a budget (--budget NATS",
+    ),
 ]
 
 # The grading model and the evenness curves (#11): a bad --grader fails before any scoring or training.
@@ -209,6 +219,11 @@ CASES += [
         "compare-grader-not-a-model",
         lambda k: compare(k, "--segmenters", "space,entropy-global", "--grader", str(k.write("g.txt", "hi"))),
         "g.txt",
+    ),
+    Case(
+        "compare-patcher-not-a-directory",
+        lambda k: compare(k, "--segmenters", "space", "--patcher", str(k.write("p.txt", "hi"))),
+        "no saved patcher at",
     ),
     Case(
         "compare-curves-without-a-model",

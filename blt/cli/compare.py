@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from blt.cli.shared import (
+    BudgetOpt,
     ModelOpt,
     Precision,
     RelativeOpt,
@@ -42,7 +43,15 @@ def compare(
     curves: Annotated[bool, typer.Option("--curves", help="evenness curves over 2–8 bytes/unit (slower)")] = False,
     threshold: ThresholdOpt = None,
     relative_threshold: RelativeOpt = None,
+    budget: BudgetOpt = None,
     fixed_size: SizeOpt = None,
+    patchers: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--patcher",
+            help="a saved patcher (blt calibrate --save DIR): one more row, its rule and values as saved (repeatable)",
+        ),
+    ] = None,
     eval_fraction: Annotated[float, typer.Option(help="share of documents held out for measuring")] = 0.1,
     eval_data: Annotated[
         list[str] | None, typer.Option("--eval-data", help="measure on these documents (train on all of --data)")
@@ -74,7 +83,8 @@ def compare(
             "(or drop --segmenters for the default set)"
         )
     if match is None:  # default: the reference chosen from what runs, unless thresholds are given
-        match = "none" if threshold is not None or relative_threshold is not None else "auto"
+        given = (threshold, relative_threshold, budget)
+        match = "none" if any(v is not None for v in given) else "auto"
     cfg = CompareConfig(
         sources=data or ["udhr"],
         model=model,
@@ -90,6 +100,8 @@ def compare(
         precision=precision.value,
         threshold=threshold,
         relative_threshold=relative_threshold,
+        budget=budget,
+        patchers=[str(p) for p in patchers or []],
         fixed_size=fixed_size,
         eval_fraction=eval_fraction,
         eval_sources=eval_data,

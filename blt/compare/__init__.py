@@ -1,9 +1,9 @@
 """The comparison job (`blt compare`): entropy patching next to trained, pretrained and rule-based tokenisers on one
 corpus. It owns the segmenter names and `CompareConfig` (`config`), building the segmenters (`segmenters`), the run
-(split, train, score once, calibrate to a matched rate: `run`), measuring (`measure`), reference rates and evenness
-curves (`rates`), compressor baselines and the calibration gap (`baselines`), and its report: terminal table,
-report.md (`report`) and plots (`plots`). The names users imported from the old `blt.compare` module are re-exported
-here.
+(split, train, score once, calibrate to a matched rate, saved patchers as rows: `run`), measuring (`measure`), reference
+rates and evenness curves (`rates`), compressor baselines and the calibration gap (`baselines`), and its report:
+terminal table, report.md (`report`) and plots (`plots`). The names users imported from the old `blt.compare` module are
+re-exported here.
 
 May import the top-level modules, `blt.bytelm`, `blt.patching`, `blt.segment`, `blt.metrics` and `blt.report`; see
 docs/architecture.md.

@@ -1,5 +1,5 @@
-"""What a comparison runs: the segmenter names (trained, pretrained, rule-based, entropy), `CompareConfig` and its
-validation (every problem in one error).
+"""What a comparison runs: the segmenter names (trained, pretrained, rule-based, entropy), the value each entropy rule
+cuts at, `CompareConfig` and its validation (every problem in one error).
 """
 
 from __future__ import annotations
@@ -21,7 +21,12 @@ PRETRAINED = ("tiktoken-cl100k", "tiktoken-o200k")
 RULE_BASED = ("space", "fixed", "byte")
 
 
-ENTROPY = ("entropy-global", "entropy-monotonic")
+ENTROPY = ("entropy-global", "entropy-monotonic", "entropy-budget")
+
+
+# The `patch_starts` keyword each entropy rule's value (nats) sets; the budget rule's is a budget (the summed entropy
+# a patch may hold), not a threshold, so its rows report `budget_nats` where the others report `threshold_nats`.
+RULE_VALUE = {"global": "threshold", "monotonic": "relative_threshold", "budget": "budget"}
 
 
 SEGMENTERS = (*TRAINED, *PRETRAINED, *RULE_BASED, *ENTROPY)  # plus hf:NAME_OR_PATH[#gguf_file]
@@ -37,6 +42,7 @@ DEFAULT_SEGMENTERS = (
     "fixed",
     "entropy-global",
     "entropy-monotonic",
+    "entropy-budget",
 )
 
 
@@ -51,6 +57,8 @@ class CompareConfig:
     match: str | None = "auto"  # the reference rate: this segmenter's bytes/unit; auto -> REFERENCE_ORDER; None: none
     threshold: float | None = None  # global threshold (nats) when match is None; None -> the model card's
     relative_threshold: float | None = None  # monotonic threshold (nats) when match is None
+    budget: float | None = None  # entropy-budget's budget (nats a patch may hold) when match is None; None -> card's
+    patchers: list[str] = field(default_factory=list)  # saved patcher directories: a row each, values as saved
     fixed_size: float | None = None  # fixed patch size (bytes); None -> the reference bytes/unit, exactly
     eval_fraction: float = 0.1  # documents held out for evaluation (tokenisers train on the rest)
     eval_sources: list[str] | None = None  # measure on these documents instead (tokenisers train on all `sources`)
@@ -94,11 +102,18 @@ def validate(cfg: CompareConfig) -> None:
         problems.append(
             "--adapt runs on one device; drop --devices, or train on the corpus with `blt train` and pass --model RUN"
         )
-    for flag, value in (("--threshold", cfg.threshold), ("--relative-threshold", cfg.relative_threshold)):
+    for flag, value in (
+        ("--threshold", cfg.threshold),
+        ("--relative-threshold", cfg.relative_threshold),
+        ("--budget", cfg.budget),
+    ):
         if value is not None and not (value >= 0 and math.isfinite(value)):
             problems.append(f"{flag} must be ≥ 0 nats, got {value}; or drop it and let --match calibrate one")
     if cfg.curves and not cfg.grader and not any(s in ENTROPY for s in cfg.segmenters):
         problems.append("--curves grades units with a byte model: add an entropy segmenter or --grader MODEL")
+    twice = sorted({p for p in cfg.patchers if cfg.patchers.count(p) > 1})
+    if twice:
+        problems.append(f"--patcher {twice[0]} is given twice; give each saved patcher once")
     if cfg.vocab_size is not None and cfg.vocab_size < 260:
         problems.append(f"--vocab-size must be ≥ 260 (256 bytes + specials), got {cfg.vocab_size}")
     if problems:

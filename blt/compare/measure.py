@@ -39,7 +39,7 @@ def measure(
     bits: dict[str, list[np.ndarray]] = {n: [] for n in names}
     self_graded = {n: SegmentationStats() for n in names if n in ENTROPY and placer_surprisal is not None}
     lengths: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    seconds = dict.fromkeys(names, 0.0)
+    seconds = {s.name: s.prepare_seconds for s in segmenters}
     for i, data in enumerate(docs):
         sur = surprisal[i] if surprisal is not None else None
         doc_starts = {}
@@ -77,9 +77,14 @@ def measure(
             row["scoring_share"] = scoring / (scoring + patching) if scoring is not None else None
         if seg.patch_size is not None:
             row["patch_size"] = seg.patch_size
+        if seg.rule is not None:
+            row["rule"] = seg.rule
         if seg.threshold_nats is not None:
             row["threshold_nats"] = seg.threshold_nats
             row["threshold_bits"] = seg.threshold_nats / LN2
+        if seg.budget_nats is not None:  # a budget, not a threshold: the summed entropy a patch may hold
+            row["budget_nats"] = seg.budget_nats
+            row["budget_bits"] = seg.budget_nats / LN2
         if seg.name in self_graded:
             row["bits_per_unit_cv_self"] = self_graded[seg.name].summary()["bits_per_unit_cv"]
         row["matched"] = seg.matched

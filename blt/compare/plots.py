@@ -25,8 +25,9 @@ OTHER_SCRIPT = "other"  # the group of language labels without an ISO 15924 scri
 
 
 def family(name: str) -> str:
-    """The family of a segmenter: entropy, rule (space, byte, fixed-N) or tokeniser (trained, tiktoken, hf:...)."""
-    if name.startswith("entropy"):
+    """The family of a segmenter: entropy (entropy-RULE, patcher:DIR), rule (space, byte, fixed-N) or tokeniser
+    (trained, tiktoken, hf:...)."""
+    if name.startswith(("entropy", "patcher:")):
         return "entropy"
     return "rule" if name in ("space", "byte") or name.startswith("fixed") else "tokeniser"
 

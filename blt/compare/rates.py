@@ -85,8 +85,9 @@ def entropy_curve(
     surprisal: Sequence[np.ndarray],
     rates: Sequence[float],
 ) -> list[dict[str, Any]]:
-    """An entropy rule's curve: its threshold calibrated to each reachable rate of `rates` over these documents'
-    entropies [n] nats (the scores that place the patches), graded by `surprisal`."""
+    """An entropy rule's curve: its threshold (or budget) calibrated to each reachable rate of `rates` over these
+    documents' entropies [n] nats (the scores that place the patches), graded by `surprisal`."""
+    from blt.compare.config import RULE_VALUE
     from blt.compare.run import reachable_bytes_per_patch
     from blt.patching.calibration import calibrate_threshold
     from blt.patching.rules import patch_starts
@@ -95,14 +96,14 @@ def entropy_curve(
     if not rows:
         return []
     lo, hi = reachable_bytes_per_patch(rows, rule)
-    key = "threshold" if rule == "global" else "relative_threshold"
     by_data = {d: e for d, e in zip(docs, entropies, strict=True)}
     points = []
     for rate in sorted(r for r in rates if lo <= r <= hi):
-        theta = calibrate_threshold(rows, rate, rule=rule)
-        cut = {key: theta}
+        value = calibrate_threshold(rows, rate, rule=rule)
+        cut = {RULE_VALUE[rule]: value}
         bpu, cv = evenness_point(lambda d, cut=cut: patch_starts(by_data[d], rule=rule, **cut), docs, surprisal)
-        points.append({"bytes_per_unit": bpu, "bits_per_unit_cv": cv, "param": f"θ={theta:.4f} nats"})
+        param = f"B={value:.4f} nats" if rule == "budget" else f"θ={value:.4f} nats"
+        points.append({"bytes_per_unit": bpu, "bits_per_unit_cv": cv, "param": param, "value_nats": value})
     return points
 
 

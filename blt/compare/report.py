@@ -103,6 +103,8 @@ def compare_notes(results: dict) -> list[str]:
             line += f"; at their own rate: {', '.join(off)} (their CV is not comparable at another rate; {curves})"
         notes.append(line)
     notes += [f"* {r['match_note']}" for r in rows if r.get("matched") is False and r.get("match_note")]
+    if cuts := cut_values(rows):
+        notes.append("cut at: " + "; ".join(cuts))
     grading = results.get("grading")
     if grading and any(r.get("bits_per_unit_cv") is not None for r in rows):
         if grading["independent"]:
@@ -117,6 +119,24 @@ def compare_notes(results: dict) -> list[str]:
                 "with another"
             )
     return notes + fit_line(results.get("byte_model") or {})
+
+
+def cut_values(rows: list[dict]) -> list[str]:
+    """What each entropy row (and saved patcher) cuts at: a threshold θ for global and monotonic patches (monotonic:
+    on the rise from the previous byte), a budget B for the budget rule (the summed entropy a patch may hold)."""
+    out = []
+    for r in rows:
+        saved = " (saved)" if r["segmenter"].startswith("patcher:") else ""
+        rule = f"{r['rule']} rule{saved}, " if saved else ""
+        if r.get("budget_nats") is not None:
+            out.append(
+                f"{r['segmenter']} {rule}B = {r['budget_nats']:.4f} nats ({r['budget_bits']:.4f} bits) per patch"
+            )
+        elif r.get("threshold_nats") is not None:
+            what = "θ rise" if r.get("rule") == "monotonic" else "θ"
+            nats, bits = r["threshold_nats"], r["threshold_bits"]
+            out.append(f"{r['segmenter']} {rule}{what} = {nats:.4f} nats ({bits:.4f} bits)")
+    return out
 
 
 def print_compare(results: dict, console: Console, wide: bool = False) -> None:
@@ -205,7 +225,8 @@ def write_compare_report(results: dict, out: str | Path, command: str, versions:
         lines.append(
             f"Reference rate: {ref['segmenter']}'s {ref['bytes_per_unit']:.3f} bytes/unit on the held-out text "
             f"({'the default reference' if ref['chosen'] == 'auto' else 'given with --match'}); entropy thresholds "
-            "are calibrated to it and fixed patches cut at it (compression-matched)."
+            "and budgets are calibrated to it and fixed patches cut at it (compression-matched); saved patchers "
+            "(patcher:DIR) keep their saved values."
         )
     if model:
         before = model.get("bits_per_byte_before_adapt")

@@ -5,8 +5,10 @@ Flow: the corpus is split by document (`blt.bytelm.data`); trainable tokenisers 
 at the largest vocabulary it supports, up to 32k); the byte model (optionally adapted to the training split first)
 scores the evaluation split once, and every entropy segmenter reuses those scores; a reference segmenter's
 bytes/unit on the evaluation text (by default a pretrained tokeniser's, `blt.compare.rates`) is the rate entropy
-thresholds are calibrated to and fixed patches are cut at (compression-matched); metrics accumulate document by
-document, bits/unit graded by the byte model's surprisal or, with `grader`, by a second model's.
+thresholds (and the budget rule's budget) are calibrated to and fixed patches are cut at (compression-matched);
+saved patchers (`patchers`, `blt calibrate --save DIR`) add a row each at their saved values, never recalibrated;
+metrics accumulate document by document, bits/unit graded by the byte model's surprisal or, with `grader`, by a
+second model's.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from blt.bytelm.data import ByteStream, build_cache
 from blt.bytelm.entropy import ByteScores, corpus_bits_per_byte
 from blt.bytelm.sources import iter_documents
 from blt.compare.baselines import fit_facts
-from blt.compare.config import ENTROPY, RULE_BASED, CompareConfig, validate
+from blt.compare.config import ENTROPY, RULE_BASED, RULE_VALUE, CompareConfig, validate
 from blt.compare.measure import measure
 from blt.compare.rates import choose_reference, evenness_curves, is_matched
 from blt.compare.segmenters import Segmenter, build_tokenisers, fixed_size_for, rule_segmenter
@@ -100,6 +102,7 @@ def run_compare(
     adapting = bool(cfg.adapt_steps or cfg.adapt_minutes)
     lm = load_model(cfg.model, device="auto") if wants_model or adapting else None
     grader = _load_grader(cfg.grader) if cfg.grader else None  # a bad name fails before any work
+    patchers = load_patchers(cfg)
     for name in ENTROPY:  # before any scoring or training: a missing threshold is known now
         if name in cfg.segmenters and cfg.match is None:
             _given_threshold(name, cfg, lm)
@@ -146,6 +149,9 @@ def run_compare(
         if name in cfg.segmenters:
             assert scores is not None
             segmenters.append(_entropy_segmenter(name, scores, reference, match_bpu, cfg, lm))
+    for path, patcher in zip(cfg.patchers, patchers, strict=True):
+        progress(f"patching with the saved patcher {path}")
+        segmenters.append(saved_patcher_segmenter(patcher_name(path, cfg.patchers), patcher, eval_docs))
     if cfg.by_language and not any(lab is not None for lab in labels):
         warn("--by-language: this corpus has no language labels (only udhr has them); per-language tables skipped")
     if not segmenters:
@@ -235,8 +241,9 @@ def _bytes_per_unit(seg: Segmenter, docs: Sequence[bytes]) -> float:
 def _entropy_segmenter(
     name: str, scores: Sequence[ByteScores], reference: str | None, match_bpu: float | None, cfg: CompareConfig, lm: Any
 ) -> Segmenter:
-    """Entropy patches over the scored evaluation documents, at a calibrated or given threshold. A matched rate
-    the rule cannot reach gives the nearest reachable one, flagged (`matched` False and a `match_note`)."""
+    """Entropy patches over the scored evaluation documents, at a calibrated or given value (a threshold, or for
+    entropy-budget a budget). A matched rate the rule cannot reach gives the nearest reachable one, flagged
+    (`matched` False and a `match_note`)."""
     rule = name.removeprefix("entropy-")
     ents = [s.entropy_nats for s in scores]
     matched, note = None, None
@@ -250,33 +257,70 @@ def _entropy_segmenter(
                 f"{name} cannot reach {reference}'s {match_bpu:.3f} bytes/unit on this text (it reaches "
                 f"{lo:.3f}–{hi:.3f}); shown at the nearest, {target:.3f}"
             )
-        threshold = calibrate_threshold(rows, target, rule=rule)
+        value = calibrate_threshold(rows, target, rule=rule)
     else:
-        threshold = _given_threshold(name, cfg, lm)
+        value = _given_threshold(name, cfg, lm)
     by_data = {s.data: e for s, e in zip(scores, ents, strict=True)}
-    key = "threshold" if rule == "global" else "relative_threshold"
+    cut = {RULE_VALUE[rule]: value}
 
     def starts(data: bytes) -> np.ndarray:
-        return patch_starts(by_data[data], rule=rule, **{key: threshold})
+        return patch_starts(by_data[data], rule=rule, **cut)
 
-    return Segmenter(name, None, starts, threshold_nats=threshold, matched=matched, match_note=note)
+    values = {"budget_nats": value} if rule == "budget" else {"threshold_nats": value}
+    return Segmenter(name, None, starts, rule=rule, matched=matched, match_note=note, **values)
 
 
 def reachable_bytes_per_patch(entropies: Sequence[np.ndarray], rule: str) -> tuple[float, float]:
-    """The bytes/patch an entropy rule can give over these (non-empty) rows for thresholds θ ≥ 0: from θ = 0
-    (every rise, or every positive entropy, starts) to θ = ∞ (only each row's first byte)."""
+    """The bytes/patch an entropy rule can give over these (non-empty) rows for values ≥ 0: from 0 (every rise, every
+    positive entropy, or for the budget rule every byte of positive entropy starts) to ∞ (only each row's first
+    byte)."""
     total = sum(map(len, entropies))
-    key = "threshold" if rule == "global" else "relative_threshold"
-    most = sum(map(len, patch_starts(list(entropies), rule=rule, **{key: 0.0})))  # one batched call
+    most = sum(map(len, patch_starts(list(entropies), rule=rule, **{RULE_VALUE[rule]: 0.0})))  # one batched call
     return total / most, total / len(entropies)
 
 
 def _given_threshold(name: str, cfg: CompareConfig, lm: Any) -> float:
-    """An unmatched entropy segmenter's threshold: given, else the model card's; none is an error."""
+    """An unmatched entropy segmenter's value (threshold or budget, nats): given, else the model card's; none is an
+    error."""
     rule = name.removeprefix("entropy-")
-    given = cfg.threshold if rule == "global" else cfg.relative_threshold
+    given = {"global": cfg.threshold, "monotonic": cfg.relative_threshold, "budget": cfg.budget}[rule]
     card = lm.card.get("patch_thresholds_nats", {}) if lm is not None else {}
-    threshold = given if given is not None else card.get(rule)
-    if threshold is None:
+    value = given if given is not None else card.get(rule)
+    if value is None:
+        if rule == "budget":
+            raise BltError(f"{name} needs --match or a budget (--budget NATS: the summed entropy a patch may hold)")
         raise BltError(f"{name} needs --match or a threshold (--threshold / --relative-threshold)")
-    return threshold
+    return value
+
+
+def patcher_name(path: str, paths: Sequence[str]) -> str:
+    """A saved patcher's row: `patcher:DIRNAME`, or `patcher:PATH` when another of `paths` has the same name."""
+    from pathlib import Path
+
+    names = [Path(p).name for p in paths]
+    return f"patcher:{Path(path).name if names.count(Path(path).name) == 1 else path}"
+
+
+def load_patchers(cfg: CompareConfig) -> list[Any]:
+    """Every `--patcher DIR` loaded (rule, values and model as saved; a bad directory fails before any work)."""
+    from blt.segment.saved import load_patcher
+
+    out = []
+    for path in cfg.patchers:
+        try:
+            out.append(load_patcher(path, cache=cfg.cache))
+        except BltError as e:
+            raise BltError(f"--patcher {path}: {e}") from None
+    return out
+
+
+def saved_patcher_segmenter(name: str, patcher: Any, docs: Sequence[bytes]) -> Segmenter:
+    """A saved patcher's row: its own patches of `docs` (its model scores them, at its saved rule and values: never
+    recalibrated, so it sits at whatever rate those give here and is matched only when that is within 1 %)."""
+    t = time.perf_counter()
+    patches = patcher.patch(list(docs))
+    seconds = time.perf_counter() - t
+    by_data = {p.data: p.starts for p in patches}
+    rule, value = patcher.rule, patcher.rule_threshold
+    values = {"budget_nats": value} if rule == "budget" else {"threshold_nats": value}
+    return Segmenter(name, None, by_data.__getitem__, rule=rule, prepare_seconds=seconds, **values)

@@ -20,7 +20,6 @@ from blt.segment.tokenizers import cached_tokenizer
 
 
 @dataclass
-@dataclass
 class Segmenter:
     """What the comparison needs of any segmenter: a name, a vocabulary size (None: open) and bytes -> starts."""
 
@@ -28,7 +27,10 @@ class Segmenter:
     vocab_size: int | None
     starts: Callable[[bytes], np.ndarray]
     train_seconds: float = 0.0
-    threshold_nats: float | None = None  # entropy segmenters: the threshold they cut at
+    threshold_nats: float | None = None  # global/monotonic entropy segmenters: the threshold they cut at
+    budget_nats: float | None = None  # budget entropy segmenters: the summed entropy a patch may hold
+    rule: str | None = None  # entropy segmenters and saved patchers: the boundary rule
+    prepare_seconds: float = 0.0  # time spent on all documents before `starts` (a saved patcher scores them first)
     patch_size: float | None = None  # fixed: the patch length L (unit i at byte ⌊i·L⌋)
     matched: bool | None = None  # False: calibrated to the reference rate and could not reach it (else measured)
     match_note: str | None = None  # why it did not, and the rates it can reach

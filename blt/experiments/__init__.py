@@ -1,5 +1,6 @@
 """The experiment job (`blt experiment`): sweeps of corpora × models × segmenters × parameter grids. It owns the
-experiment configs with validation, `--set` and grid expansion (`config`), running a sweep with cached inputs,
+experiment configs with validation, `--set` and grid expansion (`config`; including the surprisal-budget oracle, an
+upper bound that runs only here), running a sweep with cached inputs and an optional second grading model,
 resumable atomic cells and worker processes (`run`), the output directory's rules (`outdir`: what proves it is
 blt's, what `--force` may remove, damaged cells) and the report: tidy tables, report.md, trade-off plots (`report`).
 

@@ -5,7 +5,10 @@ and bad value reported in one error), and expanded into cells — one measuremen
 A segmenter entry names a `kind` (as in `blt compare`) and lists values for the parameters that kind takes; the
 cells of an entry are the product of its lists. Parameters: trained tokenisers `vocab_size`; `fixed` `patch_size`;
 entropy patchers `target_bytes_per_patch` (calibrated on the corpus) or `threshold` (nats; for `entropy-monotonic`
-the relative threshold), and `max_patch_length`. Execution lives in `blt.experiments.run`.
+the relative threshold; for `entropy-budget` a `budget`, the summed entropy a patch may hold), and
+`max_patch_length`. One kind exists only here: `surprisal-budget`, an oracle that runs the budget rule on each
+byte's realised surprisal instead of its predicted entropy (it looks at the byte it cuts before, so no real patcher
+can: an upper bound on what equal-information patches could reach). Execution lives in `blt.experiments.run`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,11 @@ import yaml
 from blt.compare.config import ENTROPY, PRETRAINED, RULE_BASED, SEGMENTERS, TRAINED
 from blt.config import ConfigError, _coerce, _type_name
 
+# Kinds only experiments run: oracles that read the realised surprisal of the bytes they cut (upper bounds).
+ORACLES = ("surprisal-budget",)
+# Kinds that cut by a byte model's scores: a target calibrates their value on the corpus, as in `blt compare`.
+SCORED = (*ENTROPY, *ORACLES)
+KINDS = (*SEGMENTERS, *ORACLES)  # plus hf:NAME_OR_PATH
 # Which parameters each kind takes (hf:NAME takes none, like the pretrained tokenisers).
 PARAMS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(TRAINED, ("vocab_size",)),
@@ -31,8 +39,10 @@ PARAMS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(RULE_BASED, ()),
     "fixed": ("patch_size",),
     **dict.fromkeys(ENTROPY, ("target_bytes_per_patch", "threshold", "max_patch_length")),
+    **dict.fromkeys(("entropy-budget", *ORACLES), ("target_bytes_per_patch", "budget", "max_patch_length")),
 }
 PARAM_TYPES = {"vocab_size": int, "patch_size": int, "target_bytes_per_patch": float, "threshold": float}
+PARAM_TYPES["budget"] = float  # nats a budget patch may hold
 PARAM_TYPES["max_patch_length"] = int | None  # type: ignore[assignment]
 # Every metric a cell can report (SegmentationStats.summary, the model's bits/byte, timings).
 METRICS = (
@@ -42,10 +52,14 @@ METRICS = (
     *("length_mean", "length_median", "length_p90", "length_max"),
     *("word_boundary_precision", "word_boundary_recall", "word_boundary_f1"),
     *("bits_per_unit_mean", "bits_per_unit_std", "bits_per_unit_cv", "bits_per_unit_p90"),
+    *("bits_per_unit_mean_grader", "bits_per_unit_cv_grader"),  # graded by the experiment's `grader` (else None)
     *("model_bits_per_byte", "encode_mb_per_s", "train_seconds"),
 )
-# The parameter columns of every row (None where a cell has no such parameter).
-PARAM_COLUMNS = ("vocab_size", "target_bytes_per_patch", "threshold_nats", "max_patch_length", "patch_size")
+# The parameter columns of every row (None where a cell has no such parameter); a budget cell's value is a budget
+# (budget_nats), never a threshold.
+PARAM_COLUMNS = (
+    *("vocab_size", "target_bytes_per_patch", "threshold_nats", "budget_nats", "max_patch_length", "patch_size"),
+)
 TIMINGS = ("encode_mb_per_s", "train_seconds")  # the only columns allowed to differ between identical runs
 
 
@@ -70,6 +84,7 @@ class ExperimentConfig:
     segmenters: list[SegmenterSpec]
     description: str = ""  # the question the experiment answers
     models: list[str] = field(default_factory=lambda: ["default"])  # byte models: names, directories, runs
+    grader: str | None = None  # a second byte model that also grades every cell (…_grader metrics); None: none
     metrics: list[str] | None = None  # report only these metrics (see METRICS); None -> all
     eval_fraction: float = 0.1  # documents held out for measuring when a corpus has no eval_sources
     max_eval_bytes: int | None = 1_000_000  # measure at most this many held-out bytes per corpus
@@ -105,7 +120,8 @@ class Cell:
 
     @property
     def label(self) -> str:
-        """`bpe-8192`, `fixed-4`, `entropy-global@4` (target), `entropy-monotonic θ0.5/max16`, `space`."""
+        """`bpe-8192`, `fixed-4`, `entropy-global@4` (target), `entropy-monotonic θ0.5/max16`, `entropy-budget B6`,
+        `space`."""
         p = self.param
         if "vocab_size" in p:
             return f"{self.kind}-{p['vocab_size']}"
@@ -116,6 +132,8 @@ class Cell:
             label += f"@{p['target_bytes_per_patch']:g}"
         elif p.get("threshold") is not None:
             label += f" θ{p['threshold']:g}"
+        elif p.get("budget") is not None:
+            label += f" B{p['budget']:g}"
         if p.get("max_patch_length") is not None:
             label += f"/max{p['max_patch_length']}"
         return label
@@ -158,8 +176,8 @@ def _segmenter(raw: Any, i: int, errors: list[str]) -> SegmenterSpec | None:
         errors.append(f"segmenters[{i}] must be a kind or a mapping with kind and parameters, got {raw!r}")
         return None
     kind = raw["kind"]
-    if kind not in SEGMENTERS and not kind.startswith("hf:"):
-        errors.append(f"segmenters[{i}]: unknown segmenter {kind!r} (valid: {', '.join(SEGMENTERS)}, hf:NAME_OR_PATH)")
+    if kind not in KINDS and not kind.startswith("hf:"):
+        errors.append(f"segmenters[{i}]: unknown segmenter {kind!r} (valid: {', '.join(KINDS)}, hf:NAME_OR_PATH)")
         return None
     takes = PARAMS.get(kind, ())
     params: dict[str, list[Any]] = {}
@@ -182,11 +200,12 @@ def _segmenter(raw: Any, i: int, errors: list[str]) -> SegmenterSpec | None:
         if bad:
             floor = "≥ 260 (256 bytes + specials)" if key == "vocab_size" else "> 0"
             errors.append(f"segmenters[{i}].{key} must be {floor}, got {bad[0]!r}")
-    if "target_bytes_per_patch" in params and "threshold" in params:
-        errors.append(
-            f"segmenters[{i}] ({kind}): threshold and target_bytes_per_patch conflict in one cell; give one "
-            f"(a target is calibrated to a threshold), or two entries"
-        )
+    for value in ("threshold", "budget"):
+        if "target_bytes_per_patch" in params and value in params:
+            errors.append(
+                f"segmenters[{i}] ({kind}): {value} and target_bytes_per_patch conflict in one cell; give one "
+                f"(a target is calibrated to a {value}), or two entries"
+            )
     if any(t is not None and t < 1 for t in params.get("target_bytes_per_patch", [])):
         errors.append(f"segmenters[{i}].target_bytes_per_patch must be ≥ 1 byte")
     return SegmenterSpec(kind, params)
@@ -231,8 +250,10 @@ def experiment_from_dict(raw: Any, *, source: str = "experiment") -> ExperimentC
         errors.append(f"eval_fraction must be in (0, 1), got {cfg.eval_fraction}")
     if cfg.precision not in ("32", "bf16", "auto"):
         errors.append(f"precision must be 32, bf16 or auto, got {cfg.precision!r}")
-    if not cfg.models and any(s.kind in ENTROPY for s in cfg.segmenters):
+    if not cfg.models and any(s.kind in SCORED for s in cfg.segmenters):
         errors.append("entropy segmenters need a byte model: list one under models (e.g. [default])")
+    if cfg.grader is not None and not cfg.grader.strip():
+        errors.append("grader must name a byte model (a name, directory or run), or be null for none")
     if errors:
         raise ConfigError(f"{source}: " + "; ".join(errors))
     return cfg

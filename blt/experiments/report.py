@@ -15,16 +15,18 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from blt.compare.config import ENTROPY, PRETRAINED, RULE_BASED, TRAINED
+from blt.experiments.config import ORACLES, SCORED
 from blt.files import write_atomic
 from blt.report.markdown import markdown_table
 from blt.report.plots import _savefig
 
 Row = dict[str, Any]  # one cell of the runner's table (or one language of a cell)
-KIND_ORDER = (*TRAINED, *PRETRAINED, "hf", *RULE_BASED, *ENTROPY)  # hf:NAME kinds sort after tiktoken
+KIND_ORDER = (*TRAINED, *PRETRAINED, "hf", *RULE_BASED, *ENTROPY, *ORACLES)  # hf:NAME kinds sort after tiktoken
 
 HEADERS = {  # row key -> column header of the report tables; numbers to 3 decimals unless SPECS says otherwise
     "bytes_per_unit": "bytes/unit",
@@ -37,16 +39,28 @@ HEADERS = {  # row key -> column header of the report tables; numbers to 3 decim
     "word_boundary_f1": "word-boundary F1",
     "bits_per_unit_mean": "bits/unit",
     "bits_per_unit_cv": "CV bits/unit",
+    "bits_per_unit_cv_grader": "CV by grader",  # shown only when the experiment has a grader
     "encode_mb_per_s": "encode MB/s",
     "train_seconds": "train s",
 }
 SPECS = {"length_p90": "{:.0f}", "train_seconds": "{:.1f}"}
-TERMINAL = ("bytes_per_unit", "bits_per_unit_cv", "word_boundary_f1", "renyi_efficiency_types", "encode_mb_per_s")
+TERMINAL = (
+    *("bytes_per_unit", "bits_per_unit_cv", "bits_per_unit_cv_grader", "word_boundary_f1"),
+    *("renyi_efficiency_types", "encode_mb_per_s"),
+)
+OPTIONAL = ("bits_per_unit_cv_grader",)  # columns shown only when some row has a value
 MAX_SCRIPTS = 6
-SWEEP_LABELS = {"target_bytes_per_patch": "{:g}", "threshold_nats": "θ{:.2f}", "vocab_size": "{}", "patch_size": "{}"}
+SWEEP_LABELS = {"target_bytes_per_patch": "{:g}", "threshold_nats": "θ{:.2f}", "budget_nats": "B{:.2f}"}
+SWEEP_LABELS |= {"vocab_size": "{}", "patch_size": "{}"}
 PLOTS = (  # (y key, y label, title, file)
     ("bits_per_unit_cv", "CV of bits per unit (lower = more even)", "evenness vs compression", "tradeoff-evenness.png"),
     ("word_boundary_f1", "word-boundary F1", "word-boundary agreement vs compression", "tradeoff-boundary-f1.png"),
+    (
+        "bits_per_unit_cv_grader",
+        "CV of bits per unit, graded by a second model",
+        "evenness graded by a second model vs compression",
+        "tradeoff-evenness-grader.png",
+    ),
 )
 PLOT_FILES = (*(plot[3] for plot in PLOTS), "by-language.png")  # every PNG a report can hold
 
@@ -83,6 +97,11 @@ def sorted_rows(rows: Iterable[Row]) -> list[Row]:
     return sorted(rows, key=key)
 
 
+def shown(keys: Iterable[str], rows: list[Row]) -> list[str]:
+    """`keys` without the `OPTIONAL` ones no row has a value for (no grader: no "CV by grader" column)."""
+    return [k for k in keys if k not in OPTIONAL or any(number(r.get(k)) is not None for r in rows)]
+
+
 def _groups(rows: Iterable[Row]) -> dict[tuple[str, str | None], list[Row]]:
     """Rows per (corpus, model), in order of first appearance."""
     out: dict[tuple[str, str | None], list[Row]] = {}
@@ -100,10 +119,11 @@ def print_experiment(rows: list[Row], console: Console) -> None:
     for (corpus, model), group in _groups(rows).items():
         table = Table(title=_title(corpus, model))
         table.add_column("segmenter", no_wrap=True)  # the label is the row's identity: never cut it
-        for k in TERMINAL:
+        keys = shown(TERMINAL, group)
+        for k in keys:
             table.add_column(HEADERS[k], justify="right")
         for r in sorted_rows(group):
-            table.add_row(str(r.get("segmenter")), *(_column(r, k) for k in TERMINAL))
+            table.add_row(str(r.get("segmenter")), *(_column(r, k) for k in keys))
         console.print(table)
 
 
@@ -168,20 +188,21 @@ def _draw_panel(ax: Any, points: list[Row], y_key: str, colours: dict[str, Any])
     for p in points:
         if xy := _point(p, y_key):
             kind = p.get("kind") or "?"
-            split = p.get("max_patch_length") if kind in ENTROPY else None
+            split = p.get("max_patch_length") if kind in SCORED else None
             series.setdefault((kind, split), []).append((*xy, p))
     splits = {k: sorted((s for kk, s in series if kk == k), key=lambda s: (s is None, s or 0)) for k, _ in series}
     for kind, split in ((k, s) for k in sorted(splits, key=kind_rank) for s in splits[k]):
         pts = sorted(series[kind, split], key=lambda t: t[0])
         xs, ys = [t[0] for t in pts], [t[1] for t in pts]
-        label = kind if len(splits[kind]) == 1 else f"{kind} max {'–' if split is None else split}"
+        name = f"{kind} (oracle)" if kind in ORACLES else kind
+        label = name if len(splits[kind]) == 1 else f"{name} max {'–' if split is None else split}"
         if len(pts) == 1:
             ax.plot(xs, ys, "D", color=colours[kind], markersize=6, label=label)
             ax.annotate(
                 str(pts[0][2].get("segmenter")), (xs[0], ys[0]), xytext=(4, 4), textcoords="offset points", fontsize=7
             )
             continue
-        style = ("-", "--", ":", "-.")[splits[kind].index(split) % 4]
+        style = ":" if kind in ORACLES else ("-", "--", ":", "-.")[splits[kind].index(split) % 4]
         ax.plot(xs, ys, style, marker="o", markersize=4, linewidth=1.2, color=colours[kind], label=label)
         for x, y, p in pts:
             ax.annotate(_sweep_value(p), (x, y), xytext=(3, -9), textcoords="offset points", fontsize=6, alpha=0.8)
@@ -189,6 +210,26 @@ def _draw_panel(ax: Any, points: list[Row], y_key: str, colours: dict[str, Any])
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="grey")
     ax.margins(x=0.12, y=0.08)  # room for the point labels
     ax.grid(alpha=0.3)
+    top = off_scale_top([y for pts in series.values() for _, y, _ in pts])
+    if top is not None:  # a few huge values would squash every other curve into the bottom of the panel
+        ax.set_ylim(top=top)
+        above = {}
+        for (kind, _), pts in series.items():
+            if (high := max(y for _, y, _ in pts)) > top:
+                above[kind] = max(above.get(kind, high), high)
+        note = "off scale: " + ", ".join(f"{k} up to {v:.2f}" for k, v in sorted(above.items()))
+        box = {"facecolor": "white", "alpha": 0.85, "edgecolor": "none", "pad": 1.5}  # readable over the lines
+        ax.text(0.02, 0.98, note, transform=ax.transAxes, va="top", fontsize=7, color="dimgrey", bbox=box)
+
+
+def off_scale_top(ys: list[float]) -> float | None:
+    """A panel's y-axis top when its largest values dwarf the rest: twice the 75th percentile, when the maximum is
+    more than 2.5 times it (None: show everything). Golden: [1, 1, 1, 1, 10] → 2.0 (p75 = 1); [1, 2, 2, 2.4] → None
+    (p75 = 2.1, and 2.4 < 5.25)."""
+    if len(ys) < 4:
+        return None
+    q = float(np.percentile(ys, 75))
+    return 2 * q if q > 0 and max(ys) > 2.5 * q else None
 
 
 def _figure(panels: list[tuple[str, list[Row]]], ncols: int, plot: tuple[str, ...], colours: dict, out: Path) -> str:
@@ -272,6 +313,13 @@ def _provenance(meta: dict[str, Any]) -> str:
             f"- Byte model `{name}` (sha256 `{str(m.get('sha256') or '')[:12]}`, {fmt(m.get('params'), '{:,}')} "
             f"params): bits/byte {bpb or '–'}."
         )
+    if g := meta.get("grader"):
+        bpb = ", ".join(f"{fmt(v)} on {c}" for c, v in (g.get("bits_per_byte") or {}).items())
+        parts.append(
+            f"- Grader `{g.get('name')}` (sha256 `{str(g.get('sha256') or '')[:12]}`, {fmt(g.get('params'), '{:,}')} "
+            f'params): bits/byte {bpb or "–"}. "CV by grader" is the CV of bits per unit by its surprisal: a model '
+            "that did not place the entropy boundaries (CV bits/unit is graded by the cell's own model)."
+        )
     if meta.get("models"):
         parts += ["", "Entropy cells' encode MB/s excludes the byte model's scoring (done once per corpus and model)."]
     return "\n".join(parts)
@@ -286,13 +334,20 @@ def write_experiment_report(rows: list[Row], language_rows: list[Row], meta: dic
     if meta.get("description"):
         lines += [str(meta["description"]).strip(), ""]
     lines += [f"```\n{meta.get('command', '')}\n```", "", "## What was run", "", _provenance(meta), ""]
-    headers = ["segmenter", "vocab", *HEADERS.values()]
+    if any(r.get("kind") in ORACLES for r in rows):
+        lines += [
+            "surprisal-budget cells are an oracle, not a segmenter: the budget rule cut on each byte's realised "
+            "surprisal (it looks at the byte before cutting), an upper bound on equal-information patches.",
+            "",
+        ]
     for (corpus, model), group in _groups(rows).items():
+        keys = shown(HEADERS, group)
+        headers = ["segmenter", "vocab", *(HEADERS[k] for k in keys)]
         table = [
             [
                 str(r.get("segmenter")).replace("|", "\\|"),
                 fmt(r.get("vocab_size"), "{}") if r.get("vocab_size") else "open",
-                *(_column(r, k) for k in HEADERS),
+                *(_column(r, k) for k in keys),
             ]
             for r in sorted_rows(group)
         ]

@@ -1,8 +1,10 @@
 """Running an experiment (`blt experiment`): prepare every input once, then measure every cell, resumably.
 
-1. Corpora are split (or read with their own evaluation sources); each corpus is scored once per byte model through
-   `blt.bytelm.corpus.score_corpus` (Lightning predict loop, cached by model weights and corpus bytes), and each trained
-   tokeniser is trained once per corpus and vocabulary size (cached likewise, in `$BLT_CACHE/tokenizers`).
+1. Corpora are split (or read with their own evaluation sources); each corpus is scored once per byte model (and
+   once by the `grader`, if any) through `blt.bytelm.corpus.score_corpus` (Lightning predict loop, cached by model
+   weights and corpus bytes), and each trained tokeniser is trained once per corpus and vocabulary size (cached
+   likewise, in `$BLT_CACHE/tokenizers`). Every cell's units are graded by its model's surprisal and, with a grader,
+   by the grader's too (the `…_grader` metrics: a model that did not place the entropy boundaries).
 2. Cells run inline or in `workers` processes; each finished cell is written to `OUT/cells/<id>.json` atomically,
    so an interrupted run (kill -9 included) resumes with `resume=True` and computes only the missing (or damaged)
    cells. What a run may write or remove in `OUT` is `blt.experiments.outdir`'s to decide.
@@ -27,12 +29,12 @@ import numpy as np
 from blt.bytelm.entropy import corpus_bits_per_byte
 from blt.bytelm.score_cache import load_scores
 from blt.cache import documents_hash, model_hash
-from blt.compare.config import ENTROPY, TRAINED, CompareConfig
+from blt.compare.config import RULE_VALUE, TRAINED, CompareConfig
 from blt.compare.measure import check_lossless
 from blt.compare.run import split_corpus
 from blt.compare.segmenters import choose_vocab_size, rule_segmenter
 from blt.errors import BltError
-from blt.experiments.config import METRICS, PARAM_COLUMNS, Cell, CorpusSpec, ExperimentConfig, expand
+from blt.experiments.config import METRICS, ORACLES, PARAM_COLUMNS, SCORED, Cell, CorpusSpec, ExperimentConfig, expand
 from blt.experiments.outdir import RECORD, check_out_dir, clear_out_dir, read_cell
 from blt.files import finite, write_atomic
 from blt.metrics import SegmentationStats
@@ -50,16 +52,23 @@ class Context:
     labels: dict[str, list[str | None]]  # corpus -> their language labels
     scores: dict[tuple[str, str], Path]  # (corpus, model) -> cached scores
     model_bpb: dict[tuple[str, str], float]  # (corpus, model) -> bits/byte on the held-out documents
-    thresholds: dict[str, float]  # entropy cell id -> the threshold it cuts at (nats; calibrated or given)
+    thresholds: dict[str, float]  # scored cell id -> the threshold or budget it cuts at (nats; calibrated or given)
     tokenizers: dict[tuple[str, str, int | None], tuple[Path, int, float]]  # -> (file, vocab size, train seconds)
     metrics: list[str] | None
     by_language: bool
+    grader: dict[str, Path] = field(default_factory=dict)  # corpus -> the grading model's cached scores
     _memo: dict[Any, Any] = field(default_factory=dict)
 
     def cell_scores(self, corpus: str, model: str) -> list[Any]:
-        key = ("scores", corpus, model)
+        return self._load(("scores", corpus, model), self.scores[corpus, model], corpus, model)
+
+    def grader_scores(self, corpus: str) -> list[Any] | None:
+        """The grading model's scores of `corpus`'s held-out documents; None without a grader."""
+        return self._load(("grader", corpus), self.grader[corpus], corpus, "the grader") if self.grader else None
+
+    def _load(self, key: tuple[str, ...], path: Path, corpus: str, model: str) -> list[Any]:
         if key not in self._memo:
-            self._memo[key] = load_scores(self.scores[corpus, model], self.eval_docs[corpus])
+            self._memo[key] = load_scores(path, self.eval_docs[corpus])
             if self._memo[key] is None:
                 raise BltError(f"the cached scores of {model} on {corpus} are missing; run again")
         return self._memo[key]
@@ -120,8 +129,22 @@ def prepare(
         for corpus, (path, scores) in per_corpus.items():
             ctx.scores[corpus, name] = path
             ctx.model_bpb[corpus, name] = facts["models"][name]["bits_per_byte"][corpus] = corpus_bits_per_byte(scores)
+    if cfg.grader:
+        stage(f"scoring with the grader {cfg.grader}")
+        try:
+            grader = load_model(cfg.grader, device="auto")
+        except BltError as exc:
+            raise BltError(f"grader: {exc}") from None
+        sha = model_hash(grader)
+        facts["grader"] = {"name": cfg.grader, "sha256": sha, "params": grader.num_params(), "bits_per_byte": {}}
+        graded = _score_corpora(grader, sha, ctx.eval_docs, cfg.precision, devices)
+        if graded is None:
+            return None
+        for corpus, (path, scores) in graded.items():
+            ctx.grader[corpus] = path
+            facts["grader"]["bits_per_byte"][corpus] = corpus_bits_per_byte(scores)
     for cell in cells:  # before any tokeniser trains: an unreachable target fails the run in seconds
-        if cell.kind in ENTROPY:
+        if cell.kind in SCORED:
             ctx.thresholds[cell.id] = cell_threshold(cell, ctx, cards[str(cell.model)])
     for cell in cells:
         if cell.kind not in TRAINED:
@@ -204,28 +227,43 @@ def _segmenter(cell: Cell, ctx: Context) -> tuple[Callable[[bytes], np.ndarray],
     if kind in ("space", "byte", "fixed"):
         size = p.get("patch_size", 4)
         return rule_segmenter(kind, size).starts, None, {**cols, "patch_size": size if kind == "fixed" else None}
-    assert kind in ENTROPY and cell.model is not None
-    rule, limit, theta = kind.removeprefix("entropy-"), p.get("max_patch_length"), ctx.thresholds[cell.id]
-    ents = {s.data: s.entropy_nats for s in ctx.cell_scores(cell.corpus, cell.model)}
-    key = "threshold" if rule == "global" else "relative_threshold"
+    assert kind in SCORED and cell.model is not None
+    rule, limit, value = cell_rule(kind), p.get("max_patch_length"), ctx.thresholds[cell.id]
+    by_data = {s.data: _cut_scores(kind, s) for s in ctx.cell_scores(cell.corpus, cell.model)}
+    cut = {RULE_VALUE[rule]: value}
 
     def starts(data: bytes) -> np.ndarray:
-        return patch_starts(ents[data], rule=rule, max_patch_length=limit, **{key: theta})
+        return patch_starts(by_data[data], rule=rule, max_patch_length=limit, **cut)
 
-    return starts, None, {**cols, "threshold_nats": float(theta)}
+    return starts, None, {**cols, "budget_nats" if rule == "budget" else "threshold_nats": float(value)}
+
+
+def cell_rule(kind: str) -> str:
+    """The boundary rule of a scored kind: `entropy-RULE`'s RULE; the surprisal oracle runs the budget rule."""
+    return "budget" if kind in ORACLES else kind.removeprefix("entropy-")
+
+
+def _cut_scores(kind: str, scores: Any) -> np.ndarray:
+    """What a scored kind cuts on [n] nats: predicted entropy, or for the oracle the realised surprisal of each
+    byte (known only once the byte is seen: hence an oracle)."""
+    return scores.surprisal_nats if kind in ORACLES else scores.entropy_nats
 
 
 def cell_threshold(cell: Cell, ctx: Context, card: dict[str, float]) -> float:
-    """An entropy cell's threshold (nats): its own, or calibrated so its corpus's held-out documents average the
-    target bytes/patch (as `blt compare` calibrates), or the model card's."""
-    p, rule = cell.param, cell.kind.removeprefix("entropy-")
-    if p.get("threshold") is not None:
-        return float(p["threshold"])
+    """A scored cell's threshold or budget (nats): its own, or calibrated so its corpus's held-out documents average
+    the target bytes/patch (as `blt compare` calibrates), or the model card's."""
+    p, rule = cell.param, cell_rule(cell.kind)
+    given = p.get("budget") if rule == "budget" else p.get("threshold")
+    if given is not None:
+        return float(given)
     if p.get("target_bytes_per_patch") is None:
+        if cell.kind in ORACLES:  # a card's budget is one for predicted entropies, not for realised surprisal
+            raise BltError(f"cell {cell.label}: the surprisal oracle has no stored budget; give budget or a target")
         if rule not in card:
-            raise BltError(f"cell {cell.label}: model {cell.model} has no {rule} threshold; give threshold or a target")
+            what, stored = ("budget", "budget") if rule == "budget" else ("threshold", f"{rule} threshold")
+            raise BltError(f"cell {cell.label}: model {cell.model} has no {stored}; give {what} or a target")
         return float(card[rule])
-    rows = [s.entropy_nats for s in ctx.cell_scores(cell.corpus, str(cell.model)) if len(s)]
+    rows = [_cut_scores(cell.kind, s) for s in ctx.cell_scores(cell.corpus, str(cell.model)) if len(s)]
     try:
         limit = p.get("max_patch_length")
         return calibrate_threshold(rows, p["target_bytes_per_patch"], rule=rule, max_patch_length=limit)
@@ -238,7 +276,9 @@ def evaluate_cell(cell: Cell, ctx: Context) -> dict[str, Any]:
     starts_of, vocab, cols = _segmenter(cell, ctx)
     docs, labels = ctx.eval_docs[cell.corpus], ctx.labels[cell.corpus]
     scores = ctx.cell_scores(cell.corpus, cell.model) if cell.model is not None else None
-    total, per_label, seconds = SegmentationStats(), {}, 0.0
+    graded = ctx.grader_scores(cell.corpus)
+    total, by_grader, per_label, seconds = SegmentationStats(), SegmentationStats(), {}, 0.0
+    per_label_graded: dict[str, SegmentationStats] = {}
     for i, data in enumerate(docs):
         t = time.perf_counter()
         starts = np.asarray(starts_of(data), dtype=np.int64)
@@ -246,10 +286,17 @@ def evaluate_cell(cell: Cell, ctx: Context) -> dict[str, Any]:
         check_lossless(cell.label, data, starts)
         surprisal = scores[i].surprisal_nats if scores is not None else None
         total.add(data, starts, surprisal)
+        if graded is not None:
+            by_grader.add(data, starts, graded[i].surprisal_nats)
         if ctx.by_language and labels[i] is not None:
             per_label.setdefault(labels[i], SegmentationStats()).add(data, starts, surprisal)
+            if graded is not None:
+                per_label_graded.setdefault(labels[i], SegmentationStats()).add(data, starts, graded[i].surprisal_nats)
     summary = total.summary(vocab_size=vocab)
     metrics = {m: summary.get(m) for m in METRICS}
+    second = by_grader.summary() if graded is not None else {}
+    metrics["bits_per_unit_mean_grader"] = second.get("bits_per_unit_mean")
+    metrics["bits_per_unit_cv_grader"] = second.get("bits_per_unit_cv")
     metrics["model_bits_per_byte"] = ctx.model_bpb.get((cell.corpus, cell.model)) if cell.model else None
     metrics["encode_mb_per_s"] = summary["bytes"] / 1e6 / max(seconds, 1e-9)
     metrics["train_seconds"] = cols.pop("train_seconds", None)
@@ -265,6 +312,7 @@ def evaluate_cell(cell: Cell, ctx: Context) -> dict[str, Any]:
             "units": s["units"],
             "bytes_per_unit": s["bytes_per_unit"],
             "bits_per_unit_cv": s["bits_per_unit_cv"],
+            "bits_per_unit_cv_grader": per_label_graded[lab].summary()["bits_per_unit_cv"] if graded else None,
         }
         for lab, st in sorted(per_label.items())
     ]
@@ -325,7 +373,7 @@ def run_experiment(
     meta = {"name": cfg.name, "description": cfg.description, "command": command, "config": cfg.to_dict()}
     meta.update(config_sha256=cfg.digest(), versions=versions, **facts)
     if resume and record is not None:
-        changed = [k for k in ("corpora", "models") if record.get(k) != json.loads(json.dumps(facts[k]))]
+        changed = [k for k in ("corpora", "models", "grader") if record.get(k) != json.loads(json.dumps(facts.get(k)))]
         if changed:
             raise BltError(f"the {' and '.join(changed)} changed since {out} was started; pass --force to start over")
     if record is not None:  # only now, once the inputs are ready: a run that fails early leaves `out` as it was

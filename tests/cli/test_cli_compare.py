@@ -26,7 +26,7 @@ from blt.config import Config
 from blt.errors import BltError
 from blt.patching.rules import patch_starts
 
-CARD_THRESHOLDS = {"global": 0.3, "monotonic": 0.05}  # nats
+CARD_THRESHOLDS = {"global": 0.3, "monotonic": 0.05, "budget": 3.0}  # nats (budget: summed entropy per patch)
 
 
 def save_spiky(path: Path, card: dict) -> Path:
@@ -70,7 +70,7 @@ def test_compare_end_to_end_equals_the_library(
     model_dir: Path, corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "out"
-    segs = "bpe,sp-unigram,space,fixed,entropy-global,entropy-monotonic"
+    segs = "bpe,sp-unigram,space,fixed,entropy-global,entropy-monotonic,entropy-budget"
     args = ["compare", "--data", str(corpus), "--model", str(model_dir), "--segmenters", segs]
     args += ["--vocab-size", "400", "--out", str(out), "--by-language"]
     monkeypatch.setattr(sys, "argv", ["blt", *args])  # the report records the command line it was run with
@@ -88,11 +88,11 @@ def test_compare_end_to_end_equals_the_library(
         warn=lambda m: None if "no language labels" in m else pytest.fail(m),  # a directory corpus has no labels
     )
     names = ["bpe", "sp-unigram", "space", f"fixed-{lib['match_bytes_per_unit']:.2f}"]
-    names += ["entropy-global", "entropy-monotonic"]
+    names += ["entropy-global", "entropy-monotonic", "entropy-budget"]
     assert [r["segmenter"] for r in cli["segmenters"]] == [r["segmenter"] for r in lib["segmenters"]] == names
     for mine, theirs in zip(cli["segmenters"], lib["segmenters"], strict=True):
         keys = ("units", "bytes_per_unit", "fertility", "renyi_efficiency_types", "renyi_efficiency_vocab")
-        for key in (*keys, "threshold_nats", "bits_per_unit_cv"):
+        for key in (*keys, "threshold_nats", "budget_nats", "bits_per_unit_cv"):
             a, b = mine.get(key), theirs.get(key)  # None (no threshold) on both sides, or equal numbers
             assert (a is None and b is None) or a == pytest.approx(b, rel=1e-9), (mine["segmenter"], key)
     table = {line.split("│")[1].strip(): line for line in stdout.splitlines() if line.startswith("│")}
@@ -151,7 +151,7 @@ def test_match_none_uses_the_card_thresholds(model_dir: Path, corpus: Path, tmp_
     """`--match none`: the entropy segmenters use the card's `patch_thresholds_nats`, and their units are
     `patch_starts` of the held-out documents' entropies at those thresholds; `fixed` falls back to 4 bytes."""
     out = tmp_path / "out"
-    segs = "space,fixed,entropy-global,entropy-monotonic"
+    segs = "space,fixed,entropy-global,entropy-monotonic,entropy-budget"
     code, _, err = run_cli(
         "compare",
         "--data",
@@ -168,16 +168,43 @@ def test_match_none_uses_the_card_thresholds(model_dir: Path, corpus: Path, tmp_
     assert code == 0, err
     results = results_of(out)
     rows = {r["segmenter"]: r for r in results["segmenters"]}
-    assert list(rows) == ["space", "fixed-4", "entropy-global", "entropy-monotonic"]
+    assert list(rows) == ["space", "fixed-4", "entropy-global", "entropy-monotonic", "entropy-budget"]
     assert results["match_bytes_per_unit"] is None and "calibrated" not in (out / "report.md").read_text()
     assert rows["entropy-global"]["threshold_nats"] == CARD_THRESHOLDS["global"]
     assert rows["entropy-monotonic"]["threshold_nats"] == CARD_THRESHOLDS["monotonic"]
+    assert rows["entropy-budget"]["budget_nats"] == CARD_THRESHOLDS["budget"]
     _, eval_docs, _ = split_corpus(CompareConfig(sources=[str(corpus)]))
     entropies = [s.entropy_nats for s in score(load_model(model_dir), eval_docs)]
     global_units = sum(len(patch_starts(e, threshold=CARD_THRESHOLDS["global"])) for e in entropies)
     mono = CARD_THRESHOLDS["monotonic"]
     mono_units = sum(len(patch_starts(e, rule="monotonic", relative_threshold=mono)) for e in entropies)
     assert rows["entropy-global"]["units"] == global_units and rows["entropy-monotonic"]["units"] == mono_units
+    budget_units = sum(len(patch_starts(e, rule="budget", budget=CARD_THRESHOLDS["budget"])) for e in entropies)
+    assert rows["entropy-budget"]["units"] == budget_units
+
+
+def test_a_given_budget_means_match_none(plain_model_dir: Path, corpus: Path, tmp_path: Path) -> None:
+    """`--budget B` mirrors --threshold: without --match it turns matching off, and the budget row patches the
+    held-out entropies at B (a card without a budget is no obstacle). Each budget patch holds at most B nats of
+    predicted entropy unless it is one byte; the table's note names the value a budget, in nats and bits."""
+    out = tmp_path / "out"
+    args = ["compare", "--data", str(corpus), "--model", str(plain_model_dir), "--segmenters", "space,entropy-budget"]
+    code, stdout, err = run_cli(*args, "--budget", "2.5", "--out", str(out), columns=250)
+    assert code == 0, err
+    results = results_of(out)
+    row = results["segmenters"][1]
+    assert results["match_bytes_per_unit"] is None and row["matched"] is None
+    assert row["budget_nats"] == 2.5 and "threshold_nats" not in row
+    _, eval_docs, _ = split_corpus(CompareConfig(sources=[str(corpus)]))
+    entropies = [s.entropy_nats for s in score(load_model(plain_model_dir), eval_docs)]
+    starts = [patch_starts(e, rule="budget", budget=2.5) for e in entropies]
+    assert row["units"] == sum(map(len, starts))
+    for e, s in zip(entropies, starts, strict=True):
+        sums = np.add.reduceat(e.astype(np.float64), s)
+        lengths = np.diff(np.append(s, len(e)))
+        assert np.all((sums <= 2.5) | (lengths == 1))
+    assert "entropy-budget B = 2.5000 nats (3.6067 bits) per patch" in " ".join(stdout.split())
+    assert_user_error([*args, "--budget", "-1", "--out", str(tmp_path / "o2")], "--budget must be ≥ 0 nats, got -1.0")
 
 
 def test_an_unreachable_match_is_a_flagged_row_and_exit_0(model_dir: Path, corpus: Path, tmp_path: Path) -> None:
@@ -305,3 +332,33 @@ def test_eval_data_is_measured_and_all_of_data_trains(model_dir: Path, corpus: P
     assert res["eval_documents"] == 2 and res["eval_bytes"] == sum(len(t.encode()) for t in texts)
     assert res["train_documents"] == n_corpus and res["config"]["eval_sources"] == [str(held)]
     assert f"from {held}." in (out / "report.md").read_text()
+
+
+def test_saved_patchers_add_rows(model_dir: Path, corpus: Path, tmp_path: Path) -> None:
+    """--patcher DIR (repeatable): a row per saved patcher, named after its directory, cutting at its saved value
+    (its own model's entropies of the held-out documents through `patch_starts`), beside the calibrated rows; two
+    directories of one name are told apart by their paths. A directory that is not a saved patcher is one red line."""
+    from blt.segment.patcher import Patcher
+    from blt.segment.saved import save_patcher
+
+    model = load_model(model_dir)
+    save_patcher(Patcher(model, rule="budget", budget=1.5), tmp_path / "a" / "p")
+    save_patcher(Patcher(model, rule="monotonic", relative_threshold=0.2), tmp_path / "b" / "p")
+    out = tmp_path / "out"
+    args = ["compare", "--data", str(corpus), "--model", str(model_dir), "--segmenters", "space,entropy-budget"]
+    args += ["--patcher", str(tmp_path / "a" / "p"), "--patcher", str(tmp_path / "b" / "p"), "--match", "space"]
+    code, stdout, err = run_cli(*args, "--out", str(out), columns=250)
+    assert code == 0, err
+    rows = {r["segmenter"]: r for r in results_of(out)["segmenters"]}
+    a, b = f"patcher:{tmp_path / 'a' / 'p'}", f"patcher:{tmp_path / 'b' / 'p'}"
+    assert list(rows) == ["space", "entropy-budget", a, b]
+    assert rows[a]["budget_nats"] == 1.5 and rows[b]["threshold_nats"] == 0.2 and rows[b]["rule"] == "monotonic"
+    _, eval_docs, _ = split_corpus(CompareConfig(sources=[str(corpus)]))
+    entropies = [s.entropy_nats for s in score(model, eval_docs)]
+    assert rows[a]["units"] == sum(len(patch_starts(e, rule="budget", budget=1.5)) for e in entropies)
+    mono = sum(len(patch_starts(e, rule="monotonic", relative_threshold=0.2)) for e in entropies)
+    assert rows[b]["units"] == mono and a in stdout
+    (tmp_path / "empty").mkdir()
+    bad = [*args[:7], "--patcher", str(tmp_path / "empty"), "--out", str(tmp_path / "o2")]
+    assert_user_error(bad, "is not a saved patcher: it has no patcher.json")
+    assert not (tmp_path / "o2").exists()

@@ -127,7 +127,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     if HAVE_TRANSFORMERS:
         hf_dir = hf_byte_level_dir(tmp_path_factory.mktemp("hf") / "tok", [d.data for d in DOCS])
         names.append(f"hf:{hf_dir}")
-    names += ["entropy-global", "entropy-monotonic"]
+    names += ["entropy-global", "entropy-monotonic", "entropy-budget"]
     cfg = CompareConfig(
         sources=["udhr"],
         segmenters=names,
@@ -176,13 +176,13 @@ def test_every_segmenter_has_a_row_in_order(run: Run) -> None:
     expected += ["tiktoken-cl100k", "tiktoken-o200k"] if HAVE_TIKTOKEN else []
     expected += [f"hf:{run.hf_dir}"] if run.hf_dir else []
     fixed = f"fixed-{run.results['match_bytes_per_unit']:.2f}"
-    expected += ["space", fixed, "byte", "entropy-global", "entropy-monotonic"]
+    expected += ["space", fixed, "byte", "entropy-global", "entropy-monotonic", "entropy-budget"]
     assert [r["segmenter"] for r in run.results["segmenters"]] == expected
     assert len(run.warnings) == (0 if HAVE_TIKTOKEN else 2)  # a missing extra is a warning, not an error
     assert run.results["vocab_size"] == VOCAB
     vocab = {r["segmenter"]: r["vocab_size"] for r in run.results["segmenters"]}
     assert vocab["bpe"] == vocab["sp-unigram"] == vocab["sp-bpe"] == VOCAB  # trained at exactly the size asked
-    assert vocab["space"] is vocab["byte"] is vocab["entropy-global"] is None  # open vocabularies
+    assert vocab["space"] is vocab["byte"] is vocab["entropy-global"] is vocab["entropy-budget"] is None  # open
     if HAVE_TIKTOKEN:
         assert vocab["tiktoken-cl100k"] == 100277 and vocab["tiktoken-o200k"] == 200019
 
@@ -325,6 +325,33 @@ def test_entropy_patches_are_compression_matched_to_bpe(run: Run, rule: str) -> 
         assert np.array_equal(mine, theirs)
 
 
+def test_budget_patches_are_compression_matched_to_bpe(run: Run) -> None:
+    """entropy-budget is calibrated to BPE's rate like the threshold rules: its units land within one patch of
+    BPE's count (so `matched`), and its row names the value a budget (`budget_nats`/`budget_bits`, no threshold
+    columns). The reported budget B reproduces the units from fresh scores through `patch_starts(rule="budget")`, and
+    they obey the rule read off its definition: each patch's summed entropy is ≤ B unless it is a single byte, and
+    adding the next patch's first byte would overflow B (else that byte would have joined it). B is the smallest
+    budget giving this count: the double just below it cuts more patches."""
+    row, bpe = run.row("entropy-budget"), run.row("bpe")
+    assert abs(row["units"] - bpe["units"]) <= 1 and row["matched"] is True and row["match_note"] is None
+    assert row["rule"] == "budget" and "threshold_nats" not in row and "threshold_bits" not in row
+    budget = row["budget_nats"]
+    assert budget > 0 and row["budget_bits"] == pytest.approx(budget / LN2)
+    ents = [s.entropy_nats for s in run.scores]
+    direct = [patch_starts(e, rule="budget", budget=budget) for e in ents]
+    for mine, theirs in zip(direct, run.starts("entropy-budget"), strict=True):
+        assert np.array_equal(mine, theirs)
+    for e, starts in zip(ents, direct, strict=True):
+        bounds = [*starts.tolist(), len(e)]
+        for a, b in zip(bounds, bounds[1:], strict=False):
+            held = float(np.add.accumulate(e[a:b], dtype=np.float64)[-1])
+            assert held <= budget or b - a == 1
+            if b < len(e):
+                assert held + float(e[b]) > budget
+    below = np.nextafter(budget, 0.0)
+    assert sum(len(patch_starts(e, rule="budget", budget=below)) for e in ents) > row["units"]
+
+
 def test_the_byte_model_scores_the_held_out_text_once(run: Run) -> None:
     """One score call, on exactly the held-out documents; BPB is Σ surprisal / (ln 2 · Σ bytes) of those scores."""
     assert run.score_calls == [run.eval_docs]
@@ -368,7 +395,7 @@ def test_the_byte_model_fit_beside_compressors_and_its_calibration_gap(run: Run,
 # ---------------------------------------------------------------------------------------------- metrics
 
 
-@pytest.mark.parametrize("name", ["bpe", "entropy-global", "space"])
+@pytest.mark.parametrize("name", ["bpe", "entropy-global", "entropy-budget", "space"])
 def test_metrics_equal_a_direct_segmentation_stats(run: Run, name: str) -> None:
     """Parity: the row is SegmentationStats fed the same documents, starts and (freshly scored) surprisal."""
     stats = SegmentationStats()
@@ -453,6 +480,9 @@ def test_report_files_are_complete_strict_and_atomic(run: Run, tmp_path: Path) -
     assert "| segmenter | vocab | bytes/unit | matched | units/word |" in md
     assert sorted(re.findall(r"!\[[^]]*\]\(([^)]+)\)", md)) == sorted(plots)
     assert f"torch {torch.__version__}" in md and "Reference rate: bpe's" in md
+    budget, theta = run.row("entropy-budget")["budget_nats"], run.row("entropy-global")["threshold_nats"]
+    assert f"entropy-budget B = {budget:.4f} nats ({budget / LN2:.4f} bits) per patch" in md  # a budget, named so
+    assert f"entropy-global θ = {theta:.4f} nats" in md
     for name in names:
         assert f"| {name} |" in md
 
@@ -468,6 +498,11 @@ def test_report_files_are_complete_strict_and_atomic(run: Run, tmp_path: Path) -
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [r["segmenter"] for r in rows] == names
     assert float(rows[0]["bytes_per_unit"]) == pytest.approx(run.row(names[0])["bytes_per_unit"])
+    by_name = {r["segmenter"]: r for r in rows}
+    assert (
+        float(by_name["entropy-budget"]["budget_nats"]) == pytest.approx(budget)
+        and not by_name["entropy-budget"]["threshold_nats"]
+    )
 
 
 def test_non_finite_numbers_become_null() -> None:
@@ -497,7 +532,7 @@ def test_a_grader_grades_every_row_and_the_placer_still_places(monkeypatch: pyte
     the placer's weights is not independent."""
     placer_dir = save_spiky(tmp_path / "placer")
     grader_dir = save_model_dir(make_model(seed=7), load_config(REPO / "configs" / "tiny.yaml", []), {}, tmp_path / "g")
-    segs = ["bpe", "fixed", "entropy-global", "entropy-monotonic"]
+    segs = ["bpe", "fixed", "entropy-global", "entropy-monotonic", "entropy-budget"]
     base = dict(sources=["udhr"], segmenters=segs, model=str(placer_dir), vocab_size=VOCAB, eval_fraction=EVAL_FRACTION)
     graded = compare_with_probes(CompareConfig(**base, grader=str(grader_dir)), monkeypatch)
     plain = compare_with_probes(CompareConfig(**base), monkeypatch)
@@ -539,7 +574,7 @@ def test_curves_cover_every_row_and_interpolate_at_the_reference(
     CV; space (≈ 6 bytes/unit, off BPE's rate) gets None, its curve being one point."""
     placer_dir = save_spiky(tmp_path / "placer")
     cfg = CompareConfig(
-        sources=["udhr"], segmenters=["bpe", "space", "fixed", "entropy-global", "entropy-monotonic"],
+        sources=["udhr"], segmenters=["bpe", "space", "fixed", "entropy-global", "entropy-monotonic", "entropy-budget"],
         model=str(placer_dir), eval_fraction=EVAL_FRACTION, curves=True,
     )  # fmt: skip
     probe = compare_with_probes(cfg, monkeypatch)
@@ -552,7 +587,7 @@ def test_curves_cover_every_row_and_interpolate_at_the_reference(
     assert [round(p["bytes_per_unit"]) for p in curves[fixed]] == sorted(
         [2, 3, 4, 5, 6, 7, 8, round(ref["bytes_per_unit"])]
     )
-    for name in ("entropy-global", "entropy-monotonic", fixed, "bpe"):
+    for name in ("entropy-global", "entropy-monotonic", "entropy-budget", fixed, "bpe"):
         assert rows[name]["matched"] is True
         assert rows[name]["bits_per_unit_cv_at_reference"] == pytest.approx(rows[name]["bits_per_unit_cv"], rel=1e-6)
     top = rows["bpe"]["vocab_size"]  # the largest the training split supports (≈ 830 here)
@@ -564,11 +599,24 @@ def test_curves_cover_every_row_and_interpolate_at_the_reference(
     assert curves["bpe"][0]["bytes_per_unit"] == pytest.approx(expected["bytes_per_unit"], rel=1e-12)
     assert len(curves["space"]) == 1 and rows["space"]["matched"] is False
     assert rows["space"]["bits_per_unit_cv_at_reference"] is None
-    for rule in ("global", "monotonic"):
+    for rule in ("global", "monotonic", "budget"):
         pts = curves[f"entropy-{rule}"]
         assert len(pts) >= 3 and all(
             pts[i]["bytes_per_unit"] < pts[i + 1]["bytes_per_unit"] for i in range(len(pts) - 1)
         )
+    # the budget curve: a budget calibrated per rate (B grows with the rate), each point a real budget patching
+    ents = [s.entropy_nats for s in score(load_model(placer_dir), eval_docs)]
+    n_bytes = sum(map(len, eval_docs))
+    budgets = []
+    for p in curves["entropy-budget"]:
+        budget = p["value_nats"]
+        assert p["param"] == f"B={budget:.4f} nats"
+        budgets.append(budget)
+        count = sum(len(patch_starts(e, rule="budget", budget=budget)) for e in ents)
+        assert p["bytes_per_unit"] == pytest.approx(n_bytes / count, rel=1e-12)
+    assert budgets == sorted(budgets)
+    grid = {round(p["bytes_per_unit"], 1) for p in curves["entropy-budget"]}
+    assert {2.0, 3.0, 4.0, 5.0} <= grid
 
 
 def test_fixed_size_given_and_the_matched_rule(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -634,22 +682,29 @@ def test_unavailable_tiktoken_warns_and_the_rest_runs(monkeypatch: pytest.Monkey
 
 def test_match_none_uses_given_thresholds_then_the_card(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Without --match: the given thresholds, else the model card's `patch_thresholds_nats`, else an error."""
-    card = {"steps": 0, "patch_thresholds_nats": {"global": 0.3, "monotonic": 0.05}}
+    card = {"steps": 0, "patch_thresholds_nats": {"global": 0.3, "monotonic": 0.05, "budget": 4.0}}
     with_card, without = save_spiky(tmp_path / "card", card), save_spiky(tmp_path / "plain")
-    segs = ["space", "entropy-global", "entropy-monotonic"]
+    segs = ["space", "entropy-global", "entropy-monotonic", "entropy-budget"]
     base = CompareConfig(sources=["udhr"], segmenters=segs, match=None, eval_fraction=EVAL_FRACTION)
-    results = compare_with_probes(replace_cfg(base, model=str(with_card)), monkeypatch)["results"]
-    got = {r["segmenter"]: r.get("threshold_nats") for r in results["segmenters"]}
-    assert got == {"space": None, "entropy-global": 0.3, "entropy-monotonic": 0.05}
-    assert results["match_bytes_per_unit"] is None
-    given = replace_cfg(base, model=str(without), threshold=0.7, relative_threshold=0.2)
-    got = {
-        r["segmenter"]: r.get("threshold_nats")
-        for r in compare_with_probes(given, monkeypatch)["results"]["segmenters"]
+
+    def values(cfg: CompareConfig) -> dict[str, Any]:
+        rows = compare_with_probes(cfg, monkeypatch)["results"]["segmenters"]
+        return {r["segmenter"]: (r.get("threshold_nats"), r.get("budget_nats"), r["matched"]) for r in rows}
+
+    got = values(replace_cfg(base, model=str(with_card)))
+    assert got == {
+        "space": (None, None, None),
+        "entropy-global": (0.3, None, None),
+        "entropy-monotonic": (0.05, None, None),
+        "entropy-budget": (None, 4.0, None),
     }
-    assert got == {"space": None, "entropy-global": 0.7, "entropy-monotonic": 0.2}
+    given = replace_cfg(base, model=str(without), threshold=0.7, relative_threshold=0.2, budget=2.5)
+    got = values(given)
+    assert got["entropy-global"][0] == 0.7 and got["entropy-monotonic"][0] == 0.2 and got["entropy-budget"][1] == 2.5
     with pytest.raises(BltError, match="entropy-global needs --match or a threshold"):
         compare_with_probes(replace_cfg(base, model=str(without)), monkeypatch)
+    with pytest.raises(BltError, match=r"entropy-budget needs --match or a budget \(--budget NATS"):
+        compare_with_probes(replace_cfg(base, model=str(without), segmenters=["entropy-budget"]), monkeypatch)
 
 
 def replace_cfg(cfg: CompareConfig, **changes: Any) -> CompareConfig:
@@ -932,3 +987,58 @@ def test_max_eval_bytes_bounds_the_measured_documents(tmp_path: Path) -> None:
     assert len(evaluation) >= 3 and bounded == evaluation[:2]
     assert not isinstance(train, list) and len(list(train)) == len(train) == 40 - len(evaluation)
     assert sorted([*train, *evaluation]) == sorted(p.read_bytes() for p in corpus.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------- saved patchers
+
+
+def test_saved_patchers_are_rows_at_their_saved_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """--patcher DIR: one row per saved patcher (`patcher:DIRNAME`), its rule and value used as saved, never
+    recalibrated to the reference: a budget patcher fitted to 2 bytes/patch on other text keeps its budget here,
+    its units are `patch_starts(rule="budget")` of its own model's entropies at that budget, and it is `matched`
+    only if that lands within 1 % of BPE's rate (here it does not: 2 vs ≈ 4.4 bytes/unit). A global patcher at a
+    given threshold likewise; both tile every document."""
+    from blt.compare.rates import is_matched
+    from blt.segment.patcher import Patcher
+    from blt.segment.saved import save_patcher
+
+    model = spiky_model()
+    budget_patcher = Patcher(model, rule="budget", target_bytes_per_patch=2.0)
+    fitted = budget_patcher.fit([d.data for d in DOCS[:8]])
+    save_patcher(budget_patcher, tmp_path / "budget2")
+    save_patcher(Patcher(model, rule="global", threshold=1.2), tmp_path / "g")
+    cfg = CompareConfig(
+        sources=["udhr"],
+        segmenters=["bpe", "entropy-budget"],
+        model=str(save_spiky(tmp_path / "m")),
+        vocab_size=VOCAB,
+        eval_fraction=EVAL_FRACTION,
+        patchers=[str(tmp_path / "budget2"), str(tmp_path / "g")],
+    )
+    probe = compare_with_probes(cfg, monkeypatch)
+    results, (_, eval_docs, _) = probe["results"], probe["split"]
+    rows = {r["segmenter"]: r for r in results["segmenters"]}
+    assert list(rows) == ["bpe", "entropy-budget", "patcher:budget2", "patcher:g"]
+    saved, given = rows["patcher:budget2"], rows["patcher:g"]
+    assert (
+        saved["rule"] == "budget" and saved["budget_nats"] == fitted["threshold_nats"] and "threshold_nats" not in saved
+    )
+    assert given["rule"] == "global" and given["threshold_nats"] == 1.2 and "budget_nats" not in given
+    ents = [s.entropy_nats for s in score(model, eval_docs)]
+    cuts = {"patcher:budget2": {"rule": "budget", "budget": saved["budget_nats"]}, "patcher:g": {"threshold": 1.2}}
+    for name, kw in cuts.items():
+        starts = [patch_starts(e, **kw) for e in ents]
+        mine = [np.asarray(probe["segmenters"][name].starts(d), np.int64) for d in eval_docs]
+        assert all(np.array_equal(a, b) for a, b in zip(starts, mine, strict=True)), name
+        assert rows[name]["units"] == sum(map(len, starts))
+        assert rows[name]["matched"] is is_matched(rows[name]["bytes_per_unit"], results["match_bytes_per_unit"])
+    assert saved["matched"] is False and saved["match_note"] is None  # its own rate, not a failed calibration
+    assert rows["entropy-budget"]["matched"] is True  # the calibrated row beside it
+    assert saved["budget_nats"] != rows["entropy-budget"]["budget_nats"]
+    write_compare_report(results, tmp_path / "report", "blt compare", {})
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert f"patcher:budget2 budget rule (saved), B = {saved['budget_nats']:.4f} nats" in md
+    with pytest.raises(BltError, match=r"--patcher .*nowhere: no saved patcher at"):
+        compare_with_probes(replace_cfg(cfg, patchers=[str(tmp_path / "nowhere")]), monkeypatch)
+    with pytest.raises(BltError, match="is given twice"):
+        validate(replace_cfg(cfg, patchers=[str(tmp_path / "g"), str(tmp_path / "g")]))

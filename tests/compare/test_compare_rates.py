@@ -94,3 +94,24 @@ def test_evenness_point_equals_segmentation_stats() -> None:
     points = fixed_curve(docs, sur, [2.0, 4.0])
     n = sum(map(len, docs))  # 184 bytes in 3 non-empty documents: 92 and 46 units, as close as fixed sizes get
     assert [p["bytes_per_unit"] for p in points] == [n / 92, n / 46]
+
+
+def test_budget_reach_and_curve_golden() -> None:
+    """The budget rule over rows [1, 1, 1, 1] and [2, 2] nats (6 bytes): at B = 0 every byte of positive entropy
+    starts (6 patches, 1 byte/patch), at B = ∞ each row is one patch (3 bytes/patch). In between the counts are
+    6 for B < 2 (no two bytes fit), 4 for 2 ≤ B < 4 ([1,1][1,1] and [2][2], or [1,1,1][1] from B = 3) and 2 from
+    B = 4: 3 patches (2 bytes/patch) cannot be had, and the nearest count is 4
+    (1.5 bytes/patch, off by 0.5, where 2 patches are off by 1.0), first reached at B = 2. Graded by surprisal
+    [1, 2, 3, 4] and [1, 1] nats, the units [1,2][3,4][1][1] carry 3, 7, 1, 1 nats."""
+    from blt.compare.rates import entropy_curve
+    from blt.compare.run import reachable_bytes_per_patch
+
+    rows = [np.ones(4, np.float32), np.full(2, 2.0, np.float32)]
+    assert reachable_bytes_per_patch(rows, "budget") == (1.0, 3.0)
+    docs = [b"abcd", b"ef"]
+    surprisal = [np.array([1, 2, 3, 4], np.float32), np.ones(2, np.float32)]
+    points = entropy_curve("budget", rows, docs, surprisal, [2.0, 9.0])  # 9 is out of reach: left out
+    assert len(points) == 1 and points[0]["value_nats"] == 2.0 and points[0]["param"] == "B=2.0000 nats"
+    unit_nats = np.array([3.0, 7.0, 1.0, 1.0])
+    assert points[0]["bytes_per_unit"] == 1.5
+    assert points[0]["bits_per_unit_cv"] == pytest.approx(unit_nats.std() / unit_nats.mean(), rel=1e-6)

@@ -86,6 +86,9 @@ def test_every_problem_is_reported_at_once() -> None:
             {"kind": "bpe", "vocab_size": [100]},
             {"kind": "fixed", "patch_size": []},
             {"kind": "sp-bpe", "vocab_size": "big"},
+            {"kind": "entropy-budget", "budget": 6.0, "target_bytes_per_patch": 4},
+            {"kind": "entropy-budget", "threshold": 1.0},
+            {"kind": "surprisal-budget", "budget": -1},
         ],
     }
     with pytest.raises(ConfigError) as info:
@@ -103,6 +106,10 @@ def test_every_problem_is_reported_at_once() -> None:
         "segmenters[3].vocab_size must be ≥ 260",
         "empty grid: segmenters[4].patch_size lists no values",
         "segmenters[5].vocab_size must be int or a list, got 'big'",
+        "segmenters[6] (entropy-budget): budget and target_bytes_per_patch conflict in one cell",
+        "segmenters[7] (entropy-budget): unknown parameter 'threshold' (it takes target_bytes_per_patch, budget, "
+        "max_patch_length)",
+        "segmenters[8].budget must be > 0, got -1.0",
     ):
         assert part in msg, part
     assert isinstance(info.value, BltError) and "\n" not in msg
@@ -155,7 +162,7 @@ def test_load_experiment_from_a_file_with_overrides(tmp_path: Path) -> None:
 
 def test_every_shipped_experiment_loads_and_expands() -> None:
     shipped = shipped_experiments()
-    assert {"patch-size-sweep", "multilingual", "code-vs-prose"} <= set(shipped)
+    assert {"patch-size-sweep", "multilingual", "code-vs-prose", "equal-info"} <= set(shipped)
     for name, path in shipped.items():
         cfg = load_experiment(name)
         assert resolve_experiment(name) == path and cfg.name == name and cfg.description
@@ -166,6 +173,42 @@ def test_every_shipped_experiment_loads_and_expands() -> None:
     assert targets == {2, 3, 4, 5, 6, 8}  # the BLT paper's range of patch sizes
     assert {c.param["vocab_size"] for c in sweep if c.kind == "bpe"} == {2048, 4096, 8192, 16384}
     assert len(sweep) == 26
+
+
+def test_budget_kinds_expand_with_their_budget_or_target_and_a_grader() -> None:
+    """entropy-budget and the surprisal-budget oracle take a target or a budget (nats), labelled @target and
+    B<budget>; the oracle needs a byte model like the entropy kinds; `grader` names a second model."""
+    segs = [
+        {"kind": "entropy-budget", "target_bytes_per_patch": [2, 4.5], "max_patch_length": [16]},
+        {"kind": "entropy-budget", "budget": 6.25},
+        {"kind": "surprisal-budget", "target_bytes_per_patch": 3},
+    ]
+    cfg = experiment_from_dict({**GRID, "corpora": ["udhr"], "segmenters": segs, "grader": "runs/other"})
+    assert cfg.grader == "runs/other" and cfg.segmenters[1].params == {"budget": [6.25]}
+    labels = [c.label for c in expand(cfg)]
+    assert labels[:2] == ["entropy-budget@2/max16", "entropy-budget@4.5/max16"]
+    assert labels[2:] == ["entropy-budget B6.25", "surprisal-budget@3"]
+    with pytest.raises(ConfigError, match="entropy segmenters need a byte model"):
+        experiment_from_dict({**GRID, "segmenters": segs[2:], "models": []})
+    assert experiment_from_dict(GRID).grader is None
+
+
+def test_the_equal_information_experiment_covers_the_issue() -> None:
+    """configs/experiments/equal-info.yaml (issue #13): budget, global, monotonic, fixed, BPE, SentencePiece and the
+    surprisal oracle over 2–8 bytes/unit; prose, code, scripts and unseen kinds, each evaluated on held-out text
+    (eval_sources apart from the training sources); a second model grades."""
+    cfg = load_experiment("equal-info")
+    kinds = {s.kind for s in cfg.segmenters}
+    assert {"entropy-budget", "entropy-global", "entropy-monotonic", "surprisal-budget", "fixed", "bpe"} <= kinds
+    assert "sp-unigram" in kinds and cfg.grader
+    cells = expand(cfg)
+    for kind in ("entropy-budget", "entropy-global", "surprisal-budget"):
+        assert {c.param["target_bytes_per_patch"] for c in cells if c.kind == kind} == {2, 3, 4, 5, 6, 8}
+    assert {c.param["patch_size"] for c in cells if c.kind == "fixed"} == {2, 3, 4, 5, 6, 8}
+    assert {c.name for c in cfg.corpora} == {"english", "docs", "code", "scripts", "unseen"}
+    for corpus in cfg.corpora:
+        assert corpus.eval_sources and not set(corpus.eval_sources) & set(corpus.sources)
+        assert all("/train/" in p for p in corpus.sources) and not any("/train/" in p for p in corpus.eval_sources)
 
 
 def test_the_documented_example_is_a_valid_experiment() -> None:

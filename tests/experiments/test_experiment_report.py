@@ -226,3 +226,32 @@ def test_draw_panel_joins_sweeps_sorted_and_labels_single_points() -> None:
     assert lines["entropy-global max 16"].get_color() == lines["entropy-global max –"].get_color()
     assert "space" in [t.get_text() for t in ax.texts]
     plt.close(fig)
+
+
+def test_off_scale_values_clip_the_panel_and_are_named() -> None:
+    """p75 of [0.5, 0.6, 0.6, 0.7, 0.8, 4.3] is 0.775 and 4.3 > 2.5 × 0.775, so the axis stops at 1.55 and the panel
+    names the kind that goes above it (with its largest value); the oracle kind is drawn dotted; without an outlier
+    ([1, 2, 2, 2.4]: 2.4 < 2.5 × 2.1) nothing is clipped."""
+    from blt.experiments.report import off_scale_top
+
+    assert off_scale_top([1, 1, 1, 1, 10]) == 2.0 and off_scale_top([1, 2, 2, 2.4]) is None
+    base = {"corpus": "c", "model": "m", "max_patch_length": None}
+    rows = [
+        {**base, "kind": "fixed", "segmenter": f"fixed-{x}", "bytes_per_unit": x, "bits_per_unit_cv": y}
+        for x, y in ((2, 0.5), (4, 0.6))
+    ]
+    rows += [
+        {**base, "kind": "entropy-global", "segmenter": f"g{x}", "bytes_per_unit": x, "bits_per_unit_cv": y}
+        for x, y in ((2, 0.7), (8, 4.3))
+    ]
+    rows += [
+        {**base, "kind": "surprisal-budget", "segmenter": f"o{x}", "bytes_per_unit": x, "bits_per_unit_cv": y}
+        for x, y in ((2, 0.6), (4, 0.8))
+    ]
+    fig, ax = plt.subplots()
+    _draw_panel(ax, rows, "bits_per_unit_cv", {"fixed": "C0", "entropy-global": "C1", "surprisal-budget": "C2"})
+    assert ax.get_ylim()[1] == pytest.approx(2 * 0.775)
+    assert "off scale: entropy-global up to 4.30" in [t.get_text() for t in ax.texts]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert lines["surprisal-budget (oracle)"].get_linestyle() == ":" and lines["fixed"].get_linestyle() == "-"
+    plt.close(fig)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import assert_user_error, run_cli, save_spiky, zipf_documents
+from conftest import REPO, assert_user_error, make_model, run_cli, save_spiky, zipf_documents
 
 import blt.bytelm.corpus
 import blt.bytelm.sources
@@ -331,3 +331,70 @@ def test_several_models_score_corpora_once_each_and_devices_need_one_model(
         assert {k: v for k, v in r.items() if k not in ("cell", "model")} == {
             k: v for k, v in first[r["corpus"], r["segmenter"]].items() if k not in ("cell", "model")
         }
+
+
+def test_budget_cells_the_surprisal_oracle_and_a_second_grader(tmp_path: Path, model: Path, counts: dict) -> None:
+    """entropy-budget cells cut the held-out entropies at their budget (given, or calibrated to the target: within
+    one patch of it), reported as `budget_nats`, never a threshold; the surprisal-budget oracle runs the same rule
+    on each byte's realised surprisal, so each of its patches holds at most B nats of the surprisal it is graded by
+    (unless it is one byte). With a grader every cell is graded twice: CV bits/unit by its own model, CV by grader
+    by the second model's surprisal (SegmentationStats fed by hand, both ways)."""
+    from blt.bytelm.checkpoint import load_model, save_model_dir
+    from blt.bytelm.entropy import score
+    from blt.config import load_config
+    from blt.patching.rules import patch_starts
+
+    grader = save_model_dir(make_model(seed=7), load_config(REPO / "configs" / "tiny.yaml", []), {}, tmp_path / "g")
+    segs = [
+        {"kind": "entropy-budget", "target_bytes_per_patch": [3]},
+        {"kind": "entropy-budget", "budget": [2.0]},
+        {"kind": "surprisal-budget", "target_bytes_per_patch": [4]},
+        {"kind": "fixed", "patch_size": [3]},
+    ]
+    result = run_experiment(experiment_from_dict(grid(model, segmenters=segs, grader=str(grader))), tmp_path / "out")
+    assert result is not None and result["meta"]["grader"]["name"] == str(grader)
+    rows = {r["segmenter"]: r for r in table(tmp_path / "out")}
+    assert list(rows) == ["entropy-budget@3", "entropy-budget B2", "surprisal-budget@4", "fixed-3"]
+    docs = _held_out()
+    placer, second = score(load_model(model), docs), score(load_model(grader), docs)
+    n_bytes = sum(map(len, docs))
+    cases = (("entropy-budget@3", "entropy"), ("entropy-budget B2", "entropy"), ("surprisal-budget@4", "surprisal"))
+    for name, cuts_on in cases:
+        row = rows[name]
+        budget = row["budget_nats"]
+        assert row["threshold_nats"] is None and budget > 0
+        values = [s.entropy_nats if cuts_on == "entropy" else s.surprisal_nats for s in placer]
+        starts = [patch_starts(v, rule="budget", budget=budget) for v in values]
+        assert row["units"] == sum(map(len, starts))
+        if row["target_bytes_per_patch"] is not None:
+            assert abs(row["units"] - n_bytes / row["target_bytes_per_patch"]) <= 1
+        if cuts_on == "surprisal":  # the oracle: every multi-byte patch holds ≤ B nats of the surprisal that grades it
+            for v, s in zip(values, starts, strict=True):
+                held = np.add.reduceat(v.astype(np.float64), s)
+                assert np.all((held <= budget) | (np.diff(np.append(s, len(v))) == 1))
+        mine, theirs = SegmentationStats(), SegmentationStats()
+        for data, s, p, g in zip(docs, starts, placer, second, strict=True):
+            mine.add(data, s, p.surprisal_nats)
+            theirs.add(data, s, g.surprisal_nats)
+        assert row["bits_per_unit_cv"] == pytest.approx(mine.summary()["bits_per_unit_cv"], rel=1e-9)
+        assert row["bits_per_unit_cv_grader"] == pytest.approx(theirs.summary()["bits_per_unit_cv"], rel=1e-9)
+        assert row["bits_per_unit_mean_grader"] == pytest.approx(theirs.summary()["bits_per_unit_mean"], rel=1e-9)
+    assert rows["entropy-budget B2"]["budget_nats"] == 2.0
+    assert rows["fixed-3"]["bits_per_unit_cv_grader"] is not None and rows["fixed-3"]["budget_nats"] is None
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| CV by grader |" in report and f"- Grader `{grader}`" in report and "an upper bound" in report
+    assert (tmp_path / "out" / "tradeoff-evenness-grader.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_budget_cells_without_a_value_fall_back_to_the_card_but_the_oracle_cannot() -> None:
+    """Neither budget nor target: entropy-budget takes the model card's budget (for predicted entropies); the
+    surprisal oracle refuses it (a budget for entropies is not one for realised surprisal) and names the fix."""
+    from blt.experiments.config import Cell
+    from blt.experiments.run import cell_threshold
+
+    card = {"global": 2.0, "budget": 6.3}
+    assert cell_threshold(Cell("c", "m", "entropy-budget", ()), None, card) == 6.3  # type: ignore[arg-type]
+    with pytest.raises(BltError, match="the surprisal oracle has no stored budget; give budget or a target"):
+        cell_threshold(Cell("c", "m", "surprisal-budget", ()), None, card)  # type: ignore[arg-type]
+    with pytest.raises(BltError, match="model m has no budget; give budget or a target"):
+        cell_threshold(Cell("c", "m", "entropy-budget", ()), None, {"global": 2.0})  # type: ignore[arg-type]
