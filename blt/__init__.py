@@ -17,6 +17,7 @@ from blt._version import __version__
 from blt.bytelm.checkpoint import load_model, save_model_dir
 from blt.bytelm.entropy import ByteScores, corpus_bits_per_byte, entropy_from_logits, score
 from blt.bytelm.model import ByteLM
+from blt.bytelm.online import OnlineScorer, score_online
 from blt.config import Config, DataConfig, ModelConfig, TrainConfig, load_config
 from blt.errors import BltError
 from blt.patching import StreamingPatcher, calibrate_threshold, patch_lengths, patch_start_mask, patch_starts
@@ -31,6 +32,7 @@ __all__ = [
     "Config",
     "DataConfig",
     "ModelConfig",
+    "OnlineScorer",
     "Patcher",
     "Patches",
     "StreamingPatcher",
@@ -46,4 +48,5 @@ __all__ = [
     "patch_starts",
     "save_model_dir",
     "score",
+    "score_online",
 ]
