@@ -1,5 +1,6 @@
 """Model directories and checkpoints on disk: saving a trained `ByteLM` as safetensors + resolved config + card,
-and loading a model by name (`"default"`, the bundled model), model directory, run directory or `.ckpt`.
+and loading a model by name (`"default"`, the bundled model), model directory, run directory or `.ckpt`, or BLT's
+released entropy model as `"hf:NAME_OR_DIR"` (`blt.bytelm.hf_blt`).
 
 Nothing here unpickles arbitrary objects: weights come from safetensors or `torch.load(weights_only=True)`.
 """
@@ -21,6 +22,7 @@ import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_model
 
+from blt.bytelm import hf_blt
 from blt.bytelm.model import ByteLM
 from blt.config import Config, ConfigError, config_from_dict
 from blt.errors import BltError, brief
@@ -156,10 +158,13 @@ def _config_of(raw: Any, where: Path) -> Config:
 
 
 def load_model(name_or_path: str | Path = "default", *, device: str | torch.device = "cpu") -> ByteLM:
-    """A `ByteLM` in eval mode, with `.card` (dict) and `.full_config` (Config) set from its directory.
-    `device="auto"` picks the GPU when one is visible."""
+    """A `ByteLM` in eval mode, with `.card` (dict) and `.full_config` (Config) set from its directory; `"hf:NAME"`
+    (a hub name or directory) gives BLT's entropy model (`blt.bytelm.hf_blt`). `device="auto"` picks the GPU when
+    one is visible."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if str(name_or_path).startswith(hf_blt.PREFIX):
+        return hf_blt.load(str(name_or_path).removeprefix(hf_blt.PREFIX)).to(device).eval()
     path = _resolve(name_or_path)
     card: dict[str, Any] = {}
     if path.is_file() and path.suffix == ".ckpt":
@@ -178,6 +183,8 @@ def load_model(name_or_path: str | Path = "default", *, device: str | torch.devi
                 f"{path} is not a blt model: {lacks} (a model directory holds {WEIGHTS} and {CONFIG}; "
                 "or pass a .ckpt file)"
             )
+        if (card := read_card(path)).get("kind") == hf_blt.KIND:  # BLT's entropy model saved by blt (a patcher's)
+            return hf_blt.load_saved(path, card).to(device).eval()
         try:
             raw = yaml.safe_load((path / CONFIG).read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError):
@@ -190,7 +197,6 @@ def load_model(name_or_path: str | Path = "default", *, device: str | torch.devi
                 f"{path / WEIGHTS} is not readable safetensors ({brief(str(exc)) or type(exc).__name__}); it may be "
                 "truncated: copy or save the model again"
             ) from None
-        card = read_card(path)
     model = ByteLM(cfg.model)
     if cfg.model.tie_embeddings and "head.weight" not in state and "embed.weight" in state:
         state["head.weight"] = state["embed.weight"]

@@ -454,7 +454,13 @@ def adapt(
     about once a second; Lightning's own banner, summary and bar stay silent so a caller's spinner is not broken."""
     from blt.bytelm.checkpoint import load_model
     from blt.bytelm.corpus import quiet_lightning
+    from blt.bytelm.hf_blt import BltEntropyModel
 
+    if isinstance(lm, BltEntropyModel):  # no blt training config to continue from
+        raise BltError(
+            "--adapt fine-tunes blt's own byte models; an hf: model is used as released (--online adapts it as it "
+            "scores): drop --adapt / --adapt-minutes"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus"
         corpus.mkdir()

@@ -133,7 +133,12 @@ def check_output(path: Path | None, option: str, kind: Literal["dir", "file"] = 
         raise BltError(f"{option} {path}: {anchor} is not writable; choose a directory you can write to")
 
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="'default' (bundled), a model/run directory or .ckpt")]
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model", "-m", help="'default' (bundled), a model/run directory, a .ckpt, or hf:NAME (BLT's entropy model)"
+    ),
+]
 
 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a config value: section.key=value")]
