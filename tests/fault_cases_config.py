@@ -138,6 +138,21 @@ CASES = [
         "--adapt-minutes must be a time > 0, got -1.0",
     ),
     Case(
+        "compare-online-lr-without-online",
+        lambda k: _compare(k, "--online-lr", "1e-3"),
+        "--online-lr sets the step size of --online: add --online",
+    ),
+    Case(
+        "compare-online-lr-zero",
+        lambda k: _compare(k, "--online", "--online-lr", "0"),
+        "--online-lr must be in (0, 1), got 0.0",
+    ),
+    Case(
+        "compare-online-devices-2",
+        lambda k: _compare(k, "--online", "--devices", "2"),
+        "--online reads the held-out documents in order on one device; drop --devices",
+    ),
+    Case(
         "compare-several-problems-at-once",
         lambda k: _compare(k, "--eval-fraction", "0", "--max-eval-bytes", "-5"),
         "--eval-fraction must be in (0, 1), got 0.0; --max-eval-bytes must be ≥ 0",

@@ -11,12 +11,15 @@ import typer
 from blt.cli.shared import (
     BudgetOpt,
     ModelOpt,
+    OnlineLrOpt,
+    OnlineOpt,
     Precision,
     RelativeOpt,
     SizeOpt,
     ThresholdOpt,
     check_output,
     err_console,
+    online_lr_for,
     out_console,
     parse_devices,
     user_errors,
@@ -60,6 +63,8 @@ def compare(
     by_language: Annotated[bool, typer.Option(help="metrics per language label (udhr)")] = False,
     adapt_steps: Annotated[int, typer.Option("--adapt", help="fine-tune the byte model N steps on the corpus")] = 0,
     adapt_minutes: Annotated[float | None, typer.Option(help="... or for this many minutes (or both)")] = None,
+    online: OnlineOpt = False,
+    online_lr: OnlineLrOpt = None,
     max_bytes: Annotated[int | None, typer.Option(help="read at most this many bytes")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="report directory")] = Path("blt-compare"),
     precision: Annotated[Precision, typer.Option(help="byte-model precision")] = Precision.fp32,
@@ -67,7 +72,9 @@ def compare(
     cache: Annotated[bool, typer.Option(help="reuse byte-model scores cached in $BLT_CACHE")] = True,
     wide: Annotated[bool, typer.Option("--wide", help="print every metric column (default: those that fit)")] = False,
 ) -> None:
-    """Entropy patches vs BPE, SentencePiece, tiktoken and rule-based segmenters on one corpus."""
+    """Entropy patches vs BPE, SentencePiece, tiktoken and rule-based segmenters on one corpus. --online scores the
+    held-out text with the byte model learning as it reads (after --adapt, when given): the entropy rows are placed
+    on those scores, and the model's fit is reported online beside static."""
     check_output(out, "--out")  # before the run: the report is written after it
     import shlex
 
@@ -96,6 +103,7 @@ def compare(
         by_language=by_language,
         adapt_steps=adapt_steps,
         adapt_minutes=adapt_minutes,
+        online_lr=online_lr_for(online, online_lr),
         max_bytes=max_bytes,
         precision=precision.value,
         threshold=threshold,

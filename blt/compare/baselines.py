@@ -42,12 +42,18 @@ def calibration_gap(surprisal_nats: Sequence[Any], entropy_nats: Sequence[Any]) 
     return paid, predicted, (paid - predicted) / paid if paid > 0 else math.nan
 
 
-def fit_facts(docs: Sequence[bytes], surprisal_nats: Sequence[Any], entropy_nats: Sequence[Any]) -> dict[str, Any]:
+def fit_facts(
+    docs: Sequence[bytes],
+    surprisal_nats: Sequence[Any],
+    entropy_nats: Sequence[Any],
+    compressors: dict[str, float] | None = None,
+) -> dict[str, Any]:
     """The byte model's fit for `byte_model` in results.json: the gap, and the compressors over the documents
-    concatenated in order (one stream, as a file of them would be compressed)."""
+    concatenated in order (one stream, as a file of them would be compressed); `compressors`: their figures for these
+    documents when already known (the same text scored twice, static and online, is compressed once)."""
     paid, predicted, gap = calibration_gap(surprisal_nats, entropy_nats)
     text = b"".join(docs)
-    compressors = compressor_bits_per_byte(text)
+    compressors = compressors or compressor_bits_per_byte(text)
     best = min(compressors, key=lambda k: compressors[k])
     return {
         "mean_entropy_bits": predicted,
@@ -60,23 +66,40 @@ def fit_facts(docs: Sequence[bytes], surprisal_nats: Sequence[Any], entropy_nats
 
 
 def fit_line(model: dict[str, Any]) -> list[str]:
-    """One line of fit (and one more when a compressor beats the model) for the terminal and report.md."""
+    """One line of fit (and one more when a compressor beats the model) for the terminal and report.md; scored online,
+    the line gives the online figures with the static ones beside them, and what the online scoring cost."""
     if "compressors_bits_per_byte" not in model:
         return []
     comp = model["compressors_bits_per_byte"]
     cells = ", ".join(f"{k} {v:.3f}" for k, v in comp.items() if v is not None)
-    gap = model.get("calibration_gap")
-    lines = [
-        f"byte model fit: {model['bits_per_byte']:.3f} bits/byte (predicted entropy "
-        f"{model['mean_entropy_bits']:.3f}, calibration gap {gap:+.1%}) vs {cells} on the concatenated "
-        f"evaluation bytes"
-        if gap is not None
-        else f"byte model fit: {model['bits_per_byte']:.3f} bits/byte vs {cells}"
-    ]
+    gap, static, lr = model.get("calibration_gap"), model.get("static"), model.get("online_lr")
+    if lr is not None and static is not None:
+        static_gap = _percent(static.get("calibration_gap"))
+        lines = [
+            f"byte model fit, scored online (Adam lr {lr:g}, one step on each window after scoring it): "
+            f"{model['bits_per_byte']:.3f} bits/byte (static {static['bits_per_byte']:.3f}; predicted entropy "
+            f"{model['mean_entropy_bits']:.3f}, calibration gap {_percent(gap)}, static {static_gap}) vs {cells} on "
+            f"the concatenated evaluation bytes; online scoring took {model['scoring_seconds']:.1f} s "
+            f"({model['scoring_mb_per_s'] * 1e3:.1f} kB/s)"
+        ]
+    elif gap is not None:
+        lines = [
+            f"byte model fit: {model['bits_per_byte']:.3f} bits/byte (predicted entropy "
+            f"{model['mean_entropy_bits']:.3f}, calibration gap {gap:+.1%}) vs {cells} on the concatenated "
+            f"evaluation bytes"
+        ]
+    else:
+        lines = [f"byte model fit: {model['bits_per_byte']:.3f} bits/byte vs {cells}"]
     if model.get("worse_than"):
         best, more = model["best_compressor"], "longer " if "bits_per_byte_before_adapt" in model else ""
+        even = " even online" if lr is not None else ""
         lines.append(
-            f"the byte model is worse than {best} on this text ({model['bits_per_byte']:.3f} vs {comp[best]:.3f} "
-            f"bits/byte): its entropies say little here; adapt it {more}with --adapt-minutes 5 (or train one on it)"
+            f"the byte model is worse than {best} on this text{even} ({model['bits_per_byte']:.3f} vs "
+            f"{comp[best]:.3f} bits/byte): its entropies say little here; adapt it {more}with --adapt-minutes 5 "
+            "(or train one on it)"
         )
     return lines
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.1%}"

@@ -68,6 +68,7 @@ class CompareConfig:
     by_language: bool = False  # per-label metrics (labelled corpora such as udhr)
     adapt_steps: int = 0  # fine-tune the byte model this many steps on the training split first
     adapt_minutes: float | None = None  # ... or for this long (with steps too: whichever ends first)
+    online_lr: float | None = None  # score the held-out text online at this Adam step size (after any adaptation)
     precision: str = "32"  # byte-model scoring precision: 32, bf16, auto
     devices: int | str = 1  # devices for byte-model scoring (Lightning predict loop); >1 shards over GPUs
     cache: bool = True  # reuse scores and trained tokenisers cached on disk (keyed by model weights, corpus bytes)
@@ -86,6 +87,10 @@ def validate(cfg: CompareConfig) -> None:
         problems.append(f"--adapt must be ≥ 0 steps (0: no adaptation), got {cfg.adapt_steps}")
     if cfg.adapt_minutes is not None and not (cfg.adapt_minutes > 0 and math.isfinite(cfg.adapt_minutes)):
         problems.append(f"--adapt-minutes must be a time > 0, got {cfg.adapt_minutes}")
+    if cfg.online_lr is not None and not 0 < cfg.online_lr < 1:  # NaN too; 0 would be the static scores again
+        problems.append(f"--online-lr must be in (0, 1), got {cfg.online_lr}")
+    if cfg.online_lr is not None and cfg.devices not in (1, "1"):
+        problems.append("--online reads the held-out documents in order on one device; drop --devices")
     if not 0 < cfg.eval_fraction < 1:
         problems.append(f"--eval-fraction must be in (0, 1), got {cfg.eval_fraction}")
     # sizes: None means "all" (the CLI turns --max-eval-bytes 0 into None); a negative size is a typo, never "all"

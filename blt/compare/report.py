@@ -113,10 +113,11 @@ def compare_notes(results: dict) -> list[str]:
                 "model that placed the entropy boundaries; CV placer-graded is what that model says of its own patches"
             )
         else:
+            online = f"online (Adam lr {grading['online_lr']:g}) " if grading.get("online_lr") is not None else ""
             notes.append(
-                f"bits/unit graded by the byte model's surprisal on held-out text ({grading['model']}); it also placed "
-                "the entropy boundaries, so their CV is graded by their own placer (circular): --grader MODEL grades "
-                "with another"
+                f"bits/unit graded by the byte model's {online}surprisal on held-out text ({grading['model']}); it "
+                "also placed the entropy boundaries, so their CV is graded by their own placer (circular): --grader "
+                "MODEL grades with another"
             )
     return notes + fit_line(results.get("byte_model") or {})
 
@@ -233,14 +234,17 @@ def write_compare_report(results: dict, out: str | Path, command: str, versions:
         adapted = f" (before adaptation: {before:.3f})" if before is not None else ""
         speed = model.get("scoring_mb_per_s")
         device = model.get("scoring_device", "?")
-        if speed is not None:
-            scored = f"scored at {speed:.3f} MB/s on {device}; the entropy rows' encode MB/s includes this scoring"
+        if model.get("online_lr") is not None:
+            lines.append(online_paragraph(model, adapted))
         else:
-            scored = "scores reused from the cache, so the entropy rows have no end-to-end speed (use --no-cache)"
-        lines.append(
-            f"Byte model {model['model']} ({model['params']:,} params): {model['bits_per_byte']:.3f} bits/byte on "
-            f"the held-out text{adapted}, {scored}."
-        )
+            if speed is not None:
+                scored = f"scored at {speed:.3f} MB/s on {device}; the entropy rows' encode MB/s includes this scoring"
+            else:
+                scored = "scores reused from the cache, so the entropy rows have no end-to-end speed (use --no-cache)"
+            lines.append(
+                f"Byte model {model['model']} ({model['params']:,} params): {model['bits_per_byte']:.3f} bits/byte on "
+                f"the held-out text{adapted}, {scored}."
+            )
     notes = compare_notes(results)
     if notes:
         lines += ["", *(("- \\" if line.startswith("*") else "- ") + line for line in notes)]  # "\\*": a literal *
@@ -258,3 +262,22 @@ def write_compare_report(results: dict, out: str | Path, command: str, versions:
     ]
     write_atomic(out / "report.md", lambda p: p.write_text("\n".join(lines) + "\n"))
     return out / "report.md"
+
+
+def online_paragraph(model: dict, adapted: str) -> str:
+    """report.md's sentence on a byte model that scored the held-out text online: the online and static bits/byte
+    and what each scoring cost."""
+    static = model["static"]
+    if static["scoring_seconds"] is not None:
+        static_cost = f"static scoring took {static['scoring_seconds']:.1f} s"
+    else:
+        static_cost = "the static scores came from the cache"
+    speed, device = model["scoring_mb_per_s"] * 1e3, model.get("scoring_device", "?")
+    return (
+        f"Byte model {model['model']} ({model['params']:,} params), scored online: a copy of it read the held-out "
+        f"documents in order, scoring each window and then taking one Adam step (lr {model['online_lr']:g}) on it, "
+        f"so no byte was predicted after it was seen; {model['bits_per_byte']:.3f} bits/byte on the held-out text "
+        f"against {static['bits_per_byte']:.3f} static{adapted}. Online scoring took {model['scoring_seconds']:.1f} s "
+        f"({speed:.1f} kB/s on {device}; {static_cost}); the entropy rows are placed on the online entropies and "
+        "their encode MB/s includes the online scoring. Online scores are never cached."
+    )

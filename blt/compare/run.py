@@ -3,7 +3,8 @@ segmenters, on one corpus, with the same metrics for all (`blt compare`); `run_c
 
 Flow: the corpus is split by document (`blt.bytelm.data`); trainable tokenisers learn on the training split (by default
 at the largest vocabulary it supports, up to 32k); the byte model (optionally adapted to the training split first)
-scores the evaluation split once, and every entropy segmenter reuses those scores; a reference segmenter's
+scores the evaluation split once, and every entropy segmenter reuses those scores (with `online_lr`, the scores of a
+copy of it that learns as it reads the evaluation documents in order: `blt.bytelm.online`); a reference segmenter's
 bytes/unit on the evaluation text (by default a pretrained tokeniser's, `blt.compare.rates`) is the rate entropy
 thresholds (and the budget rule's budget) are calibrated to and fixed patches are cut at (compression-matched);
 saved patchers (`patchers`, `blt calibrate --save DIR`) add a row each at their saved values, never recalibrated;
@@ -96,9 +97,15 @@ def run_compare(
     binary = sum(b"\0" in d for d in train_docs) + sum(b"\0" in d for d in eval_docs)
     if binary:
         warn(f"{binary} documents contain NUL bytes (binary files?); every segmenter sees them as raw bytes")
+    repeats = len(eval_docs) - len(set(eval_docs))
+    if cfg.online_lr is not None and repeats:  # entropy rows look their scores up by a document's bytes
+        warn(
+            f"{repeats} held-out documents repeat an earlier one; scored online, a repeat costs less than its first "
+            "copy, and the entropy rows patch every copy on the last copy's entropies"
+        )
     model_info: dict[str, Any] = {}
     scores: list[ByteScores] | None = None
-    wants_model = any(s in ENTROPY for s in cfg.segmenters)
+    wants_model = any(s in ENTROPY for s in cfg.segmenters) or cfg.online_lr is not None
     adapting = bool(cfg.adapt_steps or cfg.adapt_minutes)
     lm = load_model(cfg.model, device="auto") if wants_model or adapting else None
     grader = _load_grader(cfg.grader) if cfg.grader else None  # a bad name fails before any work
@@ -121,6 +128,8 @@ def run_compare(
             model_info.update(
                 after, bits_per_byte_before_adapt=model_info["bits_per_byte"], adapt_steps=lm.card.get("steps")
             )
+        if cfg.online_lr is not None:  # from the adapted model, when adapting: adapt to the corpus, then to the text
+            scores, model_info = _score_online(lm, eval_docs, cfg, model_info, progress)
     grading, grader_info = scores, None
     if grader is not None:
         progress("scoring the evaluation split with the grading model")
@@ -196,7 +205,8 @@ def _reference_facts(cfg: CompareConfig, reference: str | None, bpu: float | Non
 def _grading_facts(cfg: CompareConfig, placer: dict[str, Any], grader: dict[str, Any] | None) -> dict[str, Any]:
     """Which model's surprisal grades bits/unit, and whether it is the one that placed the entropy boundaries."""
     if grader is None:
-        return {"model": cfg.model, "independent": False, "bits_per_byte": placer.get("bits_per_byte")}
+        facts = {"model": cfg.model, "independent": False, "bits_per_byte": placer.get("bits_per_byte")}
+        return facts | ({"online_lr": cfg.online_lr} if cfg.online_lr is not None else {})
     independent = not grader.get("same_weights")
     return {"model": cfg.grader, "independent": independent, "bits_per_byte": grader["bits_per_byte"]}
 
@@ -230,7 +240,45 @@ def _score(
         "scoring_mb_per_s": None if cached else sum(map(len, docs)) / 1e6 / seconds,
         "scoring_seconds": None if cached else seconds,  # entropy rows' end-to-end speed includes it
         "scoring_device": str(next(lm.parameters()).device),
+        "online_lr": None,
         **fit_facts(docs, [s.surprisal_nats for s in scores], [s.entropy_nats for s in scores]),
+    }
+
+
+def _score_online(
+    lm: Any, docs: list[bytes], cfg: CompareConfig, static: dict[str, Any], progress: Callable[[str], None]
+) -> tuple[list[ByteScores], dict[str, Any]]:
+    """`docs` scored online: one learner, a copy of `lm`, reads them in order and takes an Adam step (`online_lr`)
+    on each window after scoring it (`blt.bytelm.online`). The fit facts become the online ones, the static facts
+    stay beside them (`static`), and the scoring cost is the online one (the entropy rows are placed on these
+    scores). Never cached: the scores depend on the step size and on every document read before them."""
+    from blt.bytelm.online import OnlineScorer
+
+    assert cfg.online_lr is not None
+    total, done, shown = sum(map(len, docs)), 0, -1
+
+    def advance(n: int) -> None:  # a percentage, not one message per window
+        nonlocal done, shown
+        done += n
+        percent = 100 * done // max(total, 1)
+        if percent != shown:
+            shown = percent
+            progress(f"scoring the evaluation split online (Adam lr {cfg.online_lr:g}): {shown}%")
+
+    t = time.perf_counter()
+    scores = OnlineScorer(lm, lr=cfg.online_lr, precision=cfg.precision).score(docs, advance)
+    seconds = time.perf_counter() - t
+    kept = ("bits_per_byte", "mean_entropy_bits", "calibration_gap", "worse_than", "scores_cached", "scoring_seconds")
+    surprisal, entropy = [s.surprisal_nats for s in scores], [s.entropy_nats for s in scores]
+    return scores, {
+        **static,
+        "bits_per_byte": corpus_bits_per_byte(scores),
+        "scores_cached": False,
+        "scoring_mb_per_s": total / 1e6 / seconds,
+        "scoring_seconds": seconds,
+        "online_lr": cfg.online_lr,
+        **fit_facts(docs, surprisal, entropy, compressors=static["compressors_bits_per_byte"]),  # compressed once
+        "static": {k: static[k] for k in kept},
     }
 
 

@@ -362,3 +362,40 @@ def test_saved_patchers_add_rows(model_dir: Path, corpus: Path, tmp_path: Path) 
     bad = [*args[:7], "--patcher", str(tmp_path / "empty"), "--out", str(tmp_path / "o2")]
     assert_user_error(bad, "is not a saved patcher: it has no patcher.json")
     assert not (tmp_path / "o2").exists()
+
+
+def test_online_is_recorded_and_equals_the_library(model_dir: Path, corpus: Path, tmp_path: Path) -> None:
+    """--online: the held-out text is scored online at the default step size (ONLINE_LR; --online-lr changes it),
+    results.json records it in the config and the byte model's facts, the fit and the entropy row equal the library's
+    run with `online_lr`, the static bits/byte sits beside the online one, and the notes say online. --online-lr
+    without --online, or out of (0, 1), is one red line."""
+    from blt.bytelm.online import ONLINE_LR
+
+    base = ["compare", "--data", str(corpus), "--model", str(model_dir), "--segmenters", "space,entropy-global"]
+    base += ["--match", "space"]
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli(*base, "--online", "--out", str(out), columns=250)
+    assert code == 0, stderr
+    cli = results_of(out)
+    assert cli["config"]["online_lr"] == ONLINE_LR == cli["byte_model"]["online_lr"]
+    cfg = CompareConfig(
+        sources=[str(corpus)], model=str(model_dir), segmenters=["space", "entropy-global"], match="space",
+        online_lr=ONLINE_LR,
+    )  # fmt: skip
+    lib = run_compare(cfg)
+    assert lib is not None
+    for key in ("bits_per_byte", "mean_entropy_bits", "calibration_gap"):
+        assert cli["byte_model"][key] == pytest.approx(lib["byte_model"][key], rel=1e-9), key
+        assert cli["byte_model"]["static"][key] == pytest.approx(lib["byte_model"]["static"][key], rel=1e-9), key
+    assert cli["byte_model"]["bits_per_byte"] != cli["byte_model"]["static"]["bits_per_byte"]
+    mine, theirs = (next(r for r in res["segmenters"] if r["segmenter"] == "entropy-global") for res in (cli, lib))
+    assert (mine["units"], mine["threshold_nats"]) == (theirs["units"], pytest.approx(theirs["threshold_nats"]))
+    text = " ".join(stdout.split())
+    assert f"byte model fit, scored online (Adam lr {ONLINE_LR:g}" in text
+    assert f"(static {cli['byte_model']['static']['bits_per_byte']:.3f};" in text
+    assert "scored online: a copy of it read the held-out documents in order" in (out / "report.md").read_text()
+    code, _, stderr = run_cli(*base, "--online", "--online-lr", "1e-3", "--out", str(tmp_path / "o2"))
+    assert code == 0, stderr
+    assert results_of(tmp_path / "o2")["byte_model"]["online_lr"] == 1e-3
+    assert_user_error([*base, "--online-lr", "1e-3"], "--online-lr sets the step size of --online: add --online")
+    assert_user_error([*base, "--online", "--online-lr", "0"], "--online-lr must be in (0, 1), got 0.0")
