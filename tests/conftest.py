@@ -252,6 +252,39 @@ def zipf_documents(per_language: int = 25, seed: int = 0) -> list[Document]:
     return docs
 
 
+def compare_with_probes(cfg: Any, mp: pytest.MonkeyPatch, docs: list[Document]) -> dict[str, Any]:
+    """`run_compare(cfg)` on `docs` (served as udhr), recording the split (and its evaluation documents), the
+    segmenters, the byte model's score calls and the warnings."""
+    import blt.bytelm.corpus
+    import blt.bytelm.sources
+    import blt.compare.run
+    from blt.bytelm.entropy import score
+    from blt.compare.measure import measure
+    from blt.compare.run import run_compare, split_corpus
+
+    probe: dict[str, Any] = {"score_calls": [], "warnings": []}
+
+    def counting_score(model: Any, texts: Any, **kw: Any) -> Any:
+        probe["score_calls"].append(list(texts))
+        return score(model, probe["score_calls"][-1], **kw)
+
+    def recording_split(c: Any) -> Any:
+        probe["split"] = split_corpus(c)
+        return probe["split"]
+
+    def recording_measure(segmenters: list[Any], *args: Any) -> Any:
+        probe["segmenters"] = {s.name: s for s in segmenters}
+        return measure(segmenters, *args)
+
+    mp.setattr(blt.bytelm.sources, "udhr_documents", lambda: iter(docs))
+    mp.setattr(blt.bytelm.corpus, "score", counting_score)
+    mp.setattr(blt.compare.run, "split_corpus", recording_split)
+    mp.setattr(blt.compare.run, "measure", recording_measure)
+    probe["results"] = run_compare(cfg, warn=probe["warnings"].append)
+    probe["eval_docs"] = probe["split"][1]
+    return probe
+
+
 def save_spiky(path: Path, card: dict[str, Any] | None = None) -> Path:
     """The spiky model saved with the tiny training config (so `adapt` trains it in a few tiny steps)."""
     model = make_spiky_model()

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import ZIPF_LANGS, make_model, make_spiky_model, save_spiky, zipf_documents
+from conftest import compare_with_probes as probe_compare
 
 import blt.bytelm.checkpoint
 import blt.bytelm.corpus
@@ -38,7 +39,7 @@ from blt.bytelm.entropy import LN2, ByteScores, corpus_bits_per_byte, score
 from blt.bytelm.sources import Document
 from blt.bytelm.train import adapt
 from blt.compare.config import SEGMENTERS, CompareConfig, validate
-from blt.compare.measure import check_lossless, measure
+from blt.compare.measure import check_lossless
 from blt.compare.report import write_compare_report
 from blt.compare.run import run_compare, split_corpus
 from blt.compare.segmenters import Segmenter, build_tokenisers, choose_vocab_size
@@ -94,27 +95,8 @@ class Run:
 
 
 def compare_with_probes(cfg: CompareConfig, mp: pytest.MonkeyPatch, docs: list[Document] = DOCS) -> dict[str, Any]:
-    """run_compare on `docs` (served as udhr), recording the split, the segmenters, the score calls and warnings."""
-    probe: dict[str, Any] = {"score_calls": [], "warnings": []}
-
-    def counting_score(model: Any, texts: Any, **kw: Any) -> list[ByteScores]:
-        probe["score_calls"].append(list(texts))
-        return score(model, probe["score_calls"][-1], **kw)
-
-    def recording_split(c: CompareConfig) -> Any:
-        probe["split"] = split_corpus(c)
-        return probe["split"]
-
-    def recording_measure(segmenters: list[Segmenter], *args: Any) -> dict[str, Any]:
-        probe["segmenters"] = {s.name: s for s in segmenters}
-        return measure(segmenters, *args)
-
-    mp.setattr(blt.bytelm.sources, "udhr_documents", lambda: iter(docs))
-    mp.setattr(blt.bytelm.corpus, "score", counting_score)
-    mp.setattr(blt.compare.run, "split_corpus", recording_split)
-    mp.setattr(blt.compare.run, "measure", recording_measure)
-    probe["results"] = run_compare(cfg, warn=probe["warnings"].append)
-    return probe
+    """conftest's `compare_with_probes` on this module's corpus by default."""
+    return probe_compare(cfg, mp, docs)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import make_model, save_spiky, zipf_documents
+from conftest import compare_with_probes, make_model, save_spiky, zipf_documents
 
 import blt.bytelm.checkpoint
 import blt.bytelm.online
@@ -31,9 +31,7 @@ from blt.bytelm.entropy import LN2, ByteScores, corpus_bits_per_byte, score
 from blt.bytelm.online import OnlineScorer, score_online
 from blt.cache import cache_dir
 from blt.compare.config import CompareConfig, validate
-from blt.compare.measure import measure
 from blt.compare.report import compare_notes, write_compare_report
-from blt.compare.run import run_compare, split_corpus
 from blt.config import load_config
 from blt.errors import BltError
 from blt.metrics import SegmentationStats
@@ -47,23 +45,8 @@ SEGMENTERS = ["space", "entropy-global", "entropy-budget"]
 
 
 def compare(cfg: CompareConfig, mp: pytest.MonkeyPatch) -> dict[str, Any]:
-    """run_compare on DOCS (served as udhr), recording the held-out documents and the segmenters it built."""
-    probe: dict[str, Any] = {"warnings": []}
-
-    def recording_split(c: CompareConfig) -> Any:
-        probe["split"] = split_corpus(c)
-        return probe["split"]
-
-    def recording_measure(segmenters: list[Any], *args: Any) -> dict[str, Any]:
-        probe["segmenters"] = {s.name: s for s in segmenters}
-        return measure(segmenters, *args)
-
-    mp.setattr(blt.bytelm.sources, "udhr_documents", lambda: iter(DOCS))
-    mp.setattr(blt.compare.run, "split_corpus", recording_split)
-    mp.setattr(blt.compare.run, "measure", recording_measure)
-    probe["results"] = run_compare(cfg, warn=probe["warnings"].append)
-    probe["eval_docs"] = probe["split"][1]
-    return probe
+    """conftest's `compare_with_probes` on DOCS."""
+    return compare_with_probes(cfg, mp, DOCS)
 
 
 def config(model_dir: Path, **changes: Any) -> CompareConfig:
