@@ -89,6 +89,12 @@ except ImportError:  # pragma: no cover - numba is a dependency; the plain loop 
     _kernel = _budget_kernel
 
 
+def _kernel_arrays(entropies: np.ndarray, row_starts: Any, row_lengths: Any) -> tuple[np.ndarray, ...]:
+    """The kernel's inputs: entropies as float32/64 (others widened to float64), row bounds as contiguous int64."""
+    e = entropies if entropies.dtype in (np.float32, np.float64) else entropies.astype(np.float64)
+    return e, np.ascontiguousarray(row_starts, dtype=np.int64), np.ascontiguousarray(row_lengths, dtype=np.int64)
+
+
 def budget_scan(
     entropies: np.ndarray,
     row_starts: np.ndarray,
@@ -105,11 +111,8 @@ def budget_scan(
     """Run the kernel over rows of a flat array (see `_budget_kernel`); `out` [N] bool receives the starts (None:
     count only). Returns (acc, run, starts)."""
     sink = np.zeros(0, dtype=bool) if out is None else out
-    e = entropies if entropies.dtype in (np.float32, np.float64) else entropies.astype(np.float64)
     acc, run, count, _ = _kernel(
-        e,
-        np.ascontiguousarray(row_starts, dtype=np.int64),
-        np.ascontiguousarray(row_lengths, dtype=np.int64),
+        *_kernel_arrays(entropies, row_starts, row_lengths),
         float(budget),
         int(min_patch_length or 1),
         int(max_patch_length or _NO_LIMIT),
@@ -142,8 +145,7 @@ def calibrate_budget(
     total, rows = int(row_lengths.sum()), int((row_lengths > 0).sum())
     if total == 0 or not math.isfinite(target):
         raise BltError(f"calibration needs entropies and a finite target ≥ 1, got {total} bytes and {target!r}")
-    e = entropies if entropies.dtype in (np.float32, np.float64) else entropies.astype(np.float64)
-    starts, lengths = (np.ascontiguousarray(a, dtype=np.int64) for a in (row_starts, row_lengths))
+    e, starts, lengths = _kernel_arrays(entropies, row_starts, row_lengths)  # once, not once per pass
     min_len, max_len, sink = int(min_patch_length or 1), int(max_patch_length or _NO_LIMIT), np.zeros(0, dtype=bool)
     seen: dict[float, tuple[int, float]] = {}  # B -> (patches, the next change point above B)
 

@@ -240,11 +240,10 @@ def _native_mask(rows: _Rows, spec: _Spec) -> np.ndarray:
         from blt.patching.budget import budget_scan
 
         assert e is not None and spec.budget is not None
-        lengths = rows.lengths
         budget_scan(
             e,
             rows.starts,
-            lengths,
+            rows.lengths,
             spec.budget,
             min_patch_length=spec.min_patch_length,
             max_patch_length=spec.max_patch_length,

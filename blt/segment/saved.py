@@ -30,6 +30,7 @@ PATCHER_FORMAT_VERSION = 1
 PATCHER_FILE = "patcher.json"
 MODEL_DIR = "model"
 _VALUES = ("threshold", "relative_threshold", "budget")  # Patcher attribute -> "<name>_nats" in the file
+_CARD_OWN = ("format", "format_version", "blt_version", "torch_version", "created")  # save_model_dir writes these
 _SETTINGS = ("max_patch_length", "min_patch_length", "patch_size", "reset_at_newlines", "precision", "online_lr")
 
 
@@ -95,9 +96,6 @@ def check_save_target(path: str | Path) -> None:
         raise BltError(f"{path} is a file; give a directory for the saved patcher")
     if path.is_dir() and any(path.iterdir()) and not (path / PATCHER_FILE).is_file():
         raise BltError(f"{path} exists and is not a saved patcher (nor empty); choose a new or empty directory")
-
-
-_CARD_OWN = ("format", "format_version", "blt_version", "torch_version", "created")  # save_model_dir writes these
 
 
 def read_patcher_record(path: str | Path) -> dict[str, Any]:
