@@ -45,6 +45,9 @@ class ModelConfig:
     rope_base: float = 10000.0  # rotary position base frequency
     norm_eps: float = 1e-5  # RMSNorm epsilon
     dropout: float = 0.0  # dropout on attention output and MLP output during training
+    temperature: float = (
+        1.0  # logits are divided by it; 1 as trained, else fitted after (blt compare --fit-temperature)
+    )
 
 
 @dataclass
@@ -226,6 +229,9 @@ def _check_values(cfg: Config) -> list[tuple[tuple[str, ...], str]]:
         m.norm_eps > 0 and math.isfinite(m.norm_eps), "model.norm_eps", f"model.norm_eps must be > 0, got {m.norm_eps}"
     )
     need(0.0 <= m.dropout < 1.0, "model.dropout", f"model.dropout must be in [0, 1), got {m.dropout}")
+    need(
+        0.0 < m.temperature <= 100.0, "model.temperature", f"model.temperature must be in (0, 100], got {m.temperature}"
+    )
     need(0.0 <= d.val_fraction < 1.0, "data.val_fraction", f"data.val_fraction must be in [0, 1), got {d.val_fraction}")
     need(
         d.hf_num_proc is None or d.hf_num_proc >= 1,

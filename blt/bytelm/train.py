@@ -1,6 +1,6 @@
 """Training with Lightning: the `LightningModule` around `ByteLM`, Trainer construction (accelerator, devices,
 strategy and precision from the config), atomic checkpoints, exact resume, bits-per-byte validation, the
-export of a model directory at the end of a run, and `adapt` (fine-tuning a model on a corpus, for `blt compare`).
+export of a model directory at the end of a run (fine-tuning a model on a corpus, `adapt`, is in blt.bytelm.adapt).
 
 Run directory layout (`blt train --out DIR`):
     DIR/config.yaml            resolved config of the run
@@ -22,8 +22,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,6 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressB
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torchmetrics import SumMetric
 
 from blt.bytelm.checkpoint import read_lightning_checkpoint, save_model_dir
@@ -56,7 +54,8 @@ class ByteLMModule(L.LightningModule):
         super().__init__()
         self.cfg = cfg
         self.model = ByteLM(cfg.model)
-        self.val_nll_nats = SumMetric()
+        # A diverged model's NaN losses must give a NaN score, not be dropped (the default) and read as 0 bits/byte.
+        self.val_nll_nats = SumMetric(nan_strategy="disable")
         self.val_bytes = SumMetric()
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
@@ -438,65 +437,3 @@ class ReportProgress(Callback):
         if left:
             parts.append(f"ETA {_duration(min(left))}")
         return f"{self.label}: " + ", ".join(parts)
-
-
-def adapt(
-    lm: Any,
-    train_docs: Sequence[bytes],
-    steps: int,
-    *,
-    minutes: float | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> Any:
-    """Fine-tune the byte model on the corpus's training split with the same training code as `blt train`, for
-    `steps` (cosine schedule) and/or `minutes` of wall time (a time budget alone keeps the rate constant after
-    warmup, since the number of steps is not known in advance). `progress` receives "step i/N, x steps/s, ETA"
-    about once a second; Lightning's own banner, summary and bar stay silent so a caller's spinner is not broken."""
-    from blt.bytelm.checkpoint import load_model
-    from blt.bytelm.corpus import quiet_lightning
-    from blt.bytelm.hf_blt import BltEntropyModel
-
-    if isinstance(lm, BltEntropyModel):  # no blt training config to continue from
-        raise BltError(
-            "--adapt fine-tunes blt's own byte models; an hf: model is used as released (--online adapts it as it "
-            "scores): drop --adapt / --adapt-minutes"
-        )
-    with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "corpus"
-        corpus.mkdir()
-        for i, d in enumerate(train_docs):
-            (corpus / f"{i:07d}.txt").write_bytes(d)
-        cfg = replace(
-            lm.full_config,
-            data=replace(lm.full_config.data, sources=[str(corpus)], cache_dir=tmp, val_fraction=0.02, max_bytes=None),
-        )
-        max_steps = steps or 10**9  # time budget only: the clock ends the run, the schedule stays flat
-        warm = min(max_steps // 10, 100)
-        max_time = None
-        if minutes is not None:
-            seconds = max(int(minutes * 60), 1)
-            max_time = f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-        cfg = replace(
-            cfg,
-            train=replace(
-                cfg.train,
-                max_steps=max_steps,
-                warmup_steps=warm,
-                max_time=max_time,
-                lr=cfg.train.lr * 0.3,
-                precision="auto",  # this machine's best, not the trainer's: bf16 is emulated (slow) on most CPUs
-                val_every_steps=max_steps,
-                ckpt_every_steps=max_steps,
-                progress_bar=False,
-            ),
-        )
-        label = "adapting the byte model"
-        budget = minutes * 60 if minutes else None
-        report = [ReportProgress(progress, label, steps or None, budget, PROGRESS_EVERY_S)] if progress else []
-        try:
-            with quiet_lightning(), warnings.catch_warnings():
-                warnings.simplefilter("ignore", PossibleUserWarning)  # hints ("few workers") would break a spinner
-                model_dir = train(cfg, Path(tmp) / "run", init_model=lm, extra_callbacks=report)
-        except TrainingInterrupted as exc:  # the run directory is temporary: nothing to resume
-            raise KeyboardInterrupt(f"interrupted while adapting the byte model, at step {exc.step}") from None
-        return load_model(model_dir, device=next(lm.parameters()).device)

@@ -63,6 +63,13 @@ def compare(
     by_language: Annotated[bool, typer.Option(help="metrics per language label (udhr)")] = False,
     adapt_steps: Annotated[int, typer.Option("--adapt", help="fine-tune the byte model N steps on the corpus")] = 0,
     adapt_minutes: Annotated[float | None, typer.Option(help="... or for this many minutes (or both)")] = None,
+    fit_temperature: Annotated[
+        bool,
+        typer.Option(
+            help="calibrate the byte model: divide its logits by a temperature fitted on the training split (after "
+            "--adapt, on the adaptation's held-out slice)"
+        ),
+    ] = False,
     online: OnlineOpt = False,
     online_lr: OnlineLrOpt = None,
     max_bytes: Annotated[int | None, typer.Option(help="read at most this many bytes")] = None,
@@ -103,6 +110,7 @@ def compare(
         by_language=by_language,
         adapt_steps=adapt_steps,
         adapt_minutes=adapt_minutes,
+        fit_temperature=fit_temperature,
         online_lr=online_lr_for(online, online_lr),
         max_bytes=max_bytes,
         precision=precision.value,

@@ -68,6 +68,7 @@ class CompareConfig:
     by_language: bool = False  # per-label metrics (labelled corpora such as udhr)
     adapt_steps: int = 0  # fine-tune the byte model this many steps on the training split first
     adapt_minutes: float | None = None  # ... or for this long (with steps too: whichever ends first)
+    fit_temperature: bool = False  # divide the byte model's logits by a temperature fitted on the training split
     online_lr: float | None = None  # score the held-out text online at this Adam step size (after any adaptation)
     precision: str = "32"  # byte-model scoring precision: 32, bf16, auto
     devices: int | str = 1  # devices for byte-model scoring (Lightning predict loop); >1 shards over GPUs
@@ -107,6 +108,8 @@ def validate(cfg: CompareConfig) -> None:
         problems.append(
             "--adapt runs on one device; drop --devices, or train on the corpus with `blt train` and pass --model RUN"
         )
+    if cfg.fit_temperature and cfg.devices not in (1, "1"):
+        problems.append("--fit-temperature runs on one device; drop --devices")
     for flag, value in (
         ("--threshold", cfg.threshold),
         ("--relative-threshold", cfg.relative_threshold),

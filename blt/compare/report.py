@@ -173,7 +173,8 @@ def print_compare(results: dict, console: Console, wide: bool = False) -> None:
         note = f"{len(dropped)} more columns with --wide: {', '.join(dropped)}"
         short = f"{len(dropped)} more columns with --wide (all of them are in report.md)"
         console.print(note if len(note) <= console.width else short, highlight=False)
-    for line in compare_notes(results):  # wrapped at words: a terminal would cut them mid-word
+    said = calibration_lines(results["byte_model"]) if results.get("byte_model") else []  # --adapt: before → after
+    for line in [*said, *compare_notes(results)]:  # wrapped at words: a terminal would cut them mid-word
         console.print(
             textwrap.fill(line, width=max(console.width, 40), subsequent_indent="  "), highlight=False, markup=False
         )
@@ -245,6 +246,7 @@ def write_compare_report(results: dict, out: str | Path, command: str, versions:
                 f"Byte model {model['model']} ({model['params']:,} params): {model['bits_per_byte']:.3f} bits/byte on "
                 f"the held-out text{adapted}, {scored}."
             )
+        lines += calibration_lines(model)
     notes = compare_notes(results)
     if notes:
         lines += ["", *(("- \\" if line.startswith("*") else "- ") + line for line in notes)]  # "\\*": a literal *
@@ -262,6 +264,29 @@ def write_compare_report(results: dict, out: str | Path, command: str, versions:
     ]
     write_atomic(out / "report.md", lambda p: p.write_text("\n".join(lines) + "\n"))
     return out / "report.md"
+
+
+def calibration_lines(model: dict) -> list[str]:
+    """What --adapt and --fit-temperature did to the byte model, in a sentence each."""
+    lines = []
+    if (rec := model.get("adapt")) is not None:
+        stop = "stopped early: no gain in" if rec["stopped_early"] else "ran its budget;"
+        lines.append(
+            f"Adapted on the training split: {rec['steps_run']} steps in {rec['seconds']:.0f} s ({stop} "
+            f"{rec['validations']} validations); kept the weights of step {rec['best_step']}, the best on a held-out "
+            f"slice of it ({rec['heldout_bytes']:,} bytes: {rec['heldout_bits_per_byte_before']:.3f} → "
+            f"{rec['heldout_bits_per_byte_after']:.3f} bits/byte)."
+        )
+    if (fit := model.get("temperature_fit")) is not None:
+        b, a = fit["before"], fit["after"]
+        lines.append(
+            f"Temperature {fit['temperature']:.3f} fitted on the {fit['fitted_on']} ({fit['fit_bytes']:,} bytes; "
+            "logits ÷ T): scored statically, the "
+            f"held-out text costs {b['bits_per_byte']:.3f} → {a['bits_per_byte']:.3f} bits/byte, calibration gap "
+            f"{b['calibration_gap']:+.1%} → {a['calibration_gap']:+.1%}; the entropy rows patch the tempered "
+            "entropies."
+        )
+    return lines
 
 
 def online_paragraph(model: dict, adapted: str) -> str:

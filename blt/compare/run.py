@@ -107,12 +107,17 @@ def run_compare(
     scores: list[ByteScores] | None = None
     wants_model = any(s in ENTROPY for s in cfg.segmenters) or cfg.online_lr is not None
     adapting = bool(cfg.adapt_steps or cfg.adapt_minutes)
-    lm = load_model(cfg.model, device="auto") if wants_model or adapting else None
+    lm = load_model(cfg.model, device="auto") if wants_model or adapting or cfg.fit_temperature else None
+    if cfg.fit_temperature:  # before any work: an hf: model cannot be tempered
+        from blt.bytelm.temperature import require_fittable
+
+        require_fittable(lm)
     grader = _load_grader(cfg.grader) if cfg.grader else None  # a bad name fails before any work
     patchers = load_patchers(cfg)
     for name in ENTROPY:  # before any scoring or training: a missing threshold is known now
         if name in cfg.segmenters and cfg.match is None:
             _given_threshold(name, cfg, lm)
+    adapt_slice: list[bytes] = []  # the adaptation's held-out slice: the temperature is fitted there
     if lm is not None:
         progress("scoring the evaluation split with the byte model")
         scores, model_info = _score(lm, eval_docs, cfg)
@@ -120,14 +125,39 @@ def run_compare(
             return None  # a rank other than 0 of a multi-device run: its share is on disk for rank 0
         if adapting:
             progress("adapting the byte model on the training split")
-            from blt.bytelm.train import adapt
+            from blt.bytelm.adapt import adapt
 
-            lm = adapt(lm, train_docs, cfg.adapt_steps, minutes=cfg.adapt_minutes, progress=progress)
+            lm = adapt(
+                lm, train_docs, cfg.adapt_steps, minutes=cfg.adapt_minutes, progress=progress, heldout=adapt_slice
+            )
             scores, after = _score(lm, eval_docs, cfg)
             assert scores is not None
             model_info.update(
-                after, bits_per_byte_before_adapt=model_info["bits_per_byte"], adapt_steps=lm.card.get("steps")
+                after,
+                bits_per_byte_before_adapt=model_info["bits_per_byte"],
+                adapt_steps=lm.card.get("steps"),
+                adapt=lm.card.get("adapt"),
             )
+        if cfg.fit_temperature:  # after adapting: calibrate the model that will score
+            # on text the scoring model never trained on: the adaptation's held-out slice, else the training split
+            fit_docs = adapt_slice or train_docs
+            where = "the adaptation's held-out slice" if adapt_slice else "the training split"
+            progress(f"fitting a temperature on {where}")
+            from blt.bytelm.temperature import FIT_MAX_BYTES, fit_temperature, with_temperature
+
+            lm = with_temperature(lm, fit_temperature(lm, fit_docs))
+            facts = ("bits_per_byte", "calibration_gap", "mean_entropy_bits")
+            before = {k: model_info[k] for k in facts}
+            scores, after = _score(lm, eval_docs, cfg)
+            assert scores is not None
+            fit = {
+                "temperature": lm.cfg.temperature,
+                "fitted_on": "adaptation held-out slice" if adapt_slice else "training split",
+                "fit_bytes": min(sum(map(len, fit_docs)), FIT_MAX_BYTES),
+                "before": before,
+                "after": {k: after[k] for k in facts},
+            }
+            model_info.update(after, temperature_fit=fit)
         if cfg.online_lr is not None:  # from the adapted model, when adapting: adapt to the corpus, then to the text
             scores, model_info = _score_online(lm, eval_docs, cfg, model_info, progress)
     grading, grader_info = scores, None

@@ -253,6 +253,8 @@ def test_not_blt_checkpoints_are_one_clear_line(blt: tuple[Any, Path], tmp_path:
     corpus.write_bytes(TEXT * 4)
     compare = ["compare", "--data", str(corpus), "--model", f"hf:{blt[1]}", "--segmenters", "entropy-global"]
     assert_user_error([*compare, "--adapt", "2"], "an hf: model is used as released")
+    fitting = [*compare, "--threshold", "2", "--fit-temperature"]
+    assert_user_error(fitting, "a temperature is fitted for blt's own byte models")
 
 
 def test_without_transformers_the_line_names_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -11,8 +11,9 @@ import lightning as L
 import pytest
 import torch
 
+from blt.bytelm.adapt import adapt
 from blt.bytelm.checkpoint import load_model
-from blt.bytelm.train import LrSchedule, ReportProgress, TrainingInterrupted, adapt, build_trainer, train
+from blt.bytelm.train import LrSchedule, ReportProgress, TrainingInterrupted, build_trainer, train
 from blt.config import Config, load_config
 from blt.errors import BltError
 

@@ -12,6 +12,7 @@ source (monkeypatched) because only that source carries language labels.
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import math
 import os
@@ -26,6 +27,7 @@ import pytest
 import torch
 from conftest import ZIPF_LANGS, make_model, make_spiky_model, save_spiky, zipf_documents
 from conftest import compare_with_probes as probe_compare
+from rich.console import Console
 
 import blt.bytelm.checkpoint
 import blt.bytelm.corpus
@@ -37,10 +39,9 @@ from blt.bytelm.checkpoint import load_model, save_model_dir
 from blt.bytelm.data import is_validation
 from blt.bytelm.entropy import LN2, ByteScores, corpus_bits_per_byte, score
 from blt.bytelm.sources import Document
-from blt.bytelm.train import adapt
 from blt.compare.config import SEGMENTERS, CompareConfig, validate
 from blt.compare.measure import check_lossless
-from blt.compare.report import write_compare_report
+from blt.compare.report import print_compare, write_compare_report
 from blt.compare.run import run_compare, split_corpus
 from blt.compare.segmenters import Segmenter, build_tokenisers, choose_vocab_size
 from blt.config import load_config
@@ -695,9 +696,22 @@ def replace_cfg(cfg: CompareConfig, **changes: Any) -> CompareConfig:
     return replace(cfg, **changes)
 
 
+def space_matched(model_dir: Path, **kw: Any) -> CompareConfig:
+    """space and entropy-global on udhr with the model in `model_dir`, the threshold matched to space's rate."""
+    return CompareConfig(
+        sources=["udhr"],
+        segmenters=["space", "entropy-global"],
+        model=str(model_dir),
+        match="space",
+        eval_fraction=EVAL_FRACTION,
+        **kw,
+    )
+
+
 def test_adapt_fine_tunes_with_blt_train_then_scores_again(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """adapt_steps=3: blt.bytelm.train.train runs once (3 steps from the model's weights), the held-out text is scored
-    before and after, and the report gives both BPBs, each equal to a direct computation with that model."""
+    """adapt_steps=3: blt.bytelm.train.train runs once (3 steps from the model's weights, validating the held-out
+    slice before and after each), the held-out text is scored before and after, and the report gives both BPBs,
+    each equal to a direct computation with that model, and the adaptation record."""
     model_dir = save_spiky(tmp_path / "spiky")
     trained: list[Path] = []
     loaded: list[Any] = []
@@ -714,14 +728,7 @@ def test_adapt_fine_tunes_with_blt_train_then_scores_again(monkeypatch: pytest.M
 
     monkeypatch.setattr(blt.bytelm.train, "train", counting_train)
     monkeypatch.setattr(blt.bytelm.checkpoint, "load_model", recording_load)
-    cfg = CompareConfig(
-        sources=["udhr"],
-        segmenters=["space", "entropy-global"],
-        model=str(model_dir),
-        match="space",
-        eval_fraction=EVAL_FRACTION,
-        adapt_steps=3,
-    )
+    cfg = space_matched(model_dir, adapt_steps=3)
     probe = compare_with_probes(cfg, monkeypatch, docs=DOCS[::4])
     model = probe["results"]["byte_model"]
     _, eval_docs, _ = probe["split"]
@@ -737,24 +744,68 @@ def test_adapt_fine_tunes_with_blt_train_then_scores_again(monkeypatch: pytest.M
         assert row["bits_per_unit_mean"] == pytest.approx(after * row["bytes_per_unit"], rel=1e-6)
 
 
-def test_adapt_trains_on_exactly_the_given_documents(tmp_path: Path) -> None:
-    """adapt() on its own: the tuned model keeps its shape, its weights moved, and its card shows it trained for
-    the steps asked on exactly the given documents (train + validation bytes = their total)."""
-    lm = load_model(save_spiky(tmp_path / "spiky"))
-    docs = [d.data for d in DOCS[::5]]
-    tuned = adapt(lm, docs, 2)
-    assert tuned.cfg == lm.cfg and tuned.card["steps"] == 2
-    assert tuned.card["train_bytes"] + tuned.card["val_bytes"] == sum(map(len, docs))
-    assert not torch.equal(tuned.embed.weight, lm.embed.weight)
+def test_fit_temperature_calibrates_the_model_that_scores(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """--fit-temperature: T is fitted on the training split (= fit_temperature on those documents, directly), the
+    held-out text is scored again by the tempered model (bits/byte and calibration gap equal a direct computation),
+    the entropy row is placed on the tempered entropies, and report.md states T with the before → after numbers."""
+    from blt.bytelm.temperature import fit_temperature, with_temperature
+
+    model_dir = save_spiky(tmp_path / "spiky")
+    cfg = space_matched(model_dir, fit_temperature=True)
+    probe = compare_with_probes(cfg, monkeypatch, docs=DOCS[::4])
+    model = probe["results"]["byte_model"]
+    train_docs, eval_docs, _ = probe["split"]
+    lm = load_model(model_dir)
+    t = fit_temperature(lm, train_docs)
+    fit = model["temperature_fit"]
+    assert fit["temperature"] == pytest.approx(t, rel=1e-6) and t != 1.0
+    plain, hot = score(lm, eval_docs), score(with_temperature(lm, t), eval_docs)
+    assert fit["before"]["bits_per_byte"] == pytest.approx(corpus_bits_per_byte(plain), rel=1e-6)
+    assert fit["after"]["bits_per_byte"] == model["bits_per_byte"] == pytest.approx(corpus_bits_per_byte(hot), rel=1e-6)
+    row = next(r for r in probe["results"]["segmenters"] if r["segmenter"] == "entropy-global")
+    threshold = row["threshold_nats"]
+    units = sum(len(patch_starts(s.entropy_nats, threshold=threshold)) for s in hot)
+    assert row["bytes_per_unit"] == pytest.approx(sum(map(len, eval_docs)) / units, rel=1e-9)
+    md = write_compare_report(probe["results"], tmp_path, "blt compare", {}).read_text()
+    assert f"Temperature {t:.3f} fitted on the training split" in md
+    assert f"{fit['before']['bits_per_byte']:.3f} → {fit['after']['bits_per_byte']:.3f} bits/byte" in md
+    assert fit["fitted_on"] == "training split" and fit["fit_bytes"] == min(sum(map(len, train_docs)), 131_072)
+    terminal = io.StringIO()
+    print_compare(probe["results"], Console(file=terminal, width=100))
+    assert f"Temperature {t:.3f} fitted on the training split" in " ".join(terminal.getvalue().split())
 
 
-def test_adapt_with_a_time_budget_stops_on_the_clock(tmp_path: Path) -> None:
-    """A time budget alone: no step count is known, so the run ends when Lightning's timer says (after > 0 steps,
-    far before the 10^9-step horizon), and the weights moved."""
-    lm = load_model(save_spiky(tmp_path / "spiky"))
-    tuned = adapt(lm, [d.data for d in DOCS[::5]], 0, minutes=0.05)  # 3 seconds
-    assert 0 < tuned.card["steps"] < 10**6
-    assert not torch.equal(tuned.embed.weight, lm.embed.weight)
+def test_after_adapting_the_temperature_is_fitted_on_text_the_model_did_not_train_on(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """--adapt with --fit-temperature: the adapted model has trained on most of the training split, where it looks
+    better calibrated than it is; T is fitted on the adaptation's held-out slice instead: documents of the training
+    split whose bytes add up to the slice the adaptation record reports."""
+    import blt.bytelm.temperature
+
+    fitted_on: list[list[bytes]] = []
+    real_fit = blt.bytelm.temperature.fit_temperature
+
+    def recording_fit(lm: Any, docs: Any, **kw: Any) -> float:
+        fitted_on.append(list(docs))
+        return real_fit(lm, docs, **kw)
+
+    monkeypatch.setattr(blt.bytelm.temperature, "fit_temperature", recording_fit)
+    cfg = CompareConfig(
+        sources=["udhr"],
+        segmenters=["space"],
+        model=str(save_spiky(tmp_path / "spiky")),
+        eval_fraction=EVAL_FRACTION,
+        adapt_steps=2,
+        fit_temperature=True,
+    )
+    probe = compare_with_probes(cfg, monkeypatch, docs=DOCS[::4])
+    model = probe["results"]["byte_model"]
+    train_docs = probe["split"][0]
+    [docs] = fitted_on
+    assert docs and set(docs) <= set(train_docs) and len(docs) < len(train_docs)
+    assert sum(map(len, docs)) == model["adapt"]["heldout_bytes"]
+    assert model["temperature_fit"]["fitted_on"] == "adaptation held-out slice"
 
 
 # ---------------------------------------------------------------------------------------------- validation
