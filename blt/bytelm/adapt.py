@@ -78,11 +78,8 @@ class KeepBest(Callback):
                 if i >= trainer.limit_val_batches:
                     break
                 pl_module.validation_step(batch.to(pl_module.device), i)
-        nll, n = pl_module.val_nll_nats.compute(), pl_module.val_bytes.compute()
-        pl_module.val_nll_nats.reset()
-        pl_module.val_bytes.reset()
         pl_module.train(was_training)
-        return float(nll / (torch.log(torch.tensor(2.0)) * n.clamp(min=1)))
+        return float(pl_module.take_val_bpb())
 
 
 def adapt(

@@ -169,6 +169,23 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def window_batch(
+    datas: Sequence[bytes], chunk: Sequence[tuple[int, int, int, int]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Input ids and targets [len(chunk), widest window] for windows (doc, start, emit_from, end) of `plan_windows`:
+    byte t of a window is predicted from the bytes before it (BOS before a document's first byte); right padding
+    (PAD_ID inputs, 0 targets) is harmless to a causal model."""
+    width = max(end - start for _, start, _, end in chunk)
+    ids = torch.full((len(chunk), width), PAD_ID, dtype=torch.long)
+    targets = torch.zeros((len(chunk), width), dtype=torch.long)
+    for r, (i, start, _, end) in enumerate(chunk):
+        row = np.frombuffer(datas[i], dtype=np.uint8)
+        inputs = np.concatenate(([BOS_ID], row[: end - 1])) if start == 0 else row[start - 1 : end - 1]
+        ids[r, : end - start] = torch.from_numpy(inputs.astype(np.int64))
+        targets[r, : end - start] = torch.from_numpy(row[start:end].astype(np.int64))
+    return ids, targets
+
+
 @torch.inference_mode()
 def score(
     model: ByteLM,
@@ -206,14 +223,7 @@ def score(
     jobs.sort(key=lambda j: j[3] - j[1], reverse=True)
     for b in range(0, len(jobs), batch_size):
         chunk = jobs[b : b + batch_size]
-        width = max(end - start for _, start, _, end in chunk)
-        ids = torch.full((len(chunk), width), PAD_ID, dtype=torch.long)  # right padding: causal, so harmless
-        targets = torch.zeros((len(chunk), width), dtype=torch.long)
-        for r, (i, start, _, end) in enumerate(chunk):
-            row = np.frombuffer(datas[i], dtype=np.uint8)
-            inputs = np.concatenate(([BOS_ID], row[: end - 1])) if start == 0 else row[start - 1 : end - 1]
-            ids[r, : end - start] = torch.from_numpy(inputs.astype(np.int64))
-            targets[r, : end - start] = torch.from_numpy(row[start:end].astype(np.int64))
+        ids, targets = window_batch(datas, chunk)
         ids, targets = ids.to(device), targets.to(device)
         with autocast_for(device, precision):
             logits = model(ids)  # [b, width, V]

@@ -20,9 +20,16 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
-from blt.bytelm.entropy import ByteScores, as_bytes, autocast_for, entropy_from_logp, plan_windows, surprisal_from_logp
+from blt.bytelm.entropy import (
+    ByteScores,
+    as_bytes,
+    autocast_for,
+    entropy_from_logp,
+    plan_windows,
+    surprisal_from_logp,
+    window_batch,
+)
 from blt.bytelm.model import ByteLM
-from blt.config import BOS_ID
 from blt.errors import BltError
 
 ONLINE_LR = 3e-4  # Adam's step size while scoring; measured on the unseen sets in docs/benchmarks.md
@@ -60,12 +67,10 @@ class OnlineScorer:
         return out
 
     def _score_one(self, data: bytes, progress: Callable[[int], None] | None) -> ByteScores:
-        row = np.frombuffer(data, dtype=np.uint8)
         stats = np.empty((2, len(data)), dtype=np.float32)
         for start, emit_from, end in plan_windows(len(data), self.context, self.stride):
-            inputs = np.concatenate(([BOS_ID], row[: end - 1])) if start == 0 else row[start - 1 : end - 1]
-            ids = torch.from_numpy(inputs.astype(np.int64))[None].to(self.device)  # [1, w]
-            targets = torch.from_numpy(row[start:end].astype(np.int64))[None].to(self.device)  # [1, w]
+            ids, targets = window_batch([data], [(0, start, emit_from, end)])  # [1, w] each
+            ids, targets = ids.to(self.device), targets.to(self.device)
             with autocast_for(self.device, self.precision):
                 logits = self.learner(ids)  # [1, w, V]
             logp = torch.log_softmax(logits.float(), dim=-1)

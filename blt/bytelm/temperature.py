@@ -16,9 +16,8 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from blt.bytelm.entropy import as_bytes, plan_windows
+from blt.bytelm.entropy import as_bytes, plan_windows, window_batch
 from blt.bytelm.model import ByteLM
-from blt.config import BOS_ID, PAD_ID
 from blt.errors import BltError
 
 FIT_MAX_BYTES = 131_072  # bytes of logits kept for the fit: 131k x 260 floats = 136 MB
@@ -51,17 +50,11 @@ def heldout_logits(
     with torch.no_grad():
         for b in range(0, len(jobs), batch_size):
             chunk = jobs[b : b + batch_size]
-            width = max(end - start for _, start, _, end in chunk)
-            ids = torch.full((len(chunk), width), PAD_ID, dtype=torch.long)
-            for r, (i, start, _, end) in enumerate(chunk):
-                row = np.frombuffer(kept[i], dtype=np.uint8)
-                inputs = np.concatenate(([BOS_ID], row[: end - 1])) if start == 0 else row[start - 1 : end - 1]
-                ids[r, : end - start] = torch.from_numpy(inputs.astype(np.int64))
+            ids, targets = window_batch(kept, chunk)
             z = model(ids.to(device)).float() * model.cfg.temperature  # [b, width, V], back to raw logits
-            for r, (i, start, emit_from, end) in enumerate(chunk):
+            for r, (_, start, emit_from, end) in enumerate(chunk):
                 logits_out.append(z[r, emit_from - start : end - start].cpu())
-                row = np.frombuffer(kept[i], dtype=np.uint8)[emit_from:end]
-                targets_out.append(torch.from_numpy(row.astype(np.int64)))
+                targets_out.append(targets[r, emit_from - start : end - start])
     model.train(was_training)
     return torch.cat(logits_out), torch.cat(targets_out)
 

@@ -77,12 +77,16 @@ class ByteLMModule(L.LightningModule):
         self.val_nll_nats.update(nll[is_byte].sum())
         self.val_bytes.update(is_byte.sum())
 
-    def on_validation_epoch_end(self) -> None:
-        # Ratio of sums over all ranks (lm-eval convention), not a mean of per-batch ratios.
+    def take_val_bpb(self) -> torch.Tensor:
+        """Bits/byte of the validation steps since the last call, then the sums start again. Ratio of sums over all
+        ranks (lm-eval convention), not a mean of per-batch ratios."""
         nll, n = self.val_nll_nats.compute(), self.val_bytes.compute()
-        self.log("val_bpb", nll / (math.log(2) * n.clamp(min=1)), prog_bar=True, sync_dist=False)
         self.val_nll_nats.reset()
         self.val_bytes.reset()
+        return nll / (math.log(2) * n.clamp(min=1))
+
+    def on_validation_epoch_end(self) -> None:
+        self.log("val_bpb", self.take_val_bpb(), prog_bar=True, sync_dist=False)
 
     def configure_optimizers(self) -> dict[str, Any]:
         t = self.cfg.train

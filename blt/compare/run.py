@@ -141,8 +141,8 @@ def run_compare(
         if cfg.fit_temperature:  # after adapting: calibrate the model that will score
             # on text the scoring model never trained on: the adaptation's held-out slice, else the training split
             fit_docs = adapt_slice or train_docs
-            where = "the adaptation's held-out slice" if adapt_slice else "the training split"
-            progress(f"fitting a temperature on {where}")
+            fitted_on = "adaptation held-out slice" if adapt_slice else "training split"
+            progress(f"fitting a temperature on the {fitted_on}")
             from blt.bytelm.temperature import FIT_MAX_BYTES, fit_temperature, with_temperature
 
             lm = with_temperature(lm, fit_temperature(lm, fit_docs))
@@ -152,7 +152,7 @@ def run_compare(
             assert scores is not None
             fit = {
                 "temperature": lm.cfg.temperature,
-                "fitted_on": "adaptation held-out slice" if adapt_slice else "training split",
+                "fitted_on": fitted_on,
                 "fit_bytes": min(sum(map(len, fit_docs)), FIT_MAX_BYTES),
                 "before": before,
                 "after": {k: after[k] for k in facts},
