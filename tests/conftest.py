@@ -291,3 +291,12 @@ def save_spiky(path: Path, card: dict[str, Any] | None = None) -> Path:
     cfg = load_config(REPO / "configs" / "tiny.yaml", [])
     assert cfg.model == model.cfg
     return save_model_dir(model, cfg, card or {"steps": 0}, path)
+
+
+def rank_bounds(logits: torch.Tensor, targets: torch.Tensor, tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """1 + tokens above the target's logit, counted with the target's logit raised / lowered by `tol`: an exact rank
+    must lie between (logits within float rounding of the target's may order either way)."""
+    picked = logits.gather(-1, targets[:, None])
+    lo = (logits > picked + tol).sum(-1) + 1
+    hi = (logits > picked - tol).sum(-1)  # the target itself counts here: 1 + others above
+    return lo.numpy(), hi.numpy()

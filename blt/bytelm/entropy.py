@@ -67,41 +67,54 @@ def _moments(x: torch.Tensor) -> torch.Tensor:
     return torch.stack((m[:, 0].float(), s, a, torch.linalg.vecdot(e.mul_(z), z))).double()
 
 
-def _finish(blocks: list[torch.Tensor], picked: torch.Tensor) -> np.ndarray:
-    """`_moments` of K vocabulary blocks and the targets' logits [n] -> float64 [4, n]: entropy, surprisal (nats),
-    varentropy (nats²), top-1 mass. Re-based to the overall max m (block k's z shifts by d = m_k - m ≤ 0) with
-    p = eᶻ / S: H = log S - E[z], varentropy = Var[z], surprisal = m + log S - x_target, top-1 = 1 / S."""
+def _finish(blocks: list[torch.Tensor], picked: torch.Tensor, above: torch.Tensor) -> np.ndarray:
+    """`_moments` of K vocabulary blocks, the targets' logits [n] and the count of logits above each -> float64
+    [5, n]: entropy, surprisal (nats), varentropy (nats²), top-1 mass, rank (1 + above). Re-based to the overall
+    max m (block k's z shifts by d = m_k - m ≤ 0) with p = eᶻ / S: H = log S - E[z], varentropy = Var[z],
+    surprisal = m + log S - x_target, top-1 = 1 / S."""
     mk, sk, ak, bk = torch.stack(blocks).unbind(1)  # each [K, n]
     m = mk.amax(0)
     d = mk - m
     w = d.exp()
     s, a, b = (w * sk).sum(0), (w * (ak + d * sk)).sum(0), (w * (bk + 2 * d * ak + d * d * sk)).sum(0)
     mean = a / s
-    return torch.stack((s.log() - mean, m + s.log() - picked.double(), b / s - mean * mean, 1 / s)).cpu().numpy()
+    rank = above.double().to(s.device) + 1
+    return torch.stack((s.log() - mean, m + s.log() - picked.double(), b / s - mean * mean, 1 / s, rank)).cpu().numpy()
 
 
 def position_stats(logits: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
-    """logits [n, V] (any float dtype; float32 ones are overwritten), targets [n] int -> float64 [4, n]: entropy
-    (nats), surprisal (nats), varentropy (nats²), top-1 mass; sums in float32, combined in float64."""
+    """logits [n, V] (any float dtype; float32 ones are overwritten), targets [n] int -> float64 [5, n]: entropy
+    (nats), surprisal (nats), varentropy (nats²), top-1 mass, rank of the target (1 = the most probable; ties
+    count in the target's favour); sums in float32, combined in float64."""
     picked = logits.gather(-1, targets[:, None])[:, 0]  # before `_moments` overwrites the logits
-    return _finish([_moments(logits)], picked)
+    above = (logits > picked[:, None]).sum(-1)  # [n]
+    return _finish([_moments(logits)], picked, above)
 
 
 def head_stats(
     hidden: torch.Tensor, targets: torch.Tensor, head: torch.nn.Linear, softcap: float | None, block_elements: int
 ) -> np.ndarray:
-    """`position_stats` of `head(hidden)`, then cap·tanh(logits / cap) if `softcap`; hidden [n, d] -> [4, n]. The
+    """`position_stats` of `head(hidden)`, then cap·tanh(logits / cap) if `softcap`; hidden [n, d] -> [5, n]. The
     logits come in blocks of all n positions × b = block_elements // n vocabulary entries: the output layer's
-    weight is read once, and each block is reduced while in cache (2²¹ elements, 8 MiB of float32, suits CPUs)."""
+    weight is read once, and each block is reduced while in cache (2²¹ elements, 8 MiB of float32, suits CPUs).
+    The rank counts the logits above the target's, computed first as one dot product per position (its own logit
+    in its block is left out of the count, so rounding between the two never ranks a token below itself)."""
     block, picked, blocks = max(1, block_elements // len(hidden)), torch.empty_like(targets, dtype=hidden.dtype), []
+    ref = (hidden * head.weight[targets]).sum(-1)  # [n] the targets' logits, for the rank
+    ref = ref if head.bias is None else ref + head.bias[targets]
+    ref = ref if softcap is None else ref.div(softcap).tanh_().mul_(softcap)
+    above = torch.zeros_like(targets)
     for v in range(0, head.weight.shape[0], block):
         x = hidden @ head.weight[v : v + block].T  # [n, b]
         x = x if head.bias is None else x.add_(head.bias[v : v + block])
         x = x if softcap is None else x.div_(softcap).tanh_().mul_(softcap)
         hit = (targets >= v) & (targets < v + block)
         picked[hit] = x[hit, targets[hit] - v]
+        gt = x > ref[:, None]  # [n, b]
+        gt[hit, targets[hit] - v] = False
+        above += gt.sum(-1)
         blocks.append(_moments(x))
-    return _finish(blocks, picked)
+    return _finish(blocks, picked, above)
 
 
 @dataclass
@@ -113,6 +126,7 @@ class ByteScores:
     surprisal_nats: np.ndarray
     varentropy_nats2: np.ndarray | None = None  # with score(..., extra_stats=True)
     top1_mass: np.ndarray | None = None  # with score(..., extra_stats=True)
+    rank: np.ndarray | None = None  # with score(..., extra_stats=True): 1 + bytes more probable than the actual one
 
     def __len__(self) -> int:
         return len(self.data)
@@ -202,8 +216,8 @@ def score(
 
     `stride` defaults to 3/4 of the model's context (each byte beyond the first window sees ≥ context/4 bytes).
     `precision="auto"` uses bf16 autocast where the hardware runs it natively: faster, and within ~1e-2 nats.
-    `extra_stats=True` also fills varentropy (nats²) and top-1 mass. `progress(n)` is called after each batch
-    with the number of bytes it scored (for a progress bar).
+    `extra_stats=True` also fills varentropy (nats²), top-1 mass and the actual byte's rank. `progress(n)` is
+    called after each batch with the number of bytes it scored (for a progress bar).
     """
     if isinstance(texts, (str, bytes, bytearray)):
         texts = [texts]
@@ -216,7 +230,7 @@ def score(
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
-    n_stats = 4 if extra_stats else 2  # entropy, surprisal[, varentropy, top-1 mass]
+    n_stats = 5 if extra_stats else 2  # entropy, surprisal[, varentropy, top-1 mass, rank]
     stats = [np.empty((n_stats, len(d)), dtype=np.float32) for d in datas]
     # (doc, start, emit_from, end) for every window; sorted by length so batches carry little padding.
     jobs = [(i, *w) for i, d in enumerate(datas) for w in plan_windows(len(d), context, stride)]
@@ -231,7 +245,8 @@ def score(
         ent = entropy_from_logp(logp)  # [b, width]
         rows = [ent, surprisal_from_logp(logp, targets)]
         if extra_stats:
-            rows += [varentropy_from_logp(logp, ent), logp.amax(-1).exp()]
+            above = (logp > logp.gather(-1, targets.unsqueeze(-1).long())).sum(-1)  # [b, width]
+            rows += [varentropy_from_logp(logp, ent), logp.amax(-1).exp(), above.float() + 1]
         values = torch.stack(rows).cpu().numpy()  # [n_stats, b, width]
         for r, (i, start, emit_from, end) in enumerate(chunk):
             stats[i][:, emit_from:end] = values[:, r, emit_from - start : end - start]

@@ -40,7 +40,14 @@ FileOpt = Annotated[Path | None, typer.Option("--file", "-f", help="UTF-8 file t
 PromptsOpt = Annotated[Path | None, typer.Option("--prompts", help="UTF-8 file, one text/prompt per line")]
 LogprobsOpt = Annotated[Path | None, typer.Option("--logprobs-json", help="API logprobs (JSON/JSONL), no model")]
 VocabOpt = Annotated[int | None, typer.Option("--vocab-size", help="vocabulary size for logprobs upper bounds")]
-ChatOpt = Annotated[bool, typer.Option("--chat", help="apply the chat template: the text is the assistant turn")]
+ChatOpt = Annotated[
+    bool,
+    typer.Option(
+        "--chat",
+        help="apply the chat template: the text is the assistant turn (the prompt the user turn with --generate); "
+        "--chat auto: only for models that have one",
+    ),
+]
 UserOpt = Annotated[str, typer.Option("--user", help="the user turn before the text with --chat")]
 GenerateOpt = Annotated[int | None, typer.Option("--generate", help="on-policy: sample N tokens after each prompt")]
 SamplesOpt = Annotated[int, typer.Option("--samples", help="samples per prompt with --generate")]
@@ -53,7 +60,29 @@ DtypeOpt = Annotated[str, typer.Option("--dtype", help="float32, bfloat16 or flo
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, ...")]
 RemoteOpt = Annotated[bool, typer.Option("--trust-remote-code", help="run the model repository's own code")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON (nats and bits) instead of a table")]
-OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="write report.md, results.json and plots here")]
+OutOpt = Annotated[
+    Path | None, typer.Option("--out", "-o", help="write report.md, results.json (every token too), tokens.html, plots")
+]
+TokensOpt = Annotated[bool, typer.Option("--tokens", help="print the text, each token shaded by its entropy")]
+JsonlOpt = Annotated[Path | None, typer.Option("--jsonl", help="write every token's numbers as JSON Lines")]
+CsvOpt = Annotated[Path | None, typer.Option("--csv", help="write every token's numbers as CSV")]
+HtmlOpt = Annotated[
+    Path | None, typer.Option("--html", help="write a page: tokens shaded by entropy, numbers on hover, side by side")
+]
+MapOpt = Annotated[Path | None, typer.Option("--map", help="write the entropy–varentropy map (PNG), a panel per model")]
+CutsOpt = Annotated[
+    str | None,
+    typer.Option("--region-cuts", help="the map's high-entropy and high-varentropy cuts: BITS,BITS² (default 3,5)"),
+]
+
+
+class SpanKind(str, Enum):
+    line = "line"
+    sentence = "sentence"
+
+
+SpansOpt = Annotated[SpanKind | None, typer.Option("--spans", help="print mean entropy per line or sentence")]
+EXTRA_ARGS = {"allow_extra_args": True}  # `--chat auto`: the flag, then "auto" as an extra argument
 
 
 def read_texts(options: dict[str, Any]) -> list[str] | None:
@@ -95,11 +124,28 @@ def _quiet(*models: str | None) -> None:
         logging.disable_progress_bar()
 
 
-def _show(results: dict[str, Any], scores: list[Any], as_json: bool, out: Path | None, single: bool) -> None:
-    from blt.llm.report import print_results, write_llm_report
+def chat_mode(ctx: typer.Context, chat: bool) -> bool | str:
+    """--chat (True), --chat auto ("auto": each model's template where it has one), or neither (False). typer has no
+    option with an optional value, so "auto" arrives as an extra argument after the flag."""
+    extra = list(ctx.args)
+    if chat and extra[:1] == ["auto"]:
+        extra, chat_or_auto = extra[1:], "auto"
+    else:
+        chat_or_auto = chat
+    if extra:
+        raise BltError(f"unexpected argument {extra[0]!r}: --chat takes no value but 'auto'; give texts with --text")
+    return chat_or_auto
 
+
+def _show(scores: list[Any], as_json: bool, out: Path | None, single: bool, views: dict[str, Any]) -> None:
+    from blt.llm.report import llm_results, print_results, write_llm_report
+    from blt.llm.views import token_outputs
+
+    cuts = views.pop("cuts")
+    results = llm_results(scores, cuts)
+    per_token = token_outputs(scores, out_console, cuts=cuts, **views)
     if out is not None:
-        write_llm_report(results, scores, out, _command())
+        write_llm_report(results, scores, out, _command(), per_token, cuts)
     if as_json:
         print_json(results["models"][0] if single else results)
     else:
@@ -108,9 +154,22 @@ def _show(results: dict[str, Any], scores: list[Any], as_json: bool, out: Path |
             out_console.print(f"report written to {out / 'report.md'}", highlight=False)
 
 
-@llm_app.command()
+def _views(as_json: bool, **given: Any) -> dict[str, Any]:
+    """The per-token options, checked before any work."""
+    from blt.llm.views import RegionCuts
+
+    for option, suffix in (("jsonl", ".jsonl"), ("csv", ".csv"), ("html", ".html"), ("map_png", ".png")):
+        check_output(given[option], f"--{option.split('_')[0]}", "file", suffix)
+    if as_json and (given["tokens"] or given["spans"]):
+        raise BltError("--tokens and --spans print to the terminal; with --json write the tokens with --jsonl FILE")
+    spans = given["spans"].value if given["spans"] else None
+    return given | {"spans": spans, "cuts": RegionCuts.parse(given["cuts"])}
+
+
+@llm_app.command(context_settings=EXTRA_ARGS)
 @user_errors
 def score(
+    ctx: typer.Context,
     model: ModelOpt = None,
     gguf_file: GgufOpt = None,
     text: TextOpt = None,
@@ -131,24 +190,34 @@ def score(
     trust_remote_code: RemoteOpt = False,
     as_json: JsonOpt = False,
     out: OutOpt = None,
+    tokens: TokensOpt = False,
+    jsonl: JsonlOpt = None,
+    csv: CsvOpt = None,
+    html: HtmlOpt = None,
+    map_png: MapOpt = None,
+    spans: SpansOpt = None,
+    cuts: CutsOpt = None,
 ) -> None:
-    """Entropy figures of one model on a text (teacher-forced), its own samples (--generate), or API logprobs."""
+    """Entropy figures of one model on a text (teacher-forced), its own samples (--generate), or API logprobs;
+    token by token with --tokens, --html, --jsonl/--csv, --map, --spans."""
     check_output(out, "--out")
-    from blt.llm.report import llm_results, score_source
+    from blt.llm.report import score_source
 
+    views = _views(as_json, tokens=tokens, jsonl=jsonl, csv=csv, html=html, map_png=map_png, spans=spans, cuts=cuts)
     texts = read_texts({"--text": text, "--file": file, "--logprobs-json": logprobs_json})
     _quiet(model)
     sc = score_source(
         model, texts, logprobs_json=logprobs_json, vocab_size=vocab_size, generate=generate, samples=samples,
-        temperature=temperature, top_p=top_p, seed=seed, chat=chat, user=user, context=context, stride=stride,
-        gguf_file=gguf_file, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
+        temperature=temperature, top_p=top_p, seed=seed, chat=chat_mode(ctx, chat), user=user, context=context,
+        stride=stride, gguf_file=gguf_file, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
     )  # fmt: skip
-    _show(llm_results([sc]), [sc], as_json, out, single=True)
+    _show([sc], as_json, out, True, views)
 
 
-@llm_app.command()
+@llm_app.command(context_settings=EXTRA_ARGS)
 @user_errors
 def compare(
+    ctx: typer.Context,
     model: ModelsOpt,
     text: TextOpt = None,
     file: FileOpt = None,
@@ -167,19 +236,28 @@ def compare(
     trust_remote_code: RemoteOpt = False,
     as_json: JsonOpt = False,
     out: OutOpt = None,
+    tokens: TokensOpt = False,
+    jsonl: JsonlOpt = None,
+    csv: CsvOpt = None,
+    html: HtmlOpt = None,
+    map_png: MapOpt = None,
+    spans: SpansOpt = None,
+    cuts: CutsOpt = None,
 ) -> None:
-    """Several models side by side on the same texts or prompts: table, report, plots; warns when tokenizers differ."""
+    """Several models side by side on the same texts or prompts: table, report, plots, token views side by side;
+    warns when tokenizers differ. Base vs instruct in one run: --chat auto --generate N."""
     check_output(out, "--out")
-    from blt.llm.report import llm_results, score_source
+    from blt.llm.report import score_source
 
     if len(model) < 2:
         raise BltError("compare needs at least two models: --model A --model B (one model: blt llm score)")
+    views = _views(as_json, tokens=tokens, jsonl=jsonl, csv=csv, html=html, map_png=map_png, spans=spans, cuts=cuts)
     texts = read_texts({"--text": text, "--file": file, "--prompts": prompts})
     _quiet(*model)
-    kw = dict(generate=generate, samples=samples, temperature=temperature, top_p=top_p, seed=seed, chat=chat)
-    kw |= dict(user=user, context=context, stride=stride, dtype=dtype, device=device)
+    kw = dict(generate=generate, samples=samples, temperature=temperature, top_p=top_p, seed=seed)
+    kw |= dict(chat=chat_mode(ctx, chat), user=user, context=context, stride=stride, dtype=dtype, device=device)
     scores = [score_source(m, texts, trust_remote_code=trust_remote_code, **kw) for m in model]
-    _show(llm_results(scores), scores, as_json, out, single=False)
+    _show(scores, as_json, out, False, views)
 
 
 @llm_app.command()
@@ -214,11 +292,11 @@ def segment(
     check_output(html_out, "--html", "file")
     check_output(plot, "--plot", "file", ".png")
     from blt.files import write_atomic
-    from blt.llm.report import (
+    from blt.llm.report import score_source
+    from blt.llm.token_patches import (
         check_threshold,
         plot_token_patches,
         render_token_patches,
-        score_source,
         segment_tokens,
         token_patches_html,
     )

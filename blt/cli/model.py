@@ -77,22 +77,32 @@ def entropy(
     model: ModelOpt = "default",
     as_json: Annotated[bool, typer.Option("--json", help="print JSON (nats) instead of a table (bits)")] = False,
     precision: Annotated[Precision, typer.Option(help="32, bf16 autocast, or auto")] = Precision.fp32,
+    shade: Annotated[bool, typer.Option("--shade", help="print the text, each byte shaded by its entropy")] = False,
+    html: Annotated[Path | None, typer.Option("--html", help="write a page: bytes shaded, numbers on hover")] = None,
 ) -> None:
     """Per-byte next-byte entropy and surprisal of a text under the byte model (long inputs: the table shows their
-    start; --json has every byte)."""
+    start; --json has every byte); --shade and --html show it as `blt llm score --tokens/--html` do for tokens."""
+    check_output(html, "--html", "file", ".html")
+    if as_json and shade:
+        raise BltError("--shade prints to the terminal; drop it with --json (or write the page with --html FILE)")
     from blt.bytelm.checkpoint import load_model
     from blt.bytelm.entropy import score
     from blt.report.terminal import byte_progress, render_entropy_table, write_json
+    from blt.report.units import byte_view, render_units_terminal, write_units_html
 
     data = read_input(text, file)
     if not data:
         raise BltError("the input is empty; nothing to score")
     lm = load_model(model)
     with byte_progress(err_console, "scoring", len(data)) as advance:
-        s = score(lm, data, precision=precision.value, progress=advance)[0]
+        s = score(lm, data, precision=precision.value, progress=advance, extra_stats=bool(shade or html))[0]
+    if html is not None:
+        write_units_html([byte_view(s, str(model))], html, title="blt entropy", unit="byte")
     if as_json:  # streamed: a long input's values never sit in memory as one list of floats or one string
         fields = {"bytes": len(data), "bits_per_byte": s.bits_per_byte}
         write_json({**fields, "entropy_nats": s.entropy_nats, "surprisal_nats": s.surprisal_nats})
+    elif shade:
+        render_units_terminal(byte_view(s, str(model)), out_console, unit="byte", rest="--json, --html FILE")
     else:
         render_entropy_table(s, out_console)
 

@@ -154,7 +154,8 @@ def parse_logprobs_json(
     Per position the known probabilities are the top k plus the sampled token when it is reported outside them;
     the k-th largest caps all others (`entropy_bounds_nats`; `vocab_size` is needed when mass is left over). A
     sampled logprob of -9999.0 is censored (outside the top k, value unknown): surprisal NaN, flagged. Alternatives
-    at -9999.0 (vLLM's -inf) carry no mass and are dropped. `mode`: "teacher-forced" for echoed prompts."""
+    at -9999.0 (vLLM's -inf) carry no mass and are dropped. The sampled token's rank is known when it is among the
+    top k (1 + alternatives above it), else NaN (it is > k). `mode`: "teacher-forced" for echoed prompts."""
     if vocab_size is not None and vocab_size < 2:  # else every position fails with a puzzling "-1 unseen tokens"
         raise BltError(f"--vocab-size must be the model's vocabulary size (≥ 2 tokens), got {vocab_size}")
     where = str(obj_or_path) if isinstance(obj_or_path, (str, Path)) else "logprobs"
@@ -168,16 +169,22 @@ def parse_logprobs_json(
             listed = any(t == token and abs(v - value) <= 1e-4 for t, v in alternatives)
             known = np.append(q, [] if censored or listed else [math.exp(value)])
             bounds = entropy_bounds_nats(known, q[-1] if len(q) else 1.0, vocab_size, where=field_)
-            rows.append([math.nan if censored else -value, known.max() if len(q) else math.nan, *bounds, censored])
+            rank = 1 + sum(v > value for t, v in alternatives if t != token) if listed else math.nan  # else > k
+            rows.append(
+                [math.nan if censored else -value, known.max() if len(q) else math.nan, *bounds, censored, rank]
+            )
             names.append(token), pieces.append(raw), doc_ids.append(doc), positions.append(pos)
     if not rows:
         raise BltError(f"{where}: no positions with logprobs")
-    a, nan = np.asarray(rows, np.float64).T, np.full(len(rows), np.nan)  # [6, T]: s, top-1, lower, upper, R, censored
+    a, nan = (
+        np.asarray(rows, np.float64).T,
+        np.full(len(rows), np.nan),
+    )  # [7, T]: s, top-1, lower, upper, R, censored, rank
     head = obj[0] if isinstance(obj, list) and obj and isinstance(obj[0], dict) else obj  # the first response
     head = head if isinstance(head, dict) else {}
     meta = dict(source=source or where, tokenizer=str(head.get("model", "unknown")), vocab_size=vocab_size, mode=mode)
     meta |= dict(
         chat_template="chat" in str(head.get("object", "")), context=None, doc_ids=doc_ids, positions=positions
     )
-    bounds = dict(censored=a[5] > 0, entropy_lower_nats=a[2], entropy_upper_nats=a[3], residual_mass=a[4])
+    bounds = dict(censored=a[5] > 0, entropy_lower_nats=a[2], entropy_upper_nats=a[3], residual_mass=a[4], rank=a[6])
     return TokenScores(names, pieces, a[0], nan, nan, a[1], **meta, **bounds)

@@ -1,40 +1,35 @@
 """LLM runs for `blt llm`: a model spec (`blt:NAME` for the byte model, a Hugging Face name or directory, a .gguf
 file) or an API logprobs file → one `TokenScores` (`score_source`); the figures of several side by side
-(`llm_results`, `figure_rows`) with a warning when their tokenizers differ; `report.md`, `results.json` and PNG
-plots (`write_llm_report`); and the patcher's global, monotonic and budget rules on token entropies
-(`segment_tokens` → `TokenPatches`, shown in the terminal, as HTML or as a plot). Nats inside, bits in tables and
-plots.
+(`llm_results`, `figure_rows`, with entropix region shares) with a warning when their tokenizers differ; `report.md`,
+`results.json` (every token too), `tokens.html` and PNG plots (`write_llm_report`). Token patches live in
+`blt.llm.token_patches`; per-token records and views in `blt.llm.tokens` and `blt.llm.views`. Nats inside, bits in
+tables and plots.
 """
 
 from __future__ import annotations
 
-import html
 import json
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from blt.bytelm.entropy import LN2
 from blt.errors import BltError
 from blt.files import write_atomic
 from blt.llm.scorers import TokenScores, aggregate, concat_scores, generate_hf, load_hf, score_byte_model, score_hf
-from blt.patching.calibration import calibrate_threshold
-from blt.patching.rules import patch_starts
+from blt.llm.tokens import REGIONS
+from blt.llm.views import RegionCuts, plot_map, prompted, region_summary, unit_view
 from blt.report.markdown import markdown_table
 from blt.report.plots import _savefig
-from blt.report.terminal import PATCH_STYLES
-from blt.report.text import char_spans
+from blt.report.units import write_units_html
 
 BYTE_MODEL_PREFIX = "blt:"
 TOKENIZER_WARNING = "not comparable token by token; compare entropy per byte"
-META = (("mode", "mode"), ("chat_template", "chat template"), ("tokenizer", "tokenizer"), ("vocab_size", "vocab size"))
+META = (("mode", "mode"), ("prompted", "prompted"), ("tokenizer", "tokenizer"), ("vocab_size", "vocab size"))
 META += (("context", "context"), ("positions", "tokens scored"), ("documents", "documents"), ("bytes", "bytes"))
 FIGURES = (  # (aggregate key, row label, format); bounded (API) scores show "[lower, upper]"
     ("mean_entropy_bits", "mean entropy (bits)", "{:.3f}"),
@@ -60,7 +55,7 @@ def score_source(
     temperature: float = 1.0,
     top_p: float = 1.0,
     seed: int = 0,
-    chat: bool = False,
+    chat: bool | str = False,
     user: str = "",
     context: int | None = None,
     stride: int | None = None,
@@ -69,7 +64,9 @@ def score_source(
     """One `TokenScores` of `texts` (documents) under `model`: `blt:NAME` is the byte model (`blt:default` the
     bundled one), anything else a Hugging Face name, directory or .gguf file (`load_kw`: `load_hf`'s options).
     `generate=N`: on-policy, N sampled tokens after each text as a prompt. `logprobs_json`: an API logprobs file
-    (no model, no texts), read with `parse_logprobs_json`."""
+    (no model, no texts), read with `parse_logprobs_json`. `chat`: True applies the model's chat template (the text
+    is the assistant turn, or with `generate` the prompt the user turn), "auto" applies it where the model has one
+    (the byte model and a base model without one get plain text)."""
     if logprobs_json is not None:
         from blt.llm.logprobs import parse_logprobs_json
 
@@ -83,7 +80,10 @@ def score_source(
     assert texts is not None
     if generate is not None and generate < 1:  # 0 would silently score the prompts teacher-forced instead
         raise BltError(f"--generate must be a number of tokens ≥ 1 to sample, got {generate}; drop it to score text")
+    if chat not in (True, False, "auto"):
+        raise BltError(f"chat must be True, False or 'auto', got {chat!r}")
     if model.startswith(BYTE_MODEL_PREFIX):
+        chat = False if chat == "auto" else chat
         if generate or chat:
             raise BltError(
                 "the byte model scores given text only: drop --generate/--chat, or pass a Hugging Face model"
@@ -107,6 +107,8 @@ def score_source(
             )
         return score_byte_model(model[len(BYTE_MODEL_PREFIX) :] or "default", texts, stride=stride)
     hf = load_hf(model, **load_kw)
+    if chat == "auto":
+        chat = bool(hf.meta["has_chat_template"])
     if generate:
         kw = dict(n_tokens=generate, samples=samples, temperature=temperature, top_p=top_p, seed=seed, chat=chat)
         return concat_scores(generate_hf(hf, texts, **kw))
@@ -114,8 +116,9 @@ def score_source(
 
 
 # --------------------------------------------------------------------------------------------- tables, reports
-def llm_results(scores: Sequence[TokenScores]) -> dict[str, Any]:
-    """{"models": [`aggregate` of each], "warnings": [...]}: a warning when tokenizers or modes differ."""
+def llm_results(scores: Sequence[TokenScores], cuts: RegionCuts | None = None) -> dict[str, Any]:
+    """{"models": [`aggregate` of each, with "prompted" (how, in words) and its entropix "regions" (`region_summary`
+    at `cuts`)], "warnings": [...]}: a warning when tokenizers or modes differ."""
     warnings = []
     if len({s.tokenizer for s in scores}) > 1:
         names = "; ".join(f"{s.source}: {s.tokenizer}" for s in scores)
@@ -123,7 +126,9 @@ def llm_results(scores: Sequence[TokenScores]) -> dict[str, Any]:
     if len({s.mode for s in scores}) > 1:
         warnings.append("modes differ (" + ", ".join(f"{s.source}: {s.mode}" for s in scores) + ")")
     warnings += [w for s in scores for w in sample_warnings(s)]
-    return {"models": [aggregate(s) for s in scores], "warnings": warnings}
+    cuts = cuts or RegionCuts()
+    models = [aggregate(s) | {"prompted": prompted(s), "regions": region_summary(s, cuts)} for s in scores]
+    return {"models": models, "warnings": warnings}
 
 
 def sample_warnings(s: TokenScores) -> list[str]:
@@ -135,7 +140,7 @@ def sample_warnings(s: TokenScores) -> list[str]:
     text_bytes = np.bincount(s.doc_ids, [len(b) for b in s.token_bytes], minlength=n_samples)  # [samples]
     empty = int((text_bytes == 0).sum())
     unapplied = s.has_chat_template and not s.chat_template
-    hint = "; the tokenizer has a chat template (an instruct model?): pass --chat" if unapplied else ""
+    hint = "; the tokenizer has a chat template (an instruct model?): pass --chat or --chat auto" if unapplied else ""
     if empty:
         return [f"{s.source}: {empty} of {n_samples} samples are empty (the first token ended the sequence){hint}"]
     if unapplied:
@@ -174,6 +179,13 @@ def figure_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     models = results["models"]
     rows = [[label, *(_cell(m, key, "{}") for m in models)] for key, label in META]
     rows += [[label, *(_cell(m, key, fmt) for m in models)] for key, label, fmt in FIGURES]
+    if models and "regions" in models[0]:  # entropix's regions: the share of tokens in each
+        cut = models[0]["regions"]
+        h, v = f"{cut['entropy_cut_bits']:g} bits", f"{cut['varentropy_cut_bits2']:g} bits²"
+        for name, (high_h, high_v, _) in REGIONS.items():
+            label = f"{name} (H {'>' if high_h else '≤'} {h}, V {'>' if high_v else '≤'} {v})"
+            shares = [m["regions"]["shares"][name] for m in models]
+            rows.append([label, *("—" if x is None else f"{x:.1%}" for x in shares)])
     return ["", *(str(m["source"]) for m in models)], rows
 
 
@@ -226,21 +238,47 @@ def plot_scores(scores: Sequence[TokenScores], out: Path) -> list[str]:
     return ["entropy_by_position.png", "entropy_histogram.png"]
 
 
-def write_llm_report(results: dict[str, Any], scores: Sequence[TokenScores], out: str | Path, command: str) -> Path:
-    """`report.md` (command, warnings, the figure table, notes, plots), `results.json`, the PNGs and, for on-policy
-    scores, `generations.jsonl` (each sample's prompt and text) in `out`."""
-    out = Path(out)
+def write_llm_report(
+    results: dict[str, Any],
+    scores: Sequence[TokenScores],
+    out: str | Path,
+    command: str,
+    per_token: dict[str, Any] | None = None,
+    cuts: RegionCuts | None = None,
+) -> Path:
+    """`report.md` (command, warnings, the figure table with entropix region shares, notes, plots, the highest-entropy
+    sentences), `results.json` (with `per_token`'s token records and line/sentence means, `views.token_outputs`),
+    `tokens.html` (the text shaded by entropy, models side by side), the PNGs (the entropy–varentropy map too) and,
+    for on-policy scores, `generations.jsonl` (each sample's prompt and text) in `out`."""
+    from blt.llm.views import token_outputs
+
+    out, cuts = Path(out), cuts or RegionCuts()
     out.mkdir(parents=True, exist_ok=True)
     plots = plot_scores(scores, out)
-    public = {"command": command, **results}
+    if any(s.entropy_lower_nats is None for s in scores):
+        plots.append(plot_map(scores, out / "entropy_varentropy.png", cuts).name)
+    per_token = per_token or token_outputs(scores, Console(quiet=True), cuts=cuts)
+    write_units_html([unit_view(s) for s in scores], out / "tokens.html", title="blt llm: next-token entropy")
+    public = {"command": command, **results, **per_token}
     write_atomic(out / "results.json", lambda p: p.write_text(json.dumps(public, indent=2, ensure_ascii=False) + "\n"))
     lines = ["# blt llm", "", f"```\n{command}\n```", ""]
     lines += [f"**Warning:** {w}." for w in results["warnings"]] + [""] * bool(results["warnings"])
     lines += [markdown_table(*figure_rows(results)), ""]
     lines += [f"- {m['source']}: {note}" for m in results["models"] for note in m["notes"]]
     lines += ["", "Entropies are of the next-token distribution; bits per byte and entropy per byte are over the"]
-    lines += ["scored tokens' UTF-8 bytes, the figures comparable across tokenizers.", ""]
+    lines += ["scored tokens' UTF-8 bytes, the figures comparable across tokenizers. Regions: entropix's reading of"]
+    lines += [
+        f"entropy H and varentropy V ({cuts.describe()}): " + "; ".join(f"{k}: {v[2]}" for k, v in REGIONS.items())
+    ]
+    lines += ["", "Every token, shaded by its entropy with its numbers on hover: [tokens.html](tokens.html); as rows:"]
+    lines += ["`tokens` in results.json (or `--jsonl`/`--csv`).", ""]
     lines += [f"![{p}]({p})" for p in plots]
+    for spans in per_token["spans"]:
+        top = sorted((r for r in spans["sentence"] if r["mean_entropy_bits"] is not None), key=_by_entropy)[:5]
+        if top:
+            lines += ["", f"Highest mean entropy sentences, {spans['model']}:", ""]
+            table = [[f"{r['mean_entropy_bits']:.2f}", str(r["tokens"]), _one_line(r["text"])] for r in top]
+            lines += [markdown_table(["mean H (bits)", "tokens", "sentence"], table)]
     if rows := generation_rows(scores):  # the samples themselves: an empty one is seen at a glance
         jsonl = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         write_atomic(out / "generations.jsonl", lambda p: p.write_text(jsonl, encoding="utf-8"))
@@ -249,190 +287,10 @@ def write_llm_report(results: dict[str, Any], scores: Sequence[TokenScores], out
     return out / "report.md"
 
 
-# ---------------------------------------------------------------------------------------------- token patches
-TOKEN_RULES = ("global", "monotonic", "budget")
-RULE_VALUE = {"global": "threshold", "monotonic": "relative threshold", "budget": "budget"}  # what each rule cuts at
+def _by_entropy(row: dict[str, Any]) -> float:
+    return -float(row["mean_entropy_bits"])
 
 
-@dataclass
-class TokenPatches:
-    """Patches of a token stream: `starts[i]` is the token index where patch i begins (starts[0] == 0)."""
-
-    tokens: list[str]
-    token_bytes: list[bytes]
-    starts: np.ndarray  # [P] int64 token indices
-    entropies_nats: np.ndarray  # [T] float64 next-token entropy of each token
-    rule: str
-    threshold_nats: float  # the rule's value: the global threshold, the monotonic rule's relative one, the budget
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(np.append(self.starts, len(self.tokens)))
-
-    @property
-    def held_nats(self) -> np.ndarray:
-        """[P] float64: the summed entropy of each patch's tokens (what the budget rule holds under its budget)."""
-        return np.add.reduceat(self.entropies_nats, self.starts) if len(self.starts) else np.zeros(0)
-
-    def summary(self) -> str:
-        per = len(self.tokens) / max(len(self.starts), 1)
-        value = f"{RULE_VALUE[self.rule]} {self.threshold_nats:.4f} nats"
-        if self.rule == "budget" and len(self.starts):  # a budget is per patch; the mean held says how full they are
-            value += f" per patch (mean held {float(self.held_nats.mean()):.4f})"
-        return f"{len(self.starts)} patches, {len(self.tokens)} tokens, {per:.2f} tokens/patch, {value}"
-
-    def as_json(self) -> dict[str, Any]:
-        """Lengths, starts, tokens, entropies and the rule's value: `budget_nats` for the budget rule, else
-        `threshold_nats` (the monotonic rule's relative threshold)."""
-        return {
-            "rule": self.rule,
-            "lengths": self.lengths.tolist(),
-            "starts": self.starts.tolist(),
-            "tokens": self.tokens,
-            "entropies_nats": [round(float(x), 6) for x in self.entropies_nats],
-            "budget_nats" if self.rule == "budget" else "threshold_nats": self.threshold_nats,
-            "tokens_per_patch": len(self.tokens) / max(len(self.starts), 1),
-        }
-
-
-def check_threshold(
-    threshold: float | None,
-    target_tokens_per_patch: float | None,
-    *,
-    rule: str = "global",
-    budget: float | None = None,
-) -> None:
-    """The options of a token-patch rule, checked before anything is scored: the threshold rules take --threshold
-    and the budget rule --budget, or --target-tokens-per-patch instead (exactly one of the two); a value is ≥ 0
-    nats, a target finite and > 0."""
-    if rule not in TOKEN_RULES:
-        raise BltError(f"token patches support the rules {', '.join(TOKEN_RULES)}, not {rule!r}")
-    if budget is not None and rule != "budget":  # else it would be ignored without a word
-        raise BltError(f"--budget sets the budget rule's nats per patch; the {rule} rule has none: add --rule budget")
-    if threshold is not None and rule == "budget":
-        raise BltError(
-            "--threshold is for the global and monotonic rules; the budget rule takes --budget NATS (the summed "
-            "token entropy a patch may hold): use --budget, or --target-tokens-per-patch to calibrate it"
-        )
-    value, option = (budget, "--budget") if rule == "budget" else (threshold, "--threshold")
-    if (value is None) == (target_tokens_per_patch is None):
-        what = "nats per patch" if rule == "budget" else "nats"
-        raise BltError(f"pass exactly one of {option} X ({what}) or --target-tokens-per-patch X (calibrates it)")
-    if value is not None and not value >= 0:  # NaN too
-        raise BltError(f"{option} must be ≥ 0 nats, got {value}; or pass --target-tokens-per-patch X to calibrate it")
-    if target_tokens_per_patch is not None and not 0 < target_tokens_per_patch < math.inf:  # NaN too
-        raise BltError(
-            f"--target-tokens-per-patch must be a finite number > 0 of tokens per patch, got {target_tokens_per_patch}"
-            " (1 means a patch per token)"
-        )
-
-
-def _token_starts(h: np.ndarray, rule: str, value: float, max_patch_length: int | None) -> np.ndarray:
-    key = {"global": "threshold", "monotonic": "relative_threshold", "budget": "budget"}[rule]
-    return np.asarray(patch_starts(h, rule=rule, max_patch_length=max_patch_length, **{key: value}))
-
-
-def segment_tokens(
-    scores: TokenScores,
-    *,
-    rule: str = "global",
-    threshold: float | None = None,
-    target_tokens_per_patch: float | None = None,
-    max_patch_length: int | None = None,
-    budget: float | None = None,
-) -> TokenPatches:
-    """`patch_starts` on the token entropies of one text. The global and monotonic rules cut at a `threshold`
-    (nats), the budget rule holds at most `budget` nats of summed token entropy per patch (`blt.patching.budget`);
-    either value is given or calibrated exactly to a mean number of tokens per patch with `calibrate_threshold`."""
-    check_threshold(threshold, target_tokens_per_patch, rule=rule, budget=budget)
-    h = scores.entropy_nats
-    if scores.entropy_lower_nats is not None or not np.isfinite(h).all() or len(np.unique(scores.doc_ids)) > 1:
-        raise BltError("token patches need exact entropies of one text (a model, not a logprobs file)")
-    value = budget if rule == "budget" else threshold
-    if value is None:
-        assert target_tokens_per_patch is not None  # check_threshold: a value or a target
-        # the reachable range in tokens (calibrate_threshold's own message counts bytes): value 0 cuts the most
-        most, fewest = (len(_token_starts(h, rule, v, max_patch_length)) for v in (0.0, math.inf))
-        if not len(h) / most <= target_tokens_per_patch <= len(h) / fewest:
-            raise BltError(
-                f"--target-tokens-per-patch {target_tokens_per_patch:g} is out of reach: the {rule} rule on these "
-                f"{len(h)} tokens gives {len(h) / most:.4g} to {len(h) / fewest:.4g} tokens/patch"
-                f"{'' if max_patch_length is None else f' (--max-patch-length {max_patch_length})'}"
-            )
-        value = calibrate_threshold(h, target_tokens_per_patch, rule=rule, max_patch_length=max_patch_length)
-    starts = _token_starts(h, rule, value, max_patch_length)
-    return TokenPatches(list(scores.tokens), list(scores.token_bytes), starts, h, rule, float(value))
-
-
-def _shown(token: bytes) -> str:
-    text = token.decode("utf-8", "backslashreplace")
-    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
-
-
-def render_token_patches(patches: TokenPatches, console: Console) -> None:
-    """The text with patches in alternating background colours (│ between patches where the output has no
-    colours), then a summary; a character split between tokens of two patches shows whole, as in `render_terminal`."""
-    data, out, plain = b"".join(patches.token_bytes), Text(), console.color_system is None
-    token_start = np.cumsum([0, *map(len, patches.token_bytes)])[:-1]  # [T] byte offset of each token
-    patch_of = np.searchsorted(token_start[patches.starts], np.arange(len(data)), side="right") - 1  # [n bytes]
-    for start, end, label in char_spans(data):
-        if plain and start > 0 and patch_of[end - 1] != patch_of[start - 1]:  # a patch starts at or inside it
-            out.append("│")
-        shown = label if label.isprintable() or label == "\n" else repr(label)[1:-1]
-        out.append(shown, style=PATCH_STYLES[int(patch_of[start]) % 2])
-    console.print(out)
-    console.print(patches.summary(), highlight=False)
-
-
-def token_patches_html(patches: TokenPatches, title: str = "blt llm patches") -> str:
-    """A self-contained page: one box per patch, each token shaded by its entropy (bits on hover)."""
-    peak = max(float(patches.entropies_nats.max(initial=0)), 1e-9)
-    parts = []
-    for a, b in zip(patches.starts, np.append(patches.starts[1:], len(patches.tokens)), strict=True):
-        spans = []
-        for t in range(a, b):
-            h = patches.entropies_nats[t]
-            shown = html.escape(_shown(patches.token_bytes[t])).replace(" ", "&nbsp;").replace("\n", "↵<br>")
-            spans.append(
-                f"<span style='background:rgba(230,57,70,{h / peak:.3f})' title='{h / LN2:.2f} bits'>{shown}</span>"
-            )
-        parts.append("<div class='patch'>" + "".join(spans) + "</div>")
-    style = (
-        "body{font-family:ui-monospace,monospace;line-height:2.2;max-width:70em;margin:2em auto}"
-        ".patch{display:inline;border:1px solid #457b9d;border-radius:3px;padding:2px 1px;margin:0 1px}"
-    )
-    head = f"<meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style>"
-    body = f"<h3>{html.escape(patches.summary())}</h3>{''.join(parts)}"
-    return f"<!doctype html><html><head>{head}</head><body>{body}</body></html>\n"
-
-
-def plot_token_patches(patches: TokenPatches, path: str | Path, max_tokens: int = 200) -> Path:
-    """Per-token entropy (bits) with patch boundaries and the global rule's threshold, or the budget rule's budget
-    beside each patch's running sum of entropy; token text on the x axis."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = min(len(patches.tokens), max_tokens)
-    fig, ax = plt.subplots(figsize=(max(8.0, n * 0.3), 3.8))
-    ax.plot(np.arange(n), patches.entropies_nats[:n] / LN2, marker="o", ms=3, lw=1, color="#1d3557")
-    if patches.rule == "budget":  # what the rule compares with the budget: the open patch's summed entropy
-        held = np.cumsum(patches.entropies_nats)
-        held -= np.repeat(held[patches.starts] - patches.entropies_nats[patches.starts], patches.lengths)  # [T]
-        ax.step(np.arange(n), held[:n] / LN2, where="mid", color="#457b9d", lw=1, label="patch's summed entropy")
-        ax.axhline(patches.threshold_nats / LN2, color="#e63946", ls="--", lw=1, label="budget")
-        ax.legend(loc="upper right")
-    elif patches.rule == "global":
-        ax.axhline(patches.threshold_nats / LN2, color="#e63946", ls="--", lw=1, label="threshold")
-        ax.legend(loc="upper right")
-    for s in patches.starts[1:]:
-        if s < n:
-            ax.axvline(s - 0.5, color="#a8dadc", lw=1)
-    labels = [_shown(t).replace(" ", "␣").replace("\n", "↵") for t in patches.token_bytes[:n]]
-    ax.set_xticks(np.arange(n), labels, rotation=90, fontsize=7)
-    ax.set(xlim=(-0.5, n - 0.5), ylabel="entropy (bits)")
-    ax.set_title(patches.summary(), fontsize=9)
-    fig.tight_layout()
-    _savefig(fig, Path(path))
-    return Path(path)
+def _one_line(text: str, width: int = 100) -> str:
+    text = " ".join(text.split()).replace("|", "\\|")
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -62,6 +62,7 @@ class TokenScores:
     entropy_lower_nats: np.ndarray | None = None
     entropy_upper_nats: np.ndarray | None = None
     residual_mass: np.ndarray | None = None  # 1 - Σ known probabilities
+    rank: np.ndarray | None = None  # float64 [T]: 1 + tokens more probable than the actual one; NaN: not known
     notes: list[str] = field(default_factory=list)  # what a reader must know (unscored tokens, sampling settings)
     prompts: list[str] | None = None  # on-policy samples: each document's prompt, as given (before any template)
     has_chat_template: bool = False  # the tokenizer has one (applied or not: see `chat_template`)
@@ -72,6 +73,7 @@ class TokenScores:
         self.doc_ids = np.zeros(n, np.int64) if self.doc_ids is None else np.asarray(self.doc_ids, np.int64)
         self.positions = np.arange(n) if self.positions is None else np.asarray(self.positions, np.int64)
         self.censored = np.zeros(n, bool) if self.censored is None else np.asarray(self.censored, bool)
+        self.rank = np.full(n, np.nan) if self.rank is None else np.asarray(self.rank, np.float64)
         for f in fields(self):
             if isinstance(v := getattr(self, f.name), np.ndarray):
                 assert len(v) == n, f.name
@@ -87,9 +89,9 @@ class TokenScores:
 
 
 def _exact(pieces: list[bytes], stats: np.ndarray, errors: str = "replace", **meta: Any) -> TokenScores:
-    """A `TokenScores` of an exact source from token bytes and `position_stats` rows [4, T]."""
+    """A `TokenScores` of an exact source from token bytes and `position_stats` rows [5, T]."""
     names = [p.decode("utf-8", errors) for p in pieces]
-    return TokenScores(names, pieces, stats[1], stats[0], stats[2], stats[3], **meta)
+    return TokenScores(names, pieces, stats[1], stats[0], stats[2], stats[3], **meta, rank=stats[4])
 
 
 def concat_scores(parts: Sequence[TokenScores]) -> TokenScores:
@@ -243,13 +245,13 @@ def token_pieces(tokenizer: Any, ids: list[int], text: str | None, offsets: list
 
 
 def _score_ids(hf: HFModel, seq: list[int], first: int, context: int, stride: int) -> np.ndarray:
-    """float64 [4, len(seq) - first]: `position_stats` of the tokens seq[first:] (first ≥ 1). Windows of ≤ `context`
+    """float64 [5, len(seq) - first]: `position_stats` of the tokens seq[first:] (first ≥ 1). Windows of ≤ `context`
     tokens come from `plan_windows`; a window after the first starts with BOS (if the tokenizer has one: models
     such as Gemma are lost without it). Each window goes once through the decoder; its hidden states [n, d] go
     through the output layer in blocks (`head_stats`). A model whose logits are not its output layer's (`split`
     None) is fed in chunks of c = LOGIT_ELEMENTS // V positions through the KV cache instead."""
     bos, chunk = hf.tokenizer.bos_token_id, max(1, LOGIT_ELEMENTS // hf.vocab_size)
-    out = np.full((4, len(seq) - first), np.nan)
+    out = np.full((5, len(seq) - first), np.nan)
     for start, emit_from, end in plan_windows(len(seq) - 1, context - (bos is not None), stride):
         if end < first:  # position t predicts seq[t + 1]: nothing to emit inside a chat prefix
             continue
@@ -403,7 +405,8 @@ def score_byte_model(
     for data, sc in zip(
         datas, score_bytes(lm, datas, batch_size=batch_size, stride=stride, extra_stats=True), strict=True
     ):
-        stats = np.stack([sc.entropy_nats, sc.surprisal_nats, sc.varentropy_nats2, sc.top1_mass]).astype(np.float64)
+        rows = [sc.entropy_nats, sc.surprisal_nats, sc.varentropy_nats2, sc.top1_mass, sc.rank]
+        stats = np.stack(rows).astype(np.float64)  # type: ignore[arg-type]  # extra_stats: none is None
         pieces = [bytes([b]) for b in data]
         parts.append(_exact(pieces, stats, "backslashreplace", **meta, mode="teacher-forced", chat_template=False))
     return concat_scores(parts)

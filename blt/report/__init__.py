@@ -1,8 +1,10 @@
 """Renderers the jobs share, for patches and scores: the terminal (alternating colours, the entropy table, JSON,
-progress: `terminal`), a self-contained HTML page (`html`), the entropy plot with patch boundaries and the one way
-figures are saved (`plots`), Markdown tables and package versions for report.md (`markdown`) and how bytes read as
-text (`text`). The names users imported from the old `blt.report` module are re-exported here; the comparison's
-table and report.md moved to `blt.compare.report` (the old names still resolve, with a `DeprecationWarning`).
+progress: `terminal`), a self-contained HTML page (`html`), text cut into units (tokens or bytes) shaded by entropy
+in the terminal and as a page, models side by side (`units`), the entropy plot with patch boundaries, the
+entropy–varentropy map and the one way figures are saved (`plots`), Markdown tables and package versions for
+report.md (`markdown`) and how bytes read as text (`text`). The names users imported from the old `blt.report`
+module are re-exported here; the comparison's table and report.md moved to `blt.compare.report` (the old names still
+resolve, with a `DeprecationWarning`).
 
 May import the top-level modules, `blt.bytelm` (scores), `blt.segment` (patches) and `blt.metrics`; never a job
 (`blt.compare`, `blt.experiments`, `blt.llm`). See docs/architecture.md.

@@ -60,3 +60,43 @@ def _savefig(fig: object, path: Path) -> None:
 
     write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))  # type: ignore[attr-defined]
     plt.close(fig)  # type: ignore[arg-type]
+
+
+def plot_entropy_varentropy(
+    panels: list[tuple[str, np.ndarray, np.ndarray]],
+    path: str | Path,
+    *,
+    entropy_cut_bits: float,
+    varentropy_cut_bits2: float,
+    regions: dict[str, tuple[bool, bool]],
+) -> Path:
+    """The entropy–varentropy map: one panel per (name, entropy [T] bits, varentropy [T] bits²), a dot per token
+    (NaN dropped), dashed lines at the two cuts, and each region of `regions` ({name: (high H?, high V?)}) labelled
+    in its corner with its share of the panel's tokens."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False, sharey=True)
+    tops = [(float(np.nanmax(h, initial=0)), float(np.nanmax(v, initial=0))) for _, h, v in panels]
+    h_top = max(max((t[0] for t in tops), default=0) * 1.05, entropy_cut_bits * 2)
+    v_top = max(max((t[1] for t in tops), default=0) * 1.05, varentropy_cut_bits2 * 2)
+    for ax, (name, h, v) in zip(axes[0], panels, strict=True):
+        ok = np.isfinite(h) & np.isfinite(v)
+        ax.scatter(h[ok], v[ok], s=6, alpha=0.5, color="#1d3557", linewidths=0)
+        ax.axvline(entropy_cut_bits, color="#e63946", ls="--", lw=1)
+        ax.axhline(varentropy_cut_bits2, color="#e63946", ls="--", lw=1)
+        high_h, high_v = h[ok] > entropy_cut_bits, v[ok] > varentropy_cut_bits2
+        for region, (hh, hv) in regions.items():
+            share = float(((high_h == hh) & (high_v == hv)).mean()) if ok.any() else 0.0
+            x, y = (h_top * 0.98, "right") if hh else (h_top * 0.02, "left")
+            ax.text(x, v_top * (0.95 if hv else 0.02), f"{region} {share:.0%}", ha=y, va="top" if hv else "bottom")
+        ax.set(xlim=(0, h_top), ylim=(0, v_top), xlabel="entropy (bits)", title=f"{name}\n{int(ok.sum())} tokens")
+    axes[0][0].set_ylabel("varentropy (bits²)")
+    fig.suptitle(
+        f"entropy–varentropy map (cuts: {entropy_cut_bits:g} bits, {varentropy_cut_bits2:g} bits²)", fontsize=10
+    )
+    fig.tight_layout()
+    _savefig(fig, Path(path))
+    return Path(path)

@@ -4,6 +4,8 @@ red line and exit code 1, never a traceback."""
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
 
 import lightning  # noqa: F401  imported first so its log handler binds to the real stderr, not a runner buffer
@@ -44,6 +46,22 @@ def test_entropy_table_shows_every_byte_with_characters(model_dir: Path, tmp_pat
     code, out, _ = run_cli("entropy", "--file", str(f), "--model", str(model_dir))
     assert code == 0
     assert "é" in out and "·" in out and "\\xff" in out and "3 bytes" in out
+
+
+def test_entropy_shade_and_html_use_the_token_renderer(model_dir: Path, tmp_path: Path) -> None:
+    """--shade prints one unit per byte (a character's bytes shown whole on its first), --html writes one span per byte
+    whose hover holds its entropy; --shade with --json is refused."""
+    code, out, err = run_cli("entropy", "hé!", "--model", str(model_dir), "--shade", "--html", str(tmp_path / "e.html"))
+    assert code == 0, err
+    assert out.splitlines()[0] == "h│é│!" and "entropy (bits):" in out  # no colours under the test runner
+    page = (tmp_path / "e.html").read_text()
+    expected = score(load_model(model_dir), "hé!")[0].entropy_nats / math.log(2)
+    titles = re.findall(
+        r'class="u[^"]*" data-i="\d+" data-bits="[^"]+" title="byte \d \(0x..\): H ([0-9.]+) bits', page
+    )
+    np.testing.assert_allclose([float(x) for x in titles], expected, atol=1e-3)
+    code, _, err = run_cli("entropy", "x", "--model", str(model_dir), "--shade", "--json")
+    assert code == 1 and "--shade prints to the terminal" in err
 
 
 def test_eval_json_reports_bits_per_byte_as_a_ratio_of_sums(model_dir: Path, tmp_path: Path) -> None:

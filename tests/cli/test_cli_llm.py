@@ -4,6 +4,7 @@ bad input is one red line with exit status 1."""
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from pathlib import Path
@@ -19,6 +20,8 @@ from blt.cli.llm import llm_app
 from blt.config import Config
 from blt.llm.report import TOKENIZER_WARNING
 from blt.llm.scorers import aggregate, score_hf
+from blt.llm.tokens import token_records
+from blt.llm.views import RegionCuts, prompted, region_summary
 from blt.patching.calibration import calibrate_threshold
 from blt.patching.rules import patch_starts
 
@@ -76,14 +79,18 @@ P = [np.array([0.5, 0.2, 0.15, 0.1, 0.05]), np.array([0.7, 0.1, 0.1, 0.05, 0.05]
 # ------------------------------------------------------------------------------------------------------ score
 def test_score_json_equals_library_aggregate(hf_dir: str) -> None:
     got = ok_json("score", "--model", hf_dir, "--text", TEXT)
-    assert got == json.loads(json.dumps(aggregate(score_hf(hf_dir, TEXT))))
+    sc = score_hf(hf_dir, TEXT)
+    assert got == json.loads(
+        json.dumps(aggregate(sc) | {"prompted": prompted(sc), "regions": region_summary(sc, RegionCuts())})
+    )
+    assert got["prompted"] == "plain text (it has a chat template)" and sum(got["regions"]["shares"].values()) == 1
     assert got["mode"] == "teacher-forced" and got["chat_template"] is False and got["vocab_size"] == 300
 
 
 def test_score_table_states_mode_template_tokenizer(hf_dir: str) -> None:
     code, out, err = run_llm("score", "--model", hf_dir, "--text", TEXT, "--chat", "--user", "say it")
     assert code == 0, err
-    for want in ("teacher-forced", "chat template", "yes", "vocab sha1", "300", "branching factor", "bits per byte"):
+    for want in ("teacher-forced", "chat template applied", "vocab sha1", "300", "branching factor", "bits per byte"):
         assert want in out, want
     assert ok_json("score", "--model", hf_dir, "--text", TEXT, "--chat")["chat_template"] is True
 
@@ -117,6 +124,51 @@ def test_score_out_writes_report(hf_dir: str, tmp_path: Path) -> None:
     assert results["models"][0]["source"] == hf_dir and results["warnings"] == []
     report = (tmp_path / "r" / "report.md").read_text()
     assert "teacher-forced" in report and "entropy_histogram.png" in report
+
+
+def test_score_token_by_token(hf_dir: str, tmp_path: Path) -> None:
+    """--tokens, --spans, --jsonl, --csv, --html, --map and --out give the same per-token numbers as the library."""
+    files = {k: tmp_path / f"t.{k}" for k in ("jsonl", "csv", "html", "png")}
+    args = ["score", "--model", hf_dir, "--text", TEXT + "\nSecond line. Third sentence!", "--tokens"]
+    args += ["--spans", "sentence", "--out", tmp_path / "r", "--map", files["png"]]
+    args += [x for k in ("jsonl", "csv", "html") for x in (f"--{k}", files[k])]
+    code, out, err = run_llm(*args)
+    assert code == 0, err
+    want = json.loads(json.dumps(list(token_records(score_hf(hf_dir, TEXT + "\nSecond line. Third sentence!")))))
+    assert [json.loads(line) for line in files["jsonl"].read_text().splitlines()] == want
+    with open(files["csv"], newline="") as f:  # a token holding "\n" is one quoted cell
+        assert [r["token"] for r in csv.DictReader(f)] == [r["token"] for r in want]
+    assert files["html"].read_text().count('class="u') == len(want) and files["png"].read_bytes()[:4] == b"\x89PNG"
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert (
+        results["tokens"] == want
+        and [r["text"] for r in results["spans"][0]["line"]][1] == "Second line. Third sentence!"
+    )
+    sentences = [r["text"] for r in results["spans"][0]["sentence"]]  # a lone line break (wrapping) goes on
+    assert sentences == [TEXT + "\nSecond line. ", "Third sentence!"]
+    assert {"tokens.html", "entropy_varentropy.png"} <= {p.name for p in (tmp_path / "r").iterdir()}
+    flat = " ".join(out.split())
+    assert "entropy (bits):" in flat and "Third sentence!" in flat and "│" in out  # no colours here: separators
+
+
+def test_chat_auto_applies_each_models_template_where_it_has_one(hf_dir: str, tmp_path: Path) -> None:
+    """Base (no template) vs instruct (a template) in one command: --chat auto prompts each as it can, and says so."""
+    base = str(save_tiny_hf(tmp_path / "base", TEXT, None, seed=2))
+    got = ok_json(
+        "compare", "--model", hf_dir, "--model", base, "--text", "the cat", "--chat", "auto", "--generate", "3"
+    )
+    assert [m["chat_template"] for m in got["models"]] == [True, False]
+    assert [m["prompted"] for m in got["models"]] == ["chat template applied", "plain text"]
+    plain = ok_json("compare", "--model", hf_dir, "--model", base, "--text", "the cat")
+    assert [m["prompted"] for m in plain["models"]] == ["plain text (it has a chat template)", "plain text"]
+    code, _, err = run_llm("compare", "--model", hf_dir, "--model", base, "--text", "the cat", "--chat")
+    assert code == 1 and "has no chat template" in err  # --chat alone still insists on a template
+    page = tmp_path / "p.html"
+    args = ("--text", "the cat", "--chat", "auto", "--generate", "3", "--html", page)
+    assert run_llm("compare", "--model", hf_dir, "--model", base, *args)[0] == 0
+    text = page.read_text()  # side by side, each sample under its prompt, each column saying how it was prompted
+    assert text.count('<p class="doctitle">prompt: the cat</p>') == 2 and text.count('class="view"') == 2
+    assert "on-policy, chat template applied" in text and "on-policy, plain text" in text
 
 
 # ---------------------------------------------------------------------------------------------------- compare
@@ -218,6 +270,12 @@ BAD = [
     (["compare", "--model", "{hf}", "--text", "x"], "at least two models"),
     (["segment", "--model", "{hf}", "--text", "x"], "exactly one of --threshold"),
     (["segment", "--logprobs-json", "{good}"], "No such option"),
+    (["score", "--model", "{hf}", "--text", "x", "--chat", "yes"], "--chat takes no value but 'auto'"),
+    (["score", "--model", "{hf}", "--text", "x", "--region-cuts", "3"], "--region-cuts takes ENTROPY_BITS,VARENTROPY"),
+    (["score", "--model", "{hf}", "--text", "x", "--region-cuts", "3,-1"], "two finite numbers > 0"),
+    (["score", "--model", "{hf}", "--text", "x", "--tokens", "--json"], "with --json write the tokens with --jsonl"),
+    (["score", "--model", "{hf}", "--text", "x", "--jsonl", "{empty}.csv"], "use a name ending in .jsonl"),
+    (["score", "--logprobs-json", "{good}", "--vocab-size", "5", "--map", "{empty}.png"], "needs exact distributions"),
 ]
 
 

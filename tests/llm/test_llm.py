@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import save_tiny_hf
+from conftest import rank_bounds, save_tiny_hf
 
 import blt.bytelm.entropy
 import blt.llm.scorers as llm
@@ -34,9 +34,10 @@ from blt.llm.scorers import (
     score_byte_model,
     score_hf,
 )
+from blt.llm.tokens import token_records
 
 BARE = "the samples continue the bare prompt"
-CHAT_HINT = "the tokenizer has a chat template (an instruct model?): pass --chat"
+CHAT_HINT = "the tokenizer has a chat template (an instruct model?): pass --chat or --chat auto"
 
 transformers = pytest.importorskip("transformers")
 
@@ -334,10 +335,23 @@ def test_smollm2_gguf_scores_a_sentence(monkeypatch: pytest.MonkeyPatch) -> None
     print(f"SmolLM2 GGUF: load {t1 - t0:.1f} s, score {time.perf_counter() - t1:.2f} s for {len(sc)} tokens")
     assert np.isfinite(as_array(sc)).all() and (sc.entropy_nats >= 0).all() and sc.vocab_size == 49152
     assert b"".join(sc.token_bytes) == text.encode() and aggregate(sc)["bits_per_byte"] < 3
-    direct = reference(hf.model, [hf.tokenizer.bos_token_id, *hf.encode(text)])
-    np.testing.assert_allclose(as_array(sc), direct, atol=1e-3, rtol=1e-4)
+    seq = [hf.tokenizer.bos_token_id, *hf.encode(text)]
+    direct = reference(hf.model, seq)
+    with torch.no_grad():
+        logits = hf.model(torch.tensor([seq])).logits[0, :-1].float()
+    lo, hi = rank_bounds(logits, torch.tensor(seq[1:]), 1e-3)  # ranks: 1 + tokens above, up to float rounding
+
+    def check(got: TokenScores) -> None:  # every position: entropy, surprisal, varentropy, top-1, rank; the records
+        np.testing.assert_allclose(as_array(got), direct, atol=1e-3, rtol=1e-4)
+        assert ((lo <= got.rank) & (got.rank <= hi)).all() and (got.rank == 1).sum() > len(got) // 4
+        rows = list(token_records(got))
+        assert b"".join(bytes.fromhex(r["bytes_hex"]) for r in rows) == text.encode()
+        assert all(text.encode()[r["byte_start"] : r["byte_end"]] == bytes.fromhex(r["bytes_hex"]) for r in rows)
+        np.testing.assert_allclose([r["entropy_bits"] for r in rows], direct[0] / LN2, atol=2e-3)
+
+    check(sc)
     assert hf.split is not None  # decoder once, then the output layer in vocabulary blocks
     monkeypatch.setattr(llm, "LOGIT_ELEMENTS", 3 * hf.vocab_size)  # 4 blocks; or 3 positions a forward (KV cache)
-    np.testing.assert_allclose(as_array(score_hf(hf, text)), direct, atol=1e-3, rtol=1e-4)
+    check(score_hf(hf, text))
     hf.__dict__["split"] = None
-    np.testing.assert_allclose(as_array(score_hf(hf, text)), direct, atol=1e-3, rtol=1e-4)
+    check(score_hf(hf, text))

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from blt.cli.llm import llm_app
 from blt.errors import BltError
-from blt.llm.report import TokenPatches, segment_tokens, token_patches_html
 from blt.llm.scorers import TokenScores, score_hf
+from blt.llm.token_patches import TokenPatches, segment_tokens, token_patches_html
 from blt.patching.budget import _budget_mask_loop
 from blt.patching.calibration import calibrate_threshold
 from blt.patching.rules import patch_starts
