@@ -13,5 +13,6 @@ CASES = [
     Case("segment-option-without-value", lambda k: ["segment", "x", "--threshold"], "--threshold", code=2),
     Case("unknown-command", lambda k: ["patch", "x"], "No such command", code=2),
     Case("llm-score-unknown-option", lambda k: ["llm", "score", "--bogus"], "No such option: --bogus", code=2),
+    Case("llm-spans-choice", lambda k: ["llm", "score", "--text", "x", "--spans", "word"], "'--spans'", code=2),
     Case("entropy-precision-choice", lambda k: ["entropy", "x", "--precision", "fp8"], "'--precision'", code=2),
 ]

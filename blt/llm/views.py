@@ -117,6 +117,8 @@ def print_spans(rows: Sequence[dict[str, Any]], console: Console, kind: str) -> 
         text = text if len(text) <= SPAN_TEXT_SHOWN else text[: SPAN_TEXT_SHOWN - 1] + "…"
         cells = [r["mean_entropy_bits"], r["max_entropy_bits"], r["bits_per_byte"]]
         shown = ["—" if c is None else f"{c:.3f}" for c in cells]
+        if r["mean_entropy_bits"] is None and r["mean_entropy_lower_bits"] is not None:  # API logprobs: bounds
+            shown[0] = f"[{r['mean_entropy_lower_bits']:.3f}, {r['mean_entropy_upper_bits']:.3f}]"
         table.add_row(str(r["doc"]), str(r["span"]), str(r["tokens"]), *shown, text)
     Console(file=console.file, width=max(console.width, 120), soft_wrap=True).print(table)  # as `print_results`
     if len(rows) > SPANS_SHOWN:
