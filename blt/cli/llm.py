@@ -143,7 +143,7 @@ def _show(scores: list[Any], as_json: bool, out: Path | None, single: bool, view
 
     cuts = views.pop("cuts")
     results = llm_results(scores, cuts)
-    per_token = token_outputs(scores, out_console, cuts=cuts, **views)
+    per_token = token_outputs(scores, out_console, cuts=cuts, **views) if any(views.values()) else None
     if out is not None:
         write_llm_report(results, scores, out, _command(), per_token, cuts)
     if as_json:
@@ -204,11 +204,12 @@ def score(
     from blt.llm.report import score_source
 
     views = _views(as_json, tokens=tokens, jsonl=jsonl, csv=csv, html=html, map_png=map_png, spans=spans, cuts=cuts)
+    chat_or_auto = chat_mode(ctx, chat)
     texts = read_texts({"--text": text, "--file": file, "--logprobs-json": logprobs_json})
     _quiet(model)
     sc = score_source(
         model, texts, logprobs_json=logprobs_json, vocab_size=vocab_size, generate=generate, samples=samples,
-        temperature=temperature, top_p=top_p, seed=seed, chat=chat_mode(ctx, chat), user=user, context=context,
+        temperature=temperature, top_p=top_p, seed=seed, chat=chat_or_auto, user=user, context=context,
         stride=stride, gguf_file=gguf_file, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
     )  # fmt: skip
     _show([sc], as_json, out, True, views)
@@ -252,10 +253,11 @@ def compare(
     if len(model) < 2:
         raise BltError("compare needs at least two models: --model A --model B (one model: blt llm score)")
     views = _views(as_json, tokens=tokens, jsonl=jsonl, csv=csv, html=html, map_png=map_png, spans=spans, cuts=cuts)
+    chat_or_auto = chat_mode(ctx, chat)
     texts = read_texts({"--text": text, "--file": file, "--prompts": prompts})
     _quiet(*model)
     kw = dict(generate=generate, samples=samples, temperature=temperature, top_p=top_p, seed=seed)
-    kw |= dict(chat=chat_mode(ctx, chat), user=user, context=context, stride=stride, dtype=dtype, device=device)
+    kw |= dict(chat=chat_or_auto, user=user, context=context, stride=stride, dtype=dtype, device=device)
     scores = [score_source(m, texts, trust_remote_code=trust_remote_code, **kw) for m in model]
     _show(scores, as_json, out, False, views)
 

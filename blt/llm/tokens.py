@@ -168,8 +168,9 @@ def span_records(records: Sequence[dict[str, Any]], data_of: dict[int, bytes], k
         bounds = span_bounds(data, kind)
         starts = np.array([r["byte_start"] for r in rows])
         which = np.searchsorted(bounds, starts, side="right") - 1  # [tokens] span of each token's first byte
+        first = np.searchsorted(which, np.arange(len(bounds)))  # [spans + 1] tokens in order: span i's are a slice
         for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
-            members = [rows[j] for j in np.flatnonzero(which == i)]
+            members = rows[first[i] : first[i + 1]]
             h = [m["entropy_bits"] for m in members if m["entropy_bits"] is not None]
             lo = [m["entropy_lower_bits"] for m in members if m["entropy_lower_bits"] is not None]
             hi = [m["entropy_upper_bits"] for m in members if m["entropy_upper_bits"] is not None]

@@ -82,10 +82,15 @@ def display_labels(view: UnitView) -> list[str]:
     firsts = [0, *np.flatnonzero(docs[1:] != docs[:-1]) + 1]  # each document's first unit
     for a, b in zip(firsts, [*firsts[1:], len(view.pieces)], strict=True):
         data, base = b"".join(view.pieces[a:b]), int(starts[a]) if b > a else 0
-        for start, _, label in iter_char_spans(data):
-            t = a + int(np.searchsorted(ends[a:b] - base, start, side="right"))  # the unit holding byte `start`
-            labels[t] += _CONTROL.sub(lambda m: repr(m.group())[1:-1], label)
+        chars = list(iter_char_spans(data))
+        holder = a + np.searchsorted(ends[a:b] - base, [c[0] for c in chars], side="right")  # unit of each char
+        for t, (_, _, label) in zip(holder.tolist(), chars, strict=True):
+            labels[t] += _CONTROL.sub(_escape, label)
     return labels
+
+
+def _escape(match: re.Match[str]) -> str:
+    return repr(match.group())[1:-1]
 
 
 def shade_scale(views: Sequence[UnitView]) -> float:
