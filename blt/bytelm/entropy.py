@@ -245,7 +245,7 @@ def score(
         ent = entropy_from_logp(logp)  # [b, width]
         rows = [ent, surprisal_from_logp(logp, targets)]
         if extra_stats:
-            above = (logp > logp.gather(-1, targets.unsqueeze(-1).long())).sum(-1)  # [b, width]
+            above = (logp > -rows[1].unsqueeze(-1)).sum(-1)  # [b, width]: -surprisal is the target's log-prob
             rows += [varentropy_from_logp(logp, ent), logp.amax(-1).exp(), above.float() + 1]
         values = torch.stack(rows).cpu().numpy()  # [n_stats, b, width]
         for r, (i, start, emit_from, end) in enumerate(chunk):

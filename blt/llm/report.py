@@ -17,12 +17,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from blt.bytelm.entropy import LN2
 from blt.errors import BltError
 from blt.files import write_atomic
 from blt.llm.scorers import TokenScores, aggregate, concat_scores, generate_hf, load_hf, score_byte_model, score_hf
 from blt.llm.tokens import REGIONS
-from blt.llm.views import RegionCuts, plot_map, prompted, region_summary, unit_view
+from blt.llm.views import RegionCuts, entropy_bits, plot_map, prompted, region_summary, unit_view
 from blt.report.markdown import markdown_table
 from blt.report.plots import _savefig
 from blt.report.units import write_units_html
@@ -213,8 +212,7 @@ def plot_scores(scores: Sequence[TokenScores], out: Path) -> list[str]:
 
     bits = []
     for s in scores:
-        h = s.entropy_nats if s.entropy_lower_nats is None else (s.entropy_lower_nats + s.entropy_upper_nats) / 2
-        bits.append(h / LN2)  # [T] bits, NaN where unknown
+        bits.append(entropy_bits(s))  # [T] bits, NaN where unknown
     fig, ax = plt.subplots(figsize=(9, 4))
     for s, b in zip(scores, bits, strict=True):
         ok = np.isfinite(b)
@@ -258,7 +256,9 @@ def write_llm_report(
     if any(s.entropy_lower_nats is None for s in scores):
         plots.append(plot_map(scores, out / "entropy_varentropy.png", cuts).name)
     per_token = per_token or token_outputs(scores, Console(quiet=True), cuts=cuts)
-    write_units_html([unit_view(s) for s in scores], out / "tokens.html", title="blt llm: next-token entropy")
+    ends = np.cumsum([len(s) for s in scores])  # per_token["tokens"] holds each model's records in turn
+    views = [unit_view(s, per_token["tokens"][e - len(s) : e]) for s, e in zip(scores, ends, strict=True)]
+    write_units_html(views, out / "tokens.html", title="blt llm: next-token entropy")
     public = {"command": command, **results, **per_token}
     write_atomic(out / "results.json", lambda p: p.write_text(json.dumps(public, indent=2, ensure_ascii=False) + "\n"))
     lines = ["# blt llm", "", f"```\n{command}\n```", ""]

@@ -60,11 +60,16 @@ class RegionCuts:
         return f"high entropy > {self.entropy_bits:g} bits, high varentropy > {self.varentropy_bits2:g} bits²"
 
 
-def _bits(s: TokenScores) -> tuple[np.ndarray, np.ndarray]:
-    """(entropy [T] bits, varentropy [T] bits²); bounded (API) scores: the midpoint of the bounds, varentropy NaN."""
+def entropy_bits(s: TokenScores) -> np.ndarray:
+    """[T] entropy in bits; bounded (API) scores: the midpoint of the bounds."""
     if s.entropy_lower_nats is not None and s.entropy_upper_nats is not None:
-        return (s.entropy_lower_nats + s.entropy_upper_nats) / (2 * LN2), s.varentropy_nats2 / LN2**2
-    return s.entropy_nats / LN2, s.varentropy_nats2 / LN2**2
+        return np.asarray((s.entropy_lower_nats + s.entropy_upper_nats) / (2 * LN2))
+    return np.asarray(s.entropy_nats / LN2)
+
+
+def _bits(s: TokenScores) -> tuple[np.ndarray, np.ndarray]:
+    """(entropy [T] bits as `entropy_bits`, varentropy [T] bits², NaN for bounded scores)."""
+    return entropy_bits(s), s.varentropy_nats2 / LN2**2
 
 
 def region_summary(s: TokenScores, cuts: RegionCuts) -> dict[str, Any]:
