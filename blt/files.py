@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 
-def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call `write(tmp)` on a temp file beside `path`, then rename it into place: no half-written files."""
+def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Call `write(tmp)` on a temp file beside `path` (its return value is ignored), then rename it into place: no
+    half-written files."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)

@@ -65,3 +65,16 @@ diff = max(float(np.abs(a.entropy_nats - b.entropy_nats).max(initial=0)) for a, 
 print(f"score_corpus on the GPU (bf16): {sum(map(len, docs)) / seconds / 1e6:.2f} MB/s incl. start-up; "
       f"max |entropy GPU bf16 - CPU fp32| = {diff:.4f} nats")
 PY
+# The downstream experiment's GPU config (configs/downstream/gpu.yaml: ~60 M-param patch-level LM, bf16, 64 × 2,048
+# bytes a step) for a few steps on the Python sources, one seed, three segmentations: checks the Lightning bf16 path
+# end to end and prints seconds per step, from which the config's stated time per run (4,000 steps) follows.
+out=$(mktemp -d)
+blt downstream gpu --data stdlib --segmenters byte,bpe,entropy-global --seeds 0 --steps "${DOWNSTREAM_STEPS:-60}" \
+  --set corpora.0.max_bytes=4000000 --set max_eval_bytes=200000 --out "$out/down"
+python - "$out/down/results.csv" <<'PY'
+import csv, sys
+for r in csv.DictReader(open(sys.argv[1])):
+    per_step = float(r["train_seconds"]) / int(r["steps"])
+    print(f"downstream gpu {r['segmenter']}: {per_step:.3f} s/step ({per_step * 4000 / 60:.1f} min per 4,000-step run), "
+          f"{float(r['train_flops_per_byte']) * int(r['train_bytes']) / float(r['train_seconds']) / 1e12:.1f} TFLOP/s")
+PY

@@ -1,8 +1,8 @@
 """The `blt` command line (a typer shell over library calls), one module per command group: `model` (train, entropy,
-eval, info), `segment` (segment, calibrate), `compare`, `experiment`, `llm` (a sub-app), and `shared` (consoles,
-one-red-line errors, option types, input and output checks). Each command parses its options, calls one library
-function and prints or saves the result; user mistakes become one red line on stderr and exit status 1. This module
-builds the app in the order `blt --help` lists the commands and owns the console script `main`.
+eval, info), `segment` (segment, calibrate), `compare`, `experiment`, `downstream`, `llm` (a sub-app), and `shared`
+(consoles, one-red-line errors, option types, input and output checks). Each command parses its options, calls one
+library function and prints or saves the result; user mistakes become one red line on stderr and exit status 1. This
+module builds the app in the order `blt --help` lists the commands and owns the console script `main`.
 
 May import everything in blt; nothing in blt imports it.
 """
@@ -16,6 +16,7 @@ from collections.abc import Mapping
 import typer
 
 from blt.cli import compare as compare_cmd
+from blt.cli import downstream as downstream_cmd
 from blt.cli import experiment as experiment_cmd
 from blt.cli import model as model_cmds
 from blt.cli import segment as segment_cmds
@@ -38,6 +39,7 @@ app.command(name="eval")(model_cmds.eval_)
 app.command()(segment_cmds.segment)
 app.command()(segment_cmds.calibrate)
 app.command()(compare_cmd.compare)
+app.command()(downstream_cmd.downstream)
 app.command()(model_cmds.info)
 
 

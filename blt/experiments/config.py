@@ -120,23 +120,26 @@ class Cell:
 
     @property
     def label(self) -> str:
-        """`bpe-8192`, `fixed-4`, `entropy-global@4` (target), `entropy-monotonic θ0.5/max16`, `entropy-budget B6`,
-        `space`."""
-        p = self.param
-        if "vocab_size" in p:
-            return f"{self.kind}-{p['vocab_size']}"
-        if "patch_size" in p:
-            return f"{self.kind}-{p['patch_size']}"
-        label = self.kind
-        if p.get("target_bytes_per_patch") is not None:
-            label += f"@{p['target_bytes_per_patch']:g}"
-        elif p.get("threshold") is not None:
-            label += f" θ{p['threshold']:g}"
-        elif p.get("budget") is not None:
-            label += f" B{p['budget']:g}"
-        if p.get("max_patch_length") is not None:
-            label += f"/max{p['max_patch_length']}"
-        return label
+        return segmenter_label(self.kind, self.param)
+
+
+def segmenter_label(kind: str, p: dict[str, Any]) -> str:
+    """`bpe-8192`, `fixed-4`, `entropy-global@4` (target), `entropy-monotonic θ0.5/max16`, `entropy-budget B6`,
+    `space`: a segmenter kind with one value per parameter."""
+    if p.get("vocab_size") is not None:
+        return f"{kind}-{p['vocab_size']}"
+    if p.get("patch_size") is not None:
+        return f"{kind}-{p['patch_size']}"
+    label = kind
+    if p.get("target_bytes_per_patch") is not None:
+        label += f"@{p['target_bytes_per_patch']:g}"
+    elif p.get("threshold") is not None:
+        label += f" θ{p['threshold']:g}"
+    elif p.get("budget") is not None:
+        label += f" B{p['budget']:g}"
+    if p.get("max_patch_length") is not None:
+        label += f"/max{p['max_patch_length']}"
+    return label
 
 
 def _fields(cls: type, raw: dict[str, Any], where: str, errors: list[str], skip: tuple[str, ...] = ()) -> dict:
@@ -294,13 +297,18 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 def load_experiment(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
     """Read an experiment YAML (a path, or the name of a shipped one: see `shipped_experiments`)."""
     path = resolve_experiment(path)
+    return experiment_from_dict(read_yaml(path, overrides), source=str(path))
+
+
+def read_yaml(path: Path, overrides: list[str] | None = None) -> Any:
+    """A config file's YAML with `--set` overrides applied (`blt experiment` and `blt downstream`)."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if overrides:
         raw = apply_overrides(raw if isinstance(raw, dict) else {}, overrides)
-    return experiment_from_dict(raw, source=str(path))
+    return raw
 
 
 def experiments_dir() -> Path:

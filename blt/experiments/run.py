@@ -75,17 +75,26 @@ class Context:
 
 
 # ------------------------------------------------------------------------------------------- preparing inputs
-def _corpus(spec: CorpusSpec, cfg: ExperimentConfig) -> tuple[Sequence[bytes], list[bytes], list[str | None]]:
-    """(training documents, held-out documents, their labels) of one corpus, split as `blt compare` splits."""
+def split_spec(
+    spec: CorpusSpec, *, eval_fraction: float, max_eval_bytes: int | None, split_seed: int
+) -> tuple[Sequence[bytes], list[bytes], list[str | None]]:
+    """(training documents, held-out documents, their labels) of one corpus, split as `blt compare` splits (also
+    `blt downstream`'s split)."""
     split = CompareConfig(
         sources=spec.sources,
         eval_sources=spec.eval_sources,
-        eval_fraction=cfg.eval_fraction,
-        max_eval_bytes=cfg.max_eval_bytes,
-        split_seed=cfg.split_seed,
+        eval_fraction=eval_fraction,
+        max_eval_bytes=max_eval_bytes,
+        split_seed=split_seed,
         max_bytes=spec.max_bytes,
     )
     return split_corpus(split)
+
+
+def _corpus(spec: CorpusSpec, cfg: ExperimentConfig) -> tuple[Sequence[bytes], list[bytes], list[str | None]]:
+    return split_spec(
+        spec, eval_fraction=cfg.eval_fraction, max_eval_bytes=cfg.max_eval_bytes, split_seed=cfg.split_seed
+    )
 
 
 def prepare(
