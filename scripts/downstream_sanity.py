@@ -32,7 +32,7 @@ def main() -> None:
     from blt.bytelm.train import train
     from blt.config import Config, DataConfig, ModelConfig, TrainConfig
     from blt.downstream.config import load_downstream
-    from blt.downstream.model import block_flops, mean_attended
+    from blt.downstream.model import block_flops, flops_per_byte, mean_attended
     from blt.downstream.run import _docs, calibration_split, execute, segmentations, sized_model
 
     cfg = load_downstream(args.config)
@@ -81,9 +81,10 @@ def main() -> None:
         from blt.downstream.run import Run
 
         one = replace(cfg, segmenters=[s for s in cfg.segmenters if s.kind == "byte"], rate=None)
-        seg = segmentations(one, train_docs, [], scored, print)[0]
-        row = execute(Run("sanity", args.corpus, seg, 0, sized_model(one, 1.0), cfg.train))
-        values, flops = [row["bits_per_byte"]], float("nan")
+        seg = segmentations(one, train_docs, [], scored, lambda _: None)[0]  # byte units need no calibration
+        model = sized_model(one, 1.0)
+        row = execute(Run("sanity", args.corpus, seg, 0, model, cfg.train))
+        values, flops = [row["bits_per_byte"]], flops_per_byte(model, 1.0)["total"]
     print(
         f"patch-level LM, byte units: {np.mean(values):.4f} bits/byte (seeds: {', '.join(f'{v:.4f}' for v in values)}"
         f"; {flops / 1e6:.2f} MFLOP/byte forward); ratio {np.mean(values) / byte_bpb:.3f}"

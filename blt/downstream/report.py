@@ -170,11 +170,12 @@ def write_outputs(out: Path, rows: Sequence[Row], summary: Sequence[Row], meta: 
 
 
 def print_downstream(summary: Sequence[Row], console: Console) -> None:
-    """One compact table per corpus, best first (report.md has every column); `*` marks rate-matched rows."""
+    """One table per corpus, best first, narrow enough for 80 columns (report.md has every column); `*` marks
+    rate-matched rows."""
     marked = False
     for corpus, rows in by_corpus(summary).items():
         table = Table(title=f"{corpus}: held-out bits/byte", title_justify="left")
-        for i, h in enumerate(("segmenter", "bits/byte", "±", "boundary", "B/unit", "train MFLOP/B", "params")):
+        for i, h in enumerate(("segmenter", "bits/byte", "±", "boundary", "B/unit", "train MFLOP/B")):
             table.add_column(h, justify="left" if i == 0 else "right", no_wrap=True)
         for r in rows:
             name = str(r["segmenter"]).replace(" (rate-matched)", "*")
@@ -186,7 +187,6 @@ def print_downstream(summary: Sequence[Row], console: Console) -> None:
                 f"{r['boundary_bits_per_byte']:.3f}" if r["boundaries"] == "paid" else "free",
                 f"{r['bytes_per_unit']:.2f}",
                 f"{r['train_flops_per_byte'] / 1e6:.2f}",
-                f"{r['params'] / 1e6:.2f} M",
             )
         console.print(table)
     if marked:

@@ -387,18 +387,29 @@ def run_downstream(
         on_run(len(rows), len(runs))
 
     stage("training")
-    if workers == 1 or len(todo) <= 1:
-        for r in todo:
-            keep(r, execute(r))
-    else:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(execute, r, threads): r for r in todo}
-            for f in as_completed(futures):
-                keep(futures[f], f.result())
+    try:
+        if workers == 1 or len(todo) <= 1:
+            for r in todo:
+                keep(r, execute(r))
+        else:
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                futures = {pool.submit(execute, r, threads): r for r in todo}
+                for f in as_completed(futures):
+                    keep(futures[f], f.result())
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            f"interrupted: {len(rows)} of {len(runs)} runs are saved in {out / 'runs'}; the same command with "
+            "--resume trains only the rest"
+        ) from None
     ordered = [rows[r.id] for r in runs]
     summary = summarise(ordered)
-    meta.update(complete=True, seconds=round(time.perf_counter() - started, 1), runs=len(ordered))
+    meta.update(
+        complete=True,
+        seconds=round(time.perf_counter() - started, 1),  # this invocation (a resume reads finished runs back)
+        run_seconds=round(sum(float(r.get("wall_seconds", 0)) for r in ordered), 1),  # every run's wall time, summed
+        runs=len(ordered),
+    )
     write_outputs(out, ordered, summary, meta)
     write_atomic(out / RECORD, lambda p: p.write_text(json.dumps(meta, indent=2, default=str)))
     return {"rows": ordered, "summary": summary, "meta": meta}

@@ -278,3 +278,23 @@ def test_byte_units_land_near_blt_train(tmp_path: Path) -> None:
     scores = score(lm, held, stride=context - 1)  # windows of context - 1 bytes after BOS, no overlap
     byte_bpb = float(sum(s.surprisal_nats.sum() for s in scores) / (np.log(2) * sum(map(len, held))))
     assert 0.8 < patch_bpb / byte_bpb < 1.2, (patch_bpb, byte_bpb)
+
+
+def test_ctrl_c_says_what_is_saved(tmp_path: Path, corpus: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C during the second run: the first run's row is on disk, and the message says how to finish."""
+    cfg = downstream_from_dict({**config(corpus), "segmenters": ["byte"], "rate": None})
+    real = blt.downstream.run.execute
+    calls: list[Any] = []
+
+    def interrupt(run: Any, threads: Any = None) -> Any:
+        calls.append(run)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(run)
+
+    monkeypatch.setattr(blt.downstream.run, "execute", interrupt)
+    with pytest.raises(KeyboardInterrupt, match=r"1 of 2 runs are saved .* --resume"):
+        run_downstream(cfg, tmp_path / "out", warn=lambda m: None)
+    assert len(list((tmp_path / "out" / "runs").glob("*.json"))) == 1
+    monkeypatch.setattr(blt.downstream.run, "execute", real)
+    assert len(run_downstream(cfg, tmp_path / "out", resume=True, warn=lambda m: None)["rows"]) == 2
