@@ -45,7 +45,12 @@ def config(corpus: dict[str, Path], **extra: Any) -> dict[str, Any]:
     return {
         "name": "tiny",
         "corpora": [{"name": "udhr", "sources": [str(corpus["train"])], "eval_sources": [str(corpus["held"])]}],
-        "segmenters": ["byte", "fixed", "space", {"kind": "bpe", "vocab_size": 600}, "entropy-global"],
+        "segmenters": [
+            *("byte", "fixed", "space"),
+            {"kind": "bpe", "vocab_size": 600},
+            {"kind": "sp-unigram", "vocab_size": 600},
+            "entropy-global",
+        ],
         "seeds": [0, 1],
         "entropy_model": str(corpus["model"]),
         "model": {"d_local": 16, "local_heads": 2, "d_latent": 64, "latent_heads": 1, "context": 32},
@@ -59,10 +64,12 @@ def test_a_row_per_run_with_matched_flops(tmp_path: Path, corpus: dict[str, Path
     cfg = downstream_from_dict(config(corpus))
     result = run_downstream(cfg, tmp_path / "out", warn=lambda m: None)
     rows = result["rows"]
-    assert len(rows) == 5 * 2 and {r["seed"] for r in rows} == {0, 1}
+    assert len(rows) == 6 * 2 and {r["seed"] for r in rows} == {0, 1}
     target = flops_per_byte(cfg.model, cfg.reference_bytes_per_unit)["total"]
     by = {r["segmenter"]: r for r in rows if r["seed"] == 0}
-    assert set(by) == {"byte", "fixed (rate-matched)", "space", "bpe-600", "entropy-global (rate-matched)"}
+    assert set(by) == {
+        *("byte", "fixed (rate-matched)", "space", "bpe-600", "sp-unigram-600", "entropy-global (rate-matched)")
+    }
     for r in rows:  # training FLOPs/byte matched (one width step); inference counted on the scored text's units
         assert abs(r["train_flops_per_byte"] / (3 * target) - 1) < 0.1, r
         sized = downstream_from_dict(
@@ -70,7 +77,7 @@ def test_a_row_per_run_with_matched_flops(tmp_path: Path, corpus: dict[str, Path
         )
         assert r["flops_per_byte"] == pytest.approx(flops_per_byte(sized.model, r["bytes_per_unit"])["total"], rel=1e-3)
         assert r["steps"] == 4 and r["train_bytes"] == 4 * 4 * 32 and r["eval_bytes"] == rows[0]["eval_bytes"]
-        assert (r["boundary_bits_per_byte"] > 0) == (r["kind"] in ("space", "bpe"))
+        assert (r["boundary_bits_per_byte"] > 0) == (r["kind"] in ("space", "bpe", "sp-unigram"))
     assert by["byte"]["bytes_per_unit"] == 1 and by["byte"]["d_latent"] < cfg.model.d_latent
     # rate-matched rows match BPE's bytes/unit on the calibration documents
     for name in ("fixed (rate-matched)", "entropy-global (rate-matched)"):
@@ -84,7 +91,7 @@ def test_a_row_per_run_with_matched_flops(tmp_path: Path, corpus: dict[str, Path
     out = tmp_path / "out"
     for name in ("results.csv", "summary.csv", "report.md", "bits_vs_flops.png", "downstream.json"):
         assert (out / name).is_file(), name
-    assert len(list(csv.DictReader((out / "results.csv").open()))) == 10
+    assert len(list(csv.DictReader((out / "results.csv").open()))) == 12
     meta = json.loads((out / "downstream.json").read_text())
     assert meta["complete"] and meta["corpora"]["udhr"]["calibration_documents"] == 2
     assert "bpe-600" in (out / "report.md").read_text()
