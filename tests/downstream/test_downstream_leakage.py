@@ -7,7 +7,7 @@ the scorer's overlapping windows: the text here is longer than the tiny model's 
 (thresholds, budgets, sizes) come from the training and calibration documents, never from the scored text. For the
 others (BPE, space) a later byte may move an earlier boundary (BPE merges across it, the space rule looks at the byte
 after a space), so the model is never given them in advance: it pays bits to announce each one (checked here), and
-test_model checks that its predictions read only boundaries already announced.
+test_downstream_model checks that its predictions read only boundaries already announced.
 """
 
 from __future__ import annotations
