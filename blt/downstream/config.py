@@ -3,7 +3,8 @@ patch-level LM each, validated like every other config (every unknown key and ba
 
 Segmenters are written as in experiment configs (`- space`, `- kind: bpe` with `vocab_size: 4096`, `- kind:
 entropy-budget` with `target_bytes_per_patch: 4`); one value per parameter here, not grids. An entropy or fixed
-segmenter without a value is sized to the `rate` segmenter's bytes/unit on the training split (matched rates).
+segmenter without a value matches the `rate` segmenter's bytes/unit: on the training split for training, on the
+calibration share of the held-out documents (never scored) for scoring.
 The surprisal-budget oracle reads the byte it cuts before, so it cannot drive a language model and is refused.
 """
 
@@ -47,12 +48,12 @@ class DownstreamConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # one run per segmenter and seed
     entropy_model: str = "default"  # byte model that places the entropy patches (scored causally)
     rate: str | None = "bpe"  # entropy and fixed segmenters without a value match this one's bytes/unit; None: off
-    match_flops: bool = True  # size each latent model to the same forward FLOPs/byte (longer units: wider latent)
+    match_flops: bool = True  # size each latent model to the same training FLOPs/byte (longer units: wider latent)
     reference_bytes_per_unit: float = 4.0  # `model` as written is the model for units of this mean length
     model: PatchLMConfig = field(default_factory=PatchLMConfig)
     train: DownstreamTrainConfig = field(default_factory=DownstreamTrainConfig)
     eval_fraction: float = 0.1  # documents held out when a corpus has no eval_sources
-    max_eval_bytes: int | None = 300_000  # score at most this many held-out bytes per corpus
+    max_eval_bytes: int | None = 300_000  # read at most this many held-out bytes per corpus (calibration + scored)
     split_seed: int = 0  # seed of the train/evaluation split
     calibration_fraction: float = 0.25  # held-out share (bytes) that only calibrates rate-matched values; not scored
 

@@ -94,7 +94,8 @@ def end_targets(window_starts: np.ndarray, next_fixed: np.ndarray) -> tuple[np.n
 
 class RandomUnitWindows(IterableDataset[tuple[torch.Tensor, ...]]):
     """Batches of random windows of a training split: (ids [B, T], starts [B, T], ends [B, T], end_scored [B, T]).
-    Batch k depends only on (seed, k). A window's first byte starts a unit (a fragment of the unit it cuts)."""
+    Batch k depends only on (seed, k) and, under several devices, the rank. A window's first byte starts a unit (a
+    fragment of the unit it cuts)."""
 
     def __init__(self, split: Split, batch_size: int, length: int, seed: int) -> None:
         self.split, self.batch_size, self.length, self.seed = split, batch_size, length, seed
@@ -102,8 +103,8 @@ class RandomUnitWindows(IterableDataset[tuple[torch.Tensor, ...]]):
         is_doc_start[split.doc_starts] = True
         self.next_fixed = is_doc_start[1:]  # byte t + 1 begins a document (or the data ends)
 
-    def batch(self, k: int) -> tuple[torch.Tensor, ...]:
-        rng = np.random.default_rng([self.seed, k])
+    def batch(self, k: int, rank: int = 0) -> tuple[torch.Tensor, ...]:
+        rng = np.random.default_rng([self.seed, k] if rank == 0 else [self.seed, k, rank])  # a rank's own windows
         T = min(self.length, self.split.n_bytes)
         offsets = rng.integers(0, self.split.n_bytes - T + 1, size=self.batch_size)
         rows = offsets[:, None] + np.arange(T)  # [B, T]
@@ -114,9 +115,11 @@ class RandomUnitWindows(IterableDataset[tuple[torch.Tensor, ...]]):
         return tuple(torch.from_numpy(a) for a in (ids, starts, ends, scored))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        dist = torch.distributed
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         k = 0
         while True:  # max_steps (or max_time) ends the run
-            yield self.batch(k)
+            yield self.batch(k, rank)
             k += 1
 
 

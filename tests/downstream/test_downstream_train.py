@@ -99,3 +99,11 @@ def test_fit_learns() -> None:
     assert facts["steps"] == 100 and facts["train_bytes"] == 100 * 8 * 16
     result = evaluate(module.model, held, pays_boundaries=False)
     assert result["bits_per_byte"] < 2.0, result
+
+
+def test_ranks_draw_their_own_windows() -> None:
+    """Under DDP every rank must see different bytes (else N devices train on one device's data N times)."""
+    split = build_split([bytes(range(256)) * 8], every_third)
+    windows = RandomUnitWindows(split, 4, 16, seed=1)
+    assert not torch.equal(windows.batch(0, rank=0)[0], windows.batch(0, rank=1)[0])
+    assert torch.equal(windows.batch(0)[0], windows.batch(0, rank=0)[0])
