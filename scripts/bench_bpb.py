@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from blt.bytelm.checkpoint import load_model
+from blt.bytelm.data import split_head
 from blt.bytelm.entropy import evaluate_corpus
 from blt.bytelm.online import ONLINE_LR
 
@@ -54,26 +55,6 @@ def compressor_bpb(data: bytes) -> dict[str, float]:
         "bzip2 -9": len(bz2.compress(data, compresslevel=9)) * n,
         "xz -9e": xz(data) * n,
     }
-
-
-def split_head(docs: list[bytes], fraction: float) -> tuple[list[bytes], list[bytes]]:
-    """The first `fraction` of the documents' bytes (in order) and the rest; the document that straddles the cut is
-    cut at the line break nearest to it (at the exact byte when it has none), so both parts stay whole lines."""
-    cut = int(fraction * sum(map(len, docs)))
-    head: list[bytes] = []
-    for i, doc in enumerate(docs):
-        if cut == 0:
-            return head, docs[i:]
-        if cut >= len(doc):
-            head.append(doc)
-            cut -= len(doc)
-            continue
-        before, after = doc.rfind(b"\n", 0, cut), doc.find(b"\n", cut)
-        breaks = [b + 1 for b in (before, after) if b >= 0]
-        at = min(breaks, key=lambda b: abs(b - cut)) if breaks else cut
-        head += [doc[:at]] if at else []
-        return head, ([doc[at:]] if at < len(doc) else []) + docs[i + 1 :]
-    return head, []
 
 
 def measure(lm, docs: list[bytes], precision: str, online_lr: float | None) -> tuple[dict, float]:

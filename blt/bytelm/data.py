@@ -210,6 +210,27 @@ def _move_tail_to_val(directory: Path, lengths: dict, labels: dict, fraction: fl
 # ---------------------------------------------------------------------------------------------- Lightning
 
 
+def split_head(docs: list[bytes], fraction: float) -> tuple[list[bytes], list[bytes]]:
+    """The first `fraction` of the documents' bytes (in order) and the rest; the document that straddles the cut is
+    cut at the line break nearest to it (at the exact byte when it has none), so both parts stay whole lines
+    (scripts/bench_bpb.py's adaptation head, and `blt downstream`'s calibration text when one document is held out)."""
+    cut = int(fraction * sum(map(len, docs)))
+    head: list[bytes] = []
+    for i, doc in enumerate(docs):
+        if cut == 0:
+            return head, docs[i:]
+        if cut >= len(doc):
+            head.append(doc)
+            cut -= len(doc)
+            continue
+        before, after = doc.rfind(b"\n", 0, cut), doc.find(b"\n", cut)
+        breaks = [b + 1 for b in (before, after) if b >= 0]
+        at = min(breaks, key=lambda b: abs(b - cut)) if breaks else cut
+        head += [doc[:at]] if at else []
+        return head, ([doc[at:]] if at < len(doc) else []) + docs[i + 1 :]
+    return head, []
+
+
 def split_window(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """ids [B, T + 1] -> inputs [B, T], targets [B, T] with BOS and PAD targets ignored."""
     x, y = ids[:, :-1], ids[:, 1:].clone()

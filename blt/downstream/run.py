@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from blt.bytelm.data import split_head
 from blt.cache import documents_hash
 from blt.compare.config import RULE_VALUE, CompareConfig
 from blt.compare.run import reachable_bytes_per_patch
@@ -87,8 +88,12 @@ def _docs(spec: CorpusSpec, cfg: DownstreamConfig) -> tuple[list[bytes], list[by
 
 def calibration_split(docs: Sequence[bytes], fraction: float) -> tuple[list[bytes], list[bytes]]:
     """(calibration documents, scored documents): held-out documents in SHA-256 order go to calibration until it
-    holds `fraction` of their bytes; at least one document is always scored, so one document calibrates nothing.
-    Golden: sizes 10, 10, 10, 10 at 0.25 -> one calibration document (10 ≥ 0.25 · 40), three scored."""
+    holds `fraction` of their bytes; at least one document is always scored. A single held-out document (one big
+    file) is cut instead: its first `fraction` of bytes, at the nearest line break, calibrates and the rest is scored.
+    Golden: sizes 10, 10, 10, 10 at 0.25 -> one calibration document (10 ≥ 0.25 · 40), three scored; one document
+    b"ab\ncd\nef\ngh\n" at 0.25 -> b"ab\n" calibrates (the break nearest byte 3), b"cd\nef\ngh\n" is scored."""
+    if len(docs) == 1 and fraction > 0:
+        return split_head(list(docs), fraction)
     order = sorted(range(len(docs)), key=lambda i: hashlib.sha256(docs[i]).digest())
     total, size, picked = sum(map(len, docs)), 0, set()
     for i in order[:-1]:

@@ -126,12 +126,14 @@ def test_resume_runs_only_what_is_missing(
 
 
 def test_calibration_split_by_hand() -> None:
-    """Four documents of 10 bytes at 0.25: one calibrates (10 ≥ 0.25 · 40), three are scored; one document is always
-    scored, never used to calibrate."""
+    """Four documents of 10 bytes at 0.25: one calibrates (10 ≥ 0.25 · 40), three are scored; a single document is
+    cut at the line break nearest its first quarter."""
     docs = [bytes([i]) * 10 for i in range(4)]
     calib, scored = calibration_split(docs, 0.25)
     assert len(calib) == 1 and len(scored) == 3 and set(calib) | set(scored) == set(docs)
-    assert calibration_split([b"only"], 0.5) == ([], [b"only"])
+    one = b"ab\ncd\nef\ngh\n"  # one big file: its head calibrates, cut at a line break
+    assert calibration_split([one], 0.25) == ([b"ab\n"], [b"cd\nef\ngh\n"])
+    assert calibration_split([one], 0.0) == ([], [one])
 
 
 def test_mean_std_by_hand() -> None:
@@ -305,3 +307,20 @@ def test_ctrl_c_says_what_is_saved(tmp_path: Path, corpus: dict[str, Path], monk
     assert len(list((tmp_path / "out" / "runs").glob("*.json"))) == 1
     monkeypatch.setattr(blt.downstream.run, "execute", real)
     assert len(run_downstream(cfg, tmp_path / "out", resume=True, warn=lambda m: None)["rows"]) == 2
+
+
+def test_one_big_file_in_many_scripts(tmp_path: Path, samples: dict[str, str]) -> None:
+    """A corpus it never saw, as one file of UDHR specimens in many scripts: the held-out text is cut so a share
+    of it calibrates the rate-matched rows (it used to fall back to the training split's values); a missing file is
+    one line and exit 1."""
+    big = tmp_path / "udhr_all.txt"
+    big.write_text("\n\n".join(list(samples.values()) * 4), encoding="utf-8")
+    args = [
+        "downstream", "cpu", "--data", str(big), "--segmenters", "byte,fixed,bpe", "--seeds", "0", "--steps", "2",
+        "--set", "model.context=64", "--set", "train.batch_size=2", "--set", "train.precision=32-true",
+    ]  # fmt: skip
+    code, out, err = run_cli(*args, "--out", str(tmp_path / "o"), columns=200)
+    assert code == 0, err
+    meta = json.loads((tmp_path / "o" / "downstream.json").read_text())
+    assert meta["corpora"]["udhr_all"]["calibration_bytes"] > 0 and "fixed*" in out
+    assert_user_error([*args[:3], str(tmp_path / "missing.txt"), *args[4:]], "does not exist")
