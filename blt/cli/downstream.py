@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from blt.cli.shared import check_output, err_console, out_console, user_errors
+from blt.cli.shared import JobProgress, check_output, out_console, user_errors
 from blt.errors import BltError
 
 
@@ -71,9 +70,7 @@ def downstream(
     cfg = load_downstream(config, [*overrides, *(set_ or [])])
     out = out or Path("runs") / f"down-{cfg.name}"
     check_output(out, "--out")
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, TimeRemainingColumn(), console=err_console, transient=True) as bar:
-        task = bar.add_task("preparing", total=None)
+    with JobProgress("runs") as progress:
         result = run_downstream(
             cfg,
             out,
@@ -81,9 +78,9 @@ def downstream(
             force=force,
             workers=workers,
             command="blt " + shlex.join(sys.argv[1:]),
-            warn=lambda m: err_console.print(f"[yellow]warning:[/yellow] {m}"),
-            stage=lambda m: bar.update(task, description=m),
-            on_run=lambda done, total: bar.update(task, description="runs", completed=done, total=total),
+            warn=progress.warn,
+            stage=progress.stage,
+            on_run=progress.count,
         )
     print_downstream(result["summary"], out_console)
     out_console.print(f"{len(result['rows'])} runs in {result['meta']['seconds']:.1f} s; report: {out / 'report.md'}")

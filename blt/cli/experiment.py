@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from blt.cli.shared import check_output, err_console, out_console, parse_devices, user_errors
+from blt.cli.shared import JobProgress, check_output, out_console, parse_devices, user_errors
 from blt.errors import BltError
 
 
@@ -41,9 +40,7 @@ def experiment(
     cfg = load_experiment(config, set_ or [])
     out = out or Path("runs") / f"exp-{cfg.name}"
     check_output(out, "--out")
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, TimeRemainingColumn(), console=err_console, transient=True) as bar:
-        task = bar.add_task("preparing", total=None)
+    with JobProgress("cells") as progress:
         result = run_experiment(
             cfg,
             out,
@@ -52,9 +49,9 @@ def experiment(
             workers=workers,
             devices=parse_devices(devices),
             command="blt " + shlex.join(sys.argv[1:]),
-            warn=lambda m: err_console.print(f"[yellow]warning:[/yellow] {m}"),
-            stage=lambda m: bar.update(task, description=m),
-            on_cell=lambda done, total: bar.update(task, description="cells", completed=done, total=total),
+            warn=progress.warn,
+            stage=progress.stage,
+            on_cell=progress.count,
         )
     if result is None:
         return  # a non-zero rank of a multi-device run: rank 0 reports

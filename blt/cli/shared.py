@@ -231,3 +231,40 @@ MinLenOpt = Annotated[
 SizeOpt = Annotated[
     float | None, typer.Option("--patch-size", help="bytes per patch for --rule fixed (2.5: unit i starts at ⌊2.5·i⌋)")
 ]
+
+
+class JobProgress:
+    """A transient progress line on stderr for the sweep jobs (`blt experiment`, `blt downstream`): `stage(text)`
+    while preparing, then `count(done, total)` over the cells or runs (named `unit`); `warn` prints a yellow line."""
+
+    def __init__(self, unit: str) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        self.unit = unit
+        self.bar = Progress(*columns, TimeRemainingColumn(), console=err_console, transient=True)
+        self.task = self.bar.add_task("preparing", total=None)
+
+    def __enter__(self) -> JobProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.__exit__(*exc)
+
+    def stage(self, text: str) -> None:
+        self.bar.update(self.task, description=text)
+
+    def count(self, done: int, total: int) -> None:
+        self.bar.update(self.task, description=self.unit, completed=done, total=total)
+
+    @staticmethod
+    def warn(message: str) -> None:
+        err_console.print(f"[yellow]warning:[/yellow] {message}")
